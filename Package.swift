@@ -1,0 +1,30 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layering (see docs/architecture.md):
+//   apus (main) -> ApusMaster, ApusWorker, ApusConfig
+//   ApusMaster  -> ApusConfig, CApusSys            (never ApusPython: the master runs no Python)
+//   ApusWorker  -> ApusProtocols, ApusPython, ApusConfig, CApusSys
+//   ApusPython  -> CApusSys                         (CPython loaded at run time with dlopen)
+//   ApusProtocols, ApusConfig: pure Swift, no syscalls
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "apus",
+    platforms: [.macOS(.v13)],
+    products: [.executable(name: "apus", targets: ["apus"])],
+    targets: [
+        .target(name: "CApusSys"),
+        .target(name: "ApusConfig"),
+        .target(name: "ApusProtocols", swiftSettings: optimize),
+        .target(name: "ApusPython", dependencies: ["CApusSys"], swiftSettings: optimize),
+        .target(name: "ApusWorker",
+                dependencies: ["ApusProtocols", "ApusPython", "ApusConfig", "CApusSys"],
+                swiftSettings: optimize),
+        .target(name: "ApusMaster", dependencies: ["ApusConfig", "CApusSys"]),
+        .executableTarget(name: "apus", dependencies: ["ApusMaster", "ApusWorker", "ApusConfig"]),
+        .testTarget(name: "ApusProtocolsTests", dependencies: ["ApusProtocols"],
+                    resources: [.copy("Corpus")]),
+        .testTarget(name: "ApusConfigTests", dependencies: ["ApusConfig"]),
+    ]
+)

@@ -1,0 +1,94 @@
+/// Where the server listens and which protocol it speaks there.
+public struct Bind: Equatable, Hashable, Sendable, CustomStringConvertible {
+    public enum Address: Equatable, Hashable, Sendable {
+        /// `host` is an IPv4 or IPv6 literal or a name ("" or "0.0.0.0" means every IPv4 address).
+        case tcp(host: String, port: Int)
+        case unix(path: String)
+    }
+    public enum Kind: String, Equatable, Hashable, Sendable {
+        case http
+        case uwsgi
+    }
+    public var address: Address
+    public var proto: Kind
+
+    public init(address: Address, proto: Kind) {
+        self.address = address
+        self.proto = proto
+    }
+
+    public var description: String {
+        switch address {
+        case let .tcp(host, port):
+            let h = host.contains(":") ? "[\(host)]" : host
+            return "\(proto.rawValue)://\(h):\(port)"
+        case let .unix(path):
+            return "\(proto.rawValue)://unix:\(path)"
+        }
+    }
+}
+
+/// What to import and call: `module[:callable]` or a file with `--wsgi-file`.
+public struct AppSpec: Equatable, Sendable {
+    public var module: String?
+    public var wsgiFile: String?
+    /// nil: try `application`, then `app`.
+    public var callable: String?
+
+    public init(module: String? = nil, wsgiFile: String? = nil, callable: String? = nil) {
+        self.module = module
+        self.wsgiFile = wsgiFile
+        self.callable = callable
+    }
+
+    public var description: String {
+        let target = module ?? wsgiFile ?? "?"
+        return callable.map { "\(target):\($0)" } ?? target
+    }
+}
+
+/// Limits on what a client may send; each breach has its own status code.
+public struct RequestLimits: Equatable, Sendable {
+    /// Request line length (method, target, version) → 414.
+    public var maxRequestLine = 8190
+    /// Bytes of the whole header section → 431.
+    public var maxHeaderBytes = 65536
+    /// Number of header fields → 431.
+    public var maxHeaderCount = 100
+    /// Request body bytes → 413. 0 means no limit.
+    public var maxBodyBytes = 1 << 30
+    /// Bodies up to this size are kept in memory; larger ones go to a temporary file.
+    public var bodyMemoryBytes = 1 << 20
+    /// Seconds to receive a whole request head once its first byte arrived.
+    public var headTimeout = 30.0
+    /// Seconds a keep-alive connection may stay idle between requests.
+    public var keepAliveTimeout = 5.0
+
+    public init() {}
+}
+
+/// The resolved configuration: every option already validated, with defaults applied.
+public struct Configuration: Equatable, Sendable {
+    public var app = AppSpec()
+    public var binds: [Bind] = []
+    public var processes = 1
+    public var threads = 1
+    public var chdir: String?
+    public var pythonPath: [String] = []
+    public var env: [String: String] = [:]
+    public var preload = false
+    public var shutdownTimeout = 30.0
+    /// Path of a Python interpreter (`--python`).
+    public var python: String?
+    /// A virtual environment (`--venv`, `--home`, `--virtualenv`).
+    public var venv: String?
+    /// SCRIPT_NAME prefix the app is mounted under ("" = root).
+    public var scriptName = ""
+    public var limits = RequestLimits()
+    public var accessLog = true
+    public var listenBacklog = 1024
+    /// Files given with `--ini` (re-read on graceful reload).
+    public var configFiles: [String] = []
+
+    public init() {}
+}

@@ -1,0 +1,2 @@
+import ApusProtocols
+import ApusPython

@@ -1,0 +1,46 @@
+// Thin wrappers over Linux calls that Swift's Glibc module does not expose (epoll, accept4,
+// prctl, sendfile, eventfd, SCM_RIGHTS). No logic lives here: every function is one call.
+#ifndef CAPUSSYS_H
+#define CAPUSSYS_H
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+
+/// One epoll event, unpacked (the kernel's struct is packed on x86_64).
+typedef struct { uint32_t events; uint64_t data; } apus_event;
+
+enum {
+    APUS_EPOLLIN = 0x001, APUS_EPOLLOUT = 0x004, APUS_EPOLLERR = 0x008,
+    APUS_EPOLLHUP = 0x010, APUS_EPOLLRDHUP = 0x2000,
+    APUS_EPOLLEXCLUSIVE = 1u << 28, APUS_EPOLLONESHOT = 1u << 30, APUS_EPOLLET = 1u << 31,
+};
+
+int apus_epoll_create(void);
+int apus_epoll_add(int epfd, int fd, uint32_t events, uint64_t data);
+int apus_epoll_mod(int epfd, int fd, uint32_t events, uint64_t data);
+int apus_epoll_del(int epfd, int fd);
+int apus_epoll_wait(int epfd, apus_event *events, int max, int timeout_ms);
+
+/// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC.
+int apus_accept(int fd, struct sockaddr *addr, socklen_t *len);
+int apus_eventfd(void);
+int apus_pipe_cloexec(int fds[2], int nonblock);
+int apus_set_pdeathsig(int sig);
+int apus_set_child_subreaper(void);
+int apus_set_name(const char *name);
+ssize_t apus_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
+int apus_set_nonblocking(int fd, int on);
+int apus_set_cloexec(int fd, int on);
+int apus_tcp_nodelay(int fd);
+int apus_errno(void);
+
+/// Send / receive one file descriptor over a unix socket (SCM_RIGHTS) with one data byte.
+int apus_send_fd(int sock, int fd, uint8_t byte);
+int apus_recv_fd(int sock, uint8_t *byte);
+
+/// Signal helpers for the master's self-pipe: install `handler` for `sig` with SA_RESTART off.
+int apus_signal(int sig, void (*handler)(int));
+int apus_signal_default(int sig);
+int apus_signal_ignore(int sig);
+int apus_unblock_all_signals(void);
+#endif

@@ -1,0 +1,4 @@
+import ApusConfig
+import ApusMaster
+import ApusWorker
+print("apus")

@@ -1,0 +1,3 @@
+import Testing
+@testable import ApusProtocols
+@Test func placeholder() { #expect(Bool(true)) }
