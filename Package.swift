@@ -5,7 +5,7 @@ import PackageDescription
 //   apus (main) -> ApusMaster, ApusWorker, ApusConfig
 //   ApusMaster  -> ApusConfig, CApusSys            (never ApusPython: the master runs no Python)
 //   ApusWorker  -> ApusProtocols, ApusPython, ApusConfig, CApusSys
-//   ApusPython  -> CApusSys                         (CPython loaded at run time with dlopen)
+//   ApusPython  -> ApusProtocols, CApusSys          (CPython loaded at run time with dlopen)
 //   ApusProtocols, ApusConfig: pure Swift, no syscalls
 let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
@@ -16,13 +16,15 @@ let package = Package(
     targets: [
         .target(name: "CApusSys"),
         .target(name: "ApusConfig"),
+        .target(name: "ApusObserve"),
+        .target(name: "ApusIPC"),
         .target(name: "ApusProtocols", swiftSettings: optimize),
-        .target(name: "ApusPython", dependencies: ["CApusSys"], swiftSettings: optimize),
+        .target(name: "ApusPython", dependencies: ["ApusProtocols", "ApusObserve", "CApusSys"], swiftSettings: optimize),
         .target(name: "ApusWorker",
-                dependencies: ["ApusProtocols", "ApusPython", "ApusConfig", "CApusSys"],
+                dependencies: ["ApusProtocols", "ApusPython", "ApusConfig", "ApusObserve", "ApusIPC", "CApusSys"],
                 swiftSettings: optimize),
-        .target(name: "ApusMaster", dependencies: ["ApusConfig", "CApusSys"]),
-        .executableTarget(name: "apus", dependencies: ["ApusMaster", "ApusWorker", "ApusConfig"]),
+        .target(name: "ApusMaster", dependencies: ["ApusConfig", "ApusObserve", "ApusIPC", "CApusSys"]),
+        .executableTarget(name: "apus", dependencies: ["ApusMaster", "ApusWorker", "ApusConfig", "ApusObserve"]),
         .testTarget(name: "ApusProtocolsTests", dependencies: ["ApusProtocols"],
                     resources: [.copy("Corpus")]),
         .testTarget(name: "ApusConfigTests", dependencies: ["ApusConfig"]),

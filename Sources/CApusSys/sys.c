@@ -112,3 +112,5 @@ int apus_unblock_all_signals(void) {
     sigset_t s; sigemptyset(&s);
     return sigprocmask(SIG_SETMASK, &s, NULL);
 }
+
+int apus_tmpfile(const char *dir) { return open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600); }

@@ -43,4 +43,7 @@ int apus_signal(int sig, void (*handler)(int));
 int apus_signal_default(int sig);
 int apus_signal_ignore(int sig);
 int apus_unblock_all_signals(void);
+
+/// An unnamed temporary file in `dir` (O_TMPFILE), or -1.
+int apus_tmpfile(const char *dir);
 #endif

@@ -1,0 +1,92 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CApusSys
+import ApusConfig
+
+/// Opens the listening sockets. The master owns them for its whole life; workers inherit them.
+public enum ListenSocket {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public static func open(_ bind: Bind, backlog: Int) throws(Failure) -> Int32 {
+        switch bind.address {
+        case let .tcp(host, port):
+            return try openTCP(host: host, port: port, backlog: backlog, label: bind.description)
+        case let .unix(path):
+            return try openUnix(path: path, backlog: backlog, label: bind.description)
+        }
+    }
+
+    private static func openTCP(host: String, port: Int, backlog: Int, label: String) throws(Failure) -> Int32 {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        var res: UnsafeMutablePointer<addrinfo>?
+        let h = host.isEmpty ? "0.0.0.0" : host
+        let rc = getaddrinfo(h, String(port), &hints, &res)
+        guard rc == 0, let ai = res else {
+            throw Failure(description: "cannot resolve \(label): \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(res) }
+        let fd = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket() for \(label): \(String(cString: strerror(errno)))") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if ai.pointee.ai_family == AF_INET6 {
+            setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        guard Glibc.bind(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 else {
+            let e = String(cString: strerror(errno))
+            close(fd)
+            throw Failure(description: "cannot bind \(label): \(e)")
+        }
+        guard listen(fd, Int32(backlog)) == 0 else {
+            close(fd)
+            throw Failure(description: "cannot listen on \(label): \(String(cString: strerror(errno)))")
+        }
+        return fd
+    }
+
+    private static func openUnix(path: String, backlog: Int, label: String) throws(Failure) -> Int32 {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            throw Failure(description: "unix socket path too long: \(path)")
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in
+            for (i, b) in bytes.enumerated() { p[i] = b }
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket() for \(label): \(String(cString: strerror(errno)))") }
+        // A socket file left by an earlier run that nobody listens on any more is replaced.
+        var st = stat()
+        if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK {
+            if !isListening(&addr) { unlink(path) }
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else {
+            let e = String(cString: strerror(errno))
+            close(fd)
+            throw Failure(description: "cannot bind \(label): \(e)")
+        }
+        guard listen(fd, Int32(backlog)) == 0 else {
+            close(fd)
+            throw Failure(description: "cannot listen on \(label): \(String(cString: strerror(errno)))")
+        }
+        return fd
+    }
+
+    private static func isListening(_ addr: inout sockaddr_un) -> Bool {
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(probe) }
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
+        }
+    }
+}

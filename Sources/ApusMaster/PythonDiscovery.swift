@@ -1,0 +1,98 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ApusConfig
+
+/// Finds the CPython to embed by asking the interpreter itself (a child process; the
+/// master never loads Python): `--python PATH`, else the venv's `bin/python`, else
+/// `python3` on PATH. The venv's `pyvenv.cfg` is what makes its site-packages importable.
+public enum PythonDiscovery {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public static func locate(python: String?, venv: String?) throws(Failure) -> PythonInstallation {
+        var program: String
+        if let python {
+            program = python
+        } else if let venv {
+            let cfg = venv + "/pyvenv.cfg"
+            guard access(cfg, R_OK) == 0 else { throw Failure(description: "--venv: \(venv) has no pyvenv.cfg (not a virtual environment)") }
+            program = venv + "/bin/python"
+            if access(program, X_OK) != 0 { program = venv + "/bin/python3" }
+        } else {
+            guard let found = searchPath("python3") else {
+                throw Failure(description: "no python3 on PATH: pass --python PATH or --venv DIR")
+            }
+            program = found
+        }
+        guard access(program, X_OK) == 0 else { throw Failure(description: "--python: \(program) is not an executable") }
+        let script = "import sys, sysconfig, os; v = sysconfig.get_config_var; print(sys.version.split()[0]); print(os.path.join(v('LIBDIR') or '', v('LDLIBRARY') or '')); print(v('Py_ENABLE_SHARED'))"
+        guard let out = run(program, ["-c", script]) else {
+            throw Failure(description: "cannot run \(program) to find its libpython")
+        }
+        let lines = out.split(separator: "\n").map(String.init)
+        guard lines.count >= 3 else { throw Failure(description: "unexpected answer from \(program): \(out)") }
+        var library = lines[1]
+        if !library.hasSuffix(".so") && !library.contains(".so.") {
+            // Static build: LDLIBRARY is libpython3.X.a; a shared one may still sit beside it.
+            let shared = library.replacingSuffix(".a", with: ".so")
+            if access(shared, R_OK) == 0 { library = shared } else {
+                throw Failure(description: "\(program) (Python \(lines[0])) was built without a shared libpython; Apus needs one (pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared)")
+            }
+        }
+        guard access(library, R_OK) == 0 else {
+            throw Failure(description: "\(program): its libpython \(library) does not exist")
+        }
+        let parts = lines[0].split(separator: ".").compactMap { Int($0) }
+        if parts.count >= 2 && (parts[0] != 3 || parts[1] < 9) {
+            throw Failure(description: "\(program) is Python \(lines[0]); Apus needs 3.9 or newer")
+        }
+        return PythonInstallation(programPath: program, libraryPath: library, version: lines[0])
+    }
+
+    static func searchPath(_ name: String) -> String? {
+        guard let path = getenv("PATH") else { return nil }
+        for dir in String(cString: path).split(separator: ":") {
+            let candidate = "\(dir)/\(name)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
+    }
+
+    /// Runs a program and returns its stdout (nil if it failed).
+    static func run(_ program: String, _ args: [String]) -> String? {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return nil }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        let argv = ([program] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, program, &actions, nil, argv, environ)
+        posix_spawn_file_actions_destroy(&actions)
+        close(fds[1])
+        guard rc == 0 else { close(fds[0]); return nil }
+        var data = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fds[0], &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            data.append(contentsOf: buf[0..<n])
+        }
+        close(fds[0])
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        guard status == 0 else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+extension String {
+    func replacingSuffix(_ suffix: String, with other: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) + other : self
+    }
+}

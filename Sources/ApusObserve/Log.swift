@@ -1,0 +1,35 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The server's own log lines, on stderr, one `write` each so lines from several processes
+/// and threads never interleave mid-line.
+public enum Log {
+    /// Prefix naming the process ("master", "worker 3"), set once after fork.
+    nonisolated(unsafe) public static var role = "master"
+
+    public static func info(_ message: String) { emit("INFO", message) }
+    public static func warning(_ message: String) { emit("WARNING", message) }
+    public static func error(_ message: String) { emit("ERROR", message) }
+
+    private static func emit(_ level: String, _ message: String) {
+        var line = "[\(timestamp())] [\(getpid())] [\(level)] \(role): \(message)\n"
+        line.withUTF8 { b in
+            var off = 0
+            while off < b.count {
+                let n = write(2, b.baseAddress! + off, b.count - off)
+                if n <= 0 { if n < 0 && errno == EINTR { continue }; break }
+                off += n
+            }
+        }
+    }
+
+    /// "2026-11-26 22:10:01 +0000" (UTC).
+    static func timestamp() -> String {
+        var t = time(nil)
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(tmv.tm_year + 1900)-\(two(tmv.tm_mon + 1))-\(two(tmv.tm_mday)) \(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec)) +0000"
+    }
+}

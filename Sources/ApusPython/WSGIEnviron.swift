@@ -1,0 +1,288 @@
+import ApusProtocols
+
+/// Builds the PEP 3333 environ dict for one request. Keys and constant values are made
+/// once per interpreter; per request only the varying values are new objects.
+final class WSGIEnviron {
+    let api: CPythonAPI
+    private let template: PyRef      // constant entries, copied per request
+    private let k: Keys
+    private var headerKeys: HeaderKeyCache
+    private let methods: [(name: [UInt8], object: PyRef)]
+    private let http10: PyRef
+    private let http11: PyRef
+    private let schemeHTTP: PyRef
+    private let schemeHTTPS: PyRef
+    private let empty: PyRef
+    let scriptName: PyRef
+    private let scriptNameBytes: [UInt8]
+
+    struct Keys {
+        let requestMethod, scriptName, pathInfo, queryString, contentType, contentLength,
+            serverName, serverPort, serverProtocol, remoteAddr, remotePort, requestURI, rawURI,
+            urlScheme, input, https: PyRef
+    }
+
+    init(api: CPythonAPI, constants: [(String, PyRef)], scriptName: String) {
+        self.api = api
+        func key(_ s: String) -> PyRef { api.interned(s) }
+        k = Keys(requestMethod: key("REQUEST_METHOD"), scriptName: key("SCRIPT_NAME"),
+                 pathInfo: key("PATH_INFO"), queryString: key("QUERY_STRING"),
+                 contentType: key("CONTENT_TYPE"), contentLength: key("CONTENT_LENGTH"),
+                 serverName: key("SERVER_NAME"), serverPort: key("SERVER_PORT"),
+                 serverProtocol: key("SERVER_PROTOCOL"), remoteAddr: key("REMOTE_ADDR"),
+                 remotePort: key("REMOTE_PORT"), requestURI: key("REQUEST_URI"), rawURI: key("RAW_URI"),
+                 urlScheme: key("wsgi.url_scheme"), input: key("wsgi.input"), https: key("HTTPS"))
+        headerKeys = HeaderKeyCache(api: api)
+        methods = ["GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"].map {
+            (Array($0.utf8), api.interned($0))
+        }
+        http10 = api.interned("HTTP/1.0")
+        http11 = api.interned("HTTP/1.1")
+        schemeHTTP = api.interned("http")
+        schemeHTTPS = api.interned("https")
+        empty = api.interned("")
+        self.scriptName = api.string(scriptName)
+        scriptNameBytes = Array(scriptName.utf8)
+        template = api.PyDict_New()!
+        for (name, value) in constants {
+            _ = api.PyDict_SetItemString(template, name, value)
+        }
+    }
+
+    /// A new environ dict (new reference). `input` is borrowed.
+    func build(_ buf: UnsafeRawBufferPointer, _ head: borrowing HTTPRequestHead,
+               _ conn: WSGIConnectionInfo, contentLength: Int?, input: PyRef) -> PyRef {
+        let api = self.api
+        let env = api.PyDict_Copy(template)!
+        @inline(__always) func put(_ key: PyRef, _ value: PyRef) {
+            _ = api.PyDict_SetItem(env, key, value)
+        }
+        @inline(__always) func putNew(_ key: PyRef, _ value: PyRef) {
+            _ = api.PyDict_SetItem(env, key, value)
+            api.decref(value)
+        }
+        @inline(__always) func slice(_ r: Range<Int>) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: buf[r])
+        }
+
+        let method = slice(head.method)
+        if let m = methods.first(where: { $0.name.elementsEqual(method) }) {
+            put(k.requestMethod, m.object)
+        } else {
+            putNew(k.requestMethod, api.latin1(method))
+        }
+        put(k.serverProtocol, head.versionMinor == 0 ? http10 : http11)
+        put(k.scriptName, scriptName)
+        putNew(k.pathInfo, pathInfo(slice(head.path)))
+        if let q = head.query { putNew(k.queryString, api.latin1(slice(q))) } else { put(k.queryString, empty) }
+        let target = api.latin1(slice(head.target))
+        put(k.requestURI, target)
+        putNew(k.rawURI, target)
+        put(k.remoteAddr, conn.remoteAddr)
+        put(k.remotePort, conn.remotePort)
+        put(k.urlScheme, conn.https ? schemeHTTPS : schemeHTTP)
+        if conn.https { putNew(k.https, api.string("on")) }
+        put(k.input, input)
+        if let n = contentLength { putNew(k.contentLength, decimalString(n)) }
+
+        var hostValue: Range<Int>? = nil
+        for field in head.headers {
+            let name = slice(field.name)
+            // A header name with "_" could pose as another after the dash-to-underscore
+            // mapping (X_Forwarded_For vs X-Forwarded-For): such headers are dropped.
+            if name.contains(UInt8(ascii: "_")) { continue }
+            if name.count == 14, asciiEqualsLower(name, "content-length") { continue }  // set from the framing
+            let key: PyRef
+            if name.count == 12, asciiEqualsLower(name, "content-type") {
+                key = k.contentType
+            } else {
+                if name.count == 4, asciiEqualsLower(name, "host") { hostValue = field.value }
+                key = headerKeys.key(for: name)
+            }
+            let value = api.latin1(slice(field.value))
+            if let prior = api.PyDict_GetItem(env, key) {
+                // Repeated field: combine as one comma-separated value (RFC 9110 5.3);
+                // cookies use "; " as RFC 6265 asks.
+                let sep = asciiEqualsLower(name, "cookie") ? "; " : ", "
+                let joined = joinLatin1(prior, sep, value)
+                api.decref(value)
+                putNew(key, joined)
+            } else {
+                putNew(key, value)
+            }
+        }
+        if let h = hostValue {
+            let (name, port) = splitHost(slice(h))
+            putNew(k.serverName, api.latin1(name))
+            if let p = port { putNew(k.serverPort, api.latin1(p)) } else { put(k.serverPort, conn.https ? api.interned("443") : api.interned("80")) }
+        } else {
+            put(k.serverName, conn.serverName)
+            put(k.serverPort, conn.serverPort)
+        }
+        return env
+    }
+
+    private func joinLatin1(_ a: PyRef, _ sep: String, _ b: PyRef) -> PyRef {
+        var out: [UInt8] = []
+        appendLatin1(a, to: &out)
+        out.append(contentsOf: sep.utf8)
+        appendLatin1(b, to: &out)
+        return out.withUnsafeBytes { api.latin1($0) }
+    }
+
+    private func appendLatin1(_ s: PyRef, to out: inout [UInt8]) {
+        guard let u = api.utf8(s) else { return }
+        _ = utf8ToLatin1(u, into: &out)
+    }
+
+    /// PATH_INFO: the percent-decoded path below SCRIPT_NAME, as latin-1.
+    private func pathInfo(_ raw: UnsafeRawBufferPointer) -> PyRef {
+        var decoded: [UInt8]
+        if raw.contains(UInt8(ascii: "%")) {
+            decoded = percentDecoded(raw)
+        } else {
+            decoded = Array(raw)
+        }
+        if decoded.isEmpty { decoded = [UInt8(ascii: "/")] }  // absolute-form with no path
+        if !scriptNameBytes.isEmpty, decoded.starts(with: scriptNameBytes),
+           decoded.count == scriptNameBytes.count || decoded[scriptNameBytes.count] == UInt8(ascii: "/") {
+            decoded.removeFirst(scriptNameBytes.count)
+        }
+        return decoded.withUnsafeBytes { api.latin1($0) }
+    }
+}
+
+/// "%41" → "A"; malformed escapes stay as they are.
+func percentDecoded(_ raw: UnsafeRawBufferPointer) -> [UInt8] {
+    var out: [UInt8] = []
+    out.reserveCapacity(raw.count)
+    var i = 0
+    @inline(__always) func hex(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 48...57: return c - 48
+        case 65...70: return c - 55
+        case 97...102: return c - 87
+        default: return nil
+        }
+    }
+    while i < raw.count {
+        let c = raw[i]
+        if c == UInt8(ascii: "%"), i + 2 < raw.count,
+           let h = hex(raw[i + 1]), let l = hex(raw[i + 2]) {
+            out.append(h << 4 | l)
+            i += 3
+        } else {
+            out.append(c)
+            i += 1
+        }
+    }
+    return out
+}
+
+@inline(__always) func asciiEqualsLower(_ b: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
+    guard b.count == lower.utf8CodeUnitCount else { return false }
+    let l = lower.utf8Start
+    for i in 0..<b.count where b[i] | 0x20 != l[i] | 0x20 { return false }
+    // "|0x20" folds letters; the names compared here are letters and '-' (0x2d), which is unchanged.
+    return true
+}
+
+extension WSGIEnviron {
+    /// A new `str` holding the decimal digits of `n` (n >= 0), without a Swift String.
+    func decimalString(_ n: Int) -> PyRef {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buf in
+            var v = n
+            var i = 20
+            repeat {
+                i -= 1
+                buf[i] = UInt8(48 + v % 10)
+                v /= 10
+            } while v > 0
+            return api.latin1(UnsafeRawBufferPointer(start: buf.baseAddress! + i, count: 20 - i))
+        }
+    }
+}
+
+/// Host header value → (name, port?) for SERVER_NAME / SERVER_PORT.
+func splitHost(_ v: UnsafeRawBufferPointer) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer?) {
+    if v.first == UInt8(ascii: "[") {
+        if let close = v.firstIndex(of: UInt8(ascii: "]")) {
+            let name = UnsafeRawBufferPointer(rebasing: v[0...close])
+            if close + 1 < v.count, v[close + 1] == UInt8(ascii: ":") {
+                return (name, UnsafeRawBufferPointer(rebasing: v[(close + 2)...]))
+            }
+            return (name, nil)
+        }
+        return (v, nil)
+    }
+    if let colon = v.lastIndex(of: UInt8(ascii: ":")) {
+        return (UnsafeRawBufferPointer(rebasing: v[..<colon]), UnsafeRawBufferPointer(rebasing: v[(colon + 1)...]))
+    }
+    return (v, nil)
+}
+
+/// UTF-8 (from a Python str) to latin-1; false if a character is above U+00FF.
+func utf8ToLatin1(_ u: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool {
+    var i = 0
+    while i < u.count {
+        let c = u[i]
+        if c < 0x80 {
+            out.append(c)
+            i += 1
+        } else if (c == 0xC2 || c == 0xC3), i + 1 < u.count {
+            out.append((c & 0x03) << 6 | (u[i + 1] & 0x3F))
+            i += 2
+        } else {
+            return false
+        }
+    }
+    return true
+}
+
+/// Environ keys for request headers ("HTTP_USER_AGENT"), made once per distinct name.
+struct HeaderKeyCache {
+    private let api: CPythonAPI
+    private var slots: [(name: [UInt8], key: PyRef)?] = Array(repeating: nil, count: 512)
+
+    init(api: CPythonAPI) { self.api = api }
+
+    mutating func key(for name: UnsafeRawBufferPointer) -> PyRef {
+        var h: UInt32 = 2166136261
+        for b in name { h = (h ^ UInt32(b | 0x20)) &* 16777619 }
+        var i = Int(h & 511)
+        for _ in 0..<8 {
+            if let s = slots[i] {
+                if s.name.count == name.count, Self.equalFolded(s.name, name) { return s.key }
+            } else {
+                let lower = name.map { ($0 >= 65 && $0 <= 90) ? $0 | 0x20 : $0 }
+                let key = makeKey(name)
+                slots[i] = (lower, key)
+                return key
+            }
+            i = (i + 1) & 511
+        }
+        // The table is crowded (many distinct names): the key is interned, so each distinct
+        // name keeps one immortal str rather than a growing cache.
+        return makeKey(name)
+    }
+
+    @inline(__always) private static func equalFolded(_ lower: [UInt8], _ b: UnsafeRawBufferPointer) -> Bool {
+        for i in 0..<lower.count {
+            let c = b[i]
+            if lower[i] != ((c >= 65 && c <= 90) ? c | 0x20 : c) { return false }
+        }
+        return true
+    }
+
+    private func makeKey(_ name: UnsafeRawBufferPointer) -> PyRef {
+        var s = "HTTP_"
+        for b in name {
+            switch b {
+            case UInt8(ascii: "-"): s.append("_")
+            case 97...122: s.append(Character(Unicode.Scalar(b - 32)))
+            default: s.append(Character(Unicode.Scalar(b)))
+            }
+        }
+        return api.interned(s)
+    }
+}

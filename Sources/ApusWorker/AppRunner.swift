@@ -1,0 +1,154 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ApusObserve
+import CApusSys
+import ApusProtocols
+import ApusPython
+
+/// A complete request waiting for, or in, the app.
+struct AppJob {
+    let conn: Connection
+    let body: WSGIBody
+    let contentLength: Int?
+    /// Body bytes that sit in the connection buffer right after the head.
+    let bodyInBuffer: Int
+    /// The de-chunked body is in `conn.body.memory`.
+    let chunkedMemory: Bool
+}
+
+/// Runs the app for one request at a time on one thread (the loop thread, or one pool
+/// thread): takes the GIL, calls the app through its own `WSGICaller`, writes the response.
+final class AppRunner {
+    unowned let worker: Worker
+    let caller: WSGICaller
+    let writer: ResponseWriter
+    let api: CPythonAPI
+    /// This thread's Python thread state while it does not hold the GIL.
+    var threadState: UnsafeMutableRawPointer?
+    let onLoopThread: Bool
+
+    /// On the loop thread (GIL held by the caller of init) or a pool thread.
+    init(worker: Worker, poolThread: Bool = false) {
+        self.worker = worker
+        api = worker.interpreter.api
+        onLoopThread = !poolThread
+        if poolThread { threadState = worker.interpreter.attachCurrentThread(); worker.interpreter.acquireGIL(threadState) }
+        caller = worker.application.makeCaller()
+        if poolThread { threadState = worker.interpreter.releaseGIL() }
+        writer = ResponseWriter(sendTimeout: 30)
+        writer.readDeferred = { [unowned self] conn in self.readDeferredBody(conn) }
+    }
+
+    func run(_ job: AppJob) {
+        let conn = job.conn
+        writer.reset(for: conn)
+        let started = now()
+        if onLoopThread { worker.interpreter.acquireGIL(worker.loopState) } else { worker.interpreter.acquireGIL(threadState) }
+        let listener = conn.listener
+        if listener.pyServerName == nil {
+            listener.pyServerName = api.string(listener.serverName)
+            listener.pyServerPort = api.string(listener.serverPort)
+        }
+        let remoteAddr = api.string(conn.peerAddress)
+        let remotePort = api.string(conn.peerPort)
+        let info = WSGIConnectionInfo(remoteAddr: remoteAddr, remotePort: remotePort,
+                                      serverName: listener.pyServerName!, serverPort: listener.pyServerPort!, https: false)
+        let buf = UnsafeRawBufferPointer(start: conn.buffer + conn.start, count: conn.end - conn.start)
+        if job.chunkedMemory {
+            conn.body.memory.withUnsafeBytes { mem in
+                caller.call(buf, conn.head, info, body: .memory(mem), contentLength: job.contentLength, sink: writer)
+            }
+        } else {
+            caller.call(buf, conn.head, info, body: job.body, contentLength: job.contentLength, sink: writer)
+        }
+        api.decref(remoteAddr)
+        api.decref(remotePort)
+        if onLoopThread { worker.loopState = worker.interpreter.releaseGIL() } else { threadState = worker.interpreter.releaseGIL() }
+        if case .onFirstRead = job.body, !conn.sentContinue {
+            // The app never read the body: it is still on the wire, so the connection
+            // cannot carry another request.
+            conn.keepAlive = false
+        }
+        worker.accessLog?.record(conn: conn, status: writer.status, bytes: writer.bodyBytes, seconds: now() - started)
+    }
+
+    /// For 100-continue: sends the interim response and reads the declared body.
+    private func readDeferredBody(_ conn: Connection) -> WSGIBody? {
+        guard case let .contentLength(n) = conn.head.framing else { return .empty }
+        if !conn.sentContinue {
+            conn.sentContinue = true
+            let line = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+            if !line.withUnsafeBytes({ SocketIO.writeAll(conn.fd, $0, timeout: 5) }) { return nil }
+        }
+        let needed = conn.head.headLength + n
+        while conn.buffered < needed {
+            conn.reserve(needed - conn.buffered)
+            let got = SocketIO.readSome(conn.fd, UnsafeMutableRawBufferPointer(start: conn.buffer + conn.end, count: conn.capacity - conn.end), timeout: worker.config.limits.headTimeout)
+            if got <= 0 { return nil }
+            conn.end += got
+        }
+        return .memory(UnsafeRawBufferPointer(start: conn.buffer + conn.start + conn.head.headLength, count: n))
+    }
+}
+
+/// `--threads N`: N app threads taking jobs from the loop, reporting back through an eventfd.
+final class AppPool: @unchecked Sendable {
+    unowned let worker: Worker
+    let doneFD: Int32
+    private var lock = pthread_mutex_t()
+    private var ready = pthread_cond_t()
+    private var queue: [AppJob] = []
+    private var done: [(AppJob, Bool)] = []
+
+    init(worker: Worker, threads: Int) {
+        self.worker = worker
+        doneFD = apus_eventfd()
+        pthread_mutex_init(&lock, nil)
+        pthread_cond_init(&ready, nil)
+        for _ in 0..<threads {
+            let box = Unmanaged.passRetained(self).toOpaque()
+            var tid = pthread_t()
+            pthread_create(&tid, nil, { arg in
+                let pool = Unmanaged<AppPool>.fromOpaque(arg!).takeRetainedValue()
+                pool.threadMain()
+                return nil
+            }, box)
+        }
+    }
+
+    func submit(_ job: AppJob) {
+        pthread_mutex_lock(&lock)
+        queue.append(job)
+        pthread_cond_signal(&ready)
+        pthread_mutex_unlock(&lock)
+    }
+
+    /// On the loop thread: finish the connections the app threads are done with.
+    func collectFinished(_ t: Double) {
+        var v: UInt64 = 0
+        _ = read(doneFD, &v, 8)
+        pthread_mutex_lock(&lock)
+        let finished = done
+        done.removeAll(keepingCapacity: true)
+        pthread_mutex_unlock(&lock)
+        for (job, keep) in finished { worker.finish(job, keepAlive: keep, now: t) }
+    }
+
+    private func threadMain() {
+        let runner = AppRunner(worker: worker, poolThread: true)
+        while true {
+            pthread_mutex_lock(&lock)
+            while queue.isEmpty { pthread_cond_wait(&ready, &lock) }
+            let job = queue.removeFirst()
+            pthread_mutex_unlock(&lock)
+            runner.run(job)
+            let keep = runner.writer.canKeepAlive
+            pthread_mutex_lock(&lock)
+            done.append((job, keep))
+            pthread_mutex_unlock(&lock)
+            var one: UInt64 = 1
+            _ = write(doneFD, &one, 8)
+        }
+    }
+}

@@ -1,2 +1,0 @@
-import ApusProtocols
-import ApusPython

@@ -1,0 +1,174 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ApusProtocols
+import CApusSys
+import ApusPython
+
+/// One client connection in a worker: its bytes, where it is in the request cycle, and
+/// what the app needs to know about its peer.
+final class Connection {
+    enum State {
+        /// Waiting for (more of) a request head.
+        case head
+        /// Head parsed; reading a Content-Length body.
+        case body(remaining: Int)
+        /// Head parsed; reading a chunked body.
+        case chunked
+        /// Handed to the app (on an app thread, or running now on the loop).
+        case inApp
+    }
+
+    let fd: Int32
+    let listener: Listener
+    var state = State.head
+    /// Received bytes live in `buffer[start..<end]`.
+    var buffer: UnsafeMutableRawPointer
+    var capacity: Int
+    var start = 0
+    var end = 0
+    var head = HTTPRequestHead()
+    var body = BodyAccumulator()
+    var chunkedDecoder = ChunkedDecoder(maxBodyBytes: 0)
+    var keepAlive = true
+    var closeAfterResponse = false
+    /// Whether a `100 Continue` went out for the current request.
+    var sentContinue = false
+    /// When the current head started arriving or the connection went idle (seconds).
+    var since: Double
+    var requestsServed = 0
+    let peerAddress: String
+    let peerPort: String
+
+    init(fd: Int32, listener: Listener, peerAddress: String, peerPort: String, now: Double) {
+        self.fd = fd
+        self.listener = listener
+        self.peerAddress = peerAddress
+        self.peerPort = peerPort
+        capacity = 8192
+        buffer = .allocate(byteCount: capacity, alignment: 16)
+        since = now
+    }
+
+    deinit { buffer.deallocate() }
+
+    var buffered: Int { end - start }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: buffer + start, count: end - start) }
+
+    /// Makes room for at least `n` more bytes after `end`, compacting first.
+    func reserve(_ n: Int) {
+        if start > 0 && (start == end || capacity - end < n) {
+            if start < end { memmove(buffer, buffer + start, end - start) }
+            end -= start
+            start = 0
+        }
+        if capacity - end < n {
+            var newCap = capacity * 2
+            while newCap - end < n { newCap *= 2 }
+            let nb = UnsafeMutableRawPointer.allocate(byteCount: newCap, alignment: 16)
+            nb.copyMemory(from: buffer, byteCount: end)
+            buffer.deallocate()
+            buffer = nb
+            capacity = newCap
+        }
+    }
+
+    /// Reads what the socket has. Returns false at end of stream or on error.
+    func fill() -> Bool {
+        while true {
+            reserve(4096)
+            let n = recv(fd, buffer + end, capacity - end, 0)
+            if n > 0 {
+                end += n
+                if end < capacity { return true }  // drained what was there
+                continue
+            }
+            if n == 0 { return false }
+            if errno == EINTR { continue }
+            return errno == EAGAIN || errno == EWOULDBLOCK
+        }
+    }
+
+    /// Shrinks a buffer that grew for one large request back to the default size.
+    func shrinkIfIdle() {
+        if start == end {
+            start = 0
+            end = 0
+            if capacity > 65536 {
+                buffer.deallocate()
+                capacity = 8192
+                buffer = .allocate(byteCount: capacity, alignment: 16)
+            }
+        }
+    }
+}
+
+/// A request body as it arrives: in memory up to a limit, then in an unlinked temporary
+/// file (as nginx and uWSGI's post-buffering do), so a large upload never sits in RAM.
+struct BodyAccumulator {
+    var memory: [UInt8] = []
+    var fileFD: Int32 = -1
+    var length = 0
+
+    mutating func reset() {
+        memory.removeAll(keepingCapacity: memory.capacity <= 1 << 20)
+        if fileFD >= 0 { close(fileFD) }
+        fileFD = -1
+        length = 0
+    }
+
+    mutating func append(_ data: UnsafeRawBufferPointer, memoryLimit: Int) -> Bool {
+        length += data.count
+        if fileFD < 0 && memory.count + data.count <= memoryLimit {
+            memory.append(contentsOf: data)
+            return true
+        }
+        if fileFD < 0 {
+            fileFD = apus_tmpfile("/tmp")
+            if fileFD < 0 { return false }
+            if !memory.withUnsafeBytes({ writeFile(fileFD, $0) }) { return false }
+            memory.removeAll()
+        }
+        return writeFile(fileFD, data)
+    }
+
+    /// Hands the body to the app; the file descriptor now belongs to the app's stream.
+    mutating func take() -> (WSGIBody, keep: [UInt8]) {
+        if fileFD >= 0 {
+            lseek(fileFD, 0, SEEK_SET)
+            let fd = fileFD
+            fileFD = -1
+            return (.file(fd: fd, length: length), [])
+        }
+        return (.empty, memory)
+    }
+
+    private func writeFile(_ fd: Int32, _ data: UnsafeRawBufferPointer) -> Bool {
+        var off = 0
+        while off < data.count {
+            let n = write(fd, data.baseAddress! + off, data.count - off)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            off += n
+        }
+        return true
+    }
+}
+
+/// A listening socket inherited from the master.
+final class Listener {
+    let fd: Int32
+    /// SERVER_NAME / SERVER_PORT as Python strings, made on first use under the GIL.
+    var pyServerName: PyRef?
+    var pyServerPort: PyRef?
+    let isUnix: Bool
+    let serverName: String
+    let serverPort: String
+    init(fd: Int32, isUnix: Bool, serverName: String, serverPort: String) {
+        self.fd = fd
+        self.isUnix = isUnix
+        self.serverName = serverName
+        self.serverPort = serverPort
+    }
+}

@@ -1,0 +1,234 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CApusSys
+import ApusProtocols
+import ApusPython
+
+/// Turns what the app produces into HTTP/1.1 bytes on one connection: picks the framing,
+/// puts the head and the first body bytes in one write, caps the body at Content-Length,
+/// and knows whether the connection can be kept. One per app thread, reused.
+final class ResponseWriter: WSGIResponseSink {
+    var out: [UInt8] = []
+    private var dateCache = HTTPDateCache()
+    let sendTimeout: Double
+
+    // Per response.
+    private(set) var conn: Connection!
+    private var framing = ResponseFraming.noBody
+    private(set) var keepAlive = false
+    private var remaining = 0          // body bytes still allowed (Content-Length framing)
+    private(set) var bytesWritten = 0  // to the socket, head included
+    private(set) var bodyBytes = 0
+    private(set) var status = 0
+    private var broken = false
+    private var began = false
+    /// Reads the rest of a deferred (100-continue) body for the connection.
+    var readDeferred: ((Connection) -> WSGIBody?)?
+
+    init(sendTimeout: Double) {
+        self.sendTimeout = sendTimeout
+        out.reserveCapacity(16384)
+    }
+
+    func reset(for conn: Connection) {
+        self.conn = conn
+        out.removeAll(keepingCapacity: true)
+        framing = .noBody
+        keepAlive = false
+        remaining = 0
+        bytesWritten = 0
+        bodyBytes = 0
+        status = 0
+        broken = false
+        began = false
+    }
+
+    /// Whether the connection may serve another request after this response.
+    var canKeepAlive: Bool { began && keepAlive && !broken }
+
+    func begin(_ head: WSGIResponseHead) {
+        began = true
+        status = head.statusCode
+        let request = conn.head
+        let decision = decideResponseFraming(
+            requestVersionMinor: request.versionMinor, requestKeepAlive: conn.keepAlive && !conn.closeAfterResponse,
+            isHEAD: request.isHEAD, status: head.statusCode,
+            appContentLength: head.contentLength, appWantsClose: head.closeRequested)
+        framing = decision.framing
+        keepAlive = decision.keepAlive
+        if case let .contentLength(n) = framing { remaining = n }
+        out.append(contentsOf: "HTTP/1.1 ".utf8)
+        out.append(contentsOf: head.statusLine)
+        if head.statusLine.count == 3 { out.append(contentsOf: " Unknown".utf8) }
+        out.append(13); out.append(10)
+        out.append(contentsOf: head.headerLines)
+        if !head.hasServer { out.append(contentsOf: "Server: apus\r\n".utf8) }
+        if !head.hasDate { dateCache.appendHeader(to: &out) }
+        switch framing {
+        case .contentLength(let n):
+            out.append(contentsOf: "Content-Length: ".utf8)
+            appendDecimal(n, to: &out)
+            out.append(13); out.append(10)
+        case .chunked:
+            out.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8)
+        case .noBody:
+            if let n = head.contentLength, request.isHEAD || head.statusCode == 304 {
+                out.append(contentsOf: "Content-Length: ".utf8)
+                appendDecimal(n, to: &out)
+                out.append(13); out.append(10)
+            }
+        case .closeDelimited:
+            break
+        }
+        if !keepAlive {
+            out.append(contentsOf: "Connection: close\r\n".utf8)
+        } else if request.versionMinor == 0 {
+            out.append(contentsOf: "Connection: keep-alive\r\n".utf8)
+        }
+        out.append(13); out.append(10)
+    }
+
+    func body(_ bytes: UnsafeRawBufferPointer, flush: Bool) -> Bool {
+        if broken { return false }
+        var data = bytes
+        switch framing {
+        case .noBody:
+            data = UnsafeRawBufferPointer(start: nil, count: 0)
+        case .contentLength:
+            // Never send more than the app declared: the surplus would be read as the
+            // next response.
+            if data.count > remaining { data = UnsafeRawBufferPointer(rebasing: data[0..<remaining]) }
+            remaining -= data.count
+        case .chunked:
+            if data.count > 0 {
+                appendHex(data.count, to: &out)
+                out.append(13); out.append(10)
+            }
+        case .closeDelimited:
+            break
+        }
+        bodyBytes += data.count
+        if data.count >= 65536 {
+            // Large piece: write what is pending, then the piece itself, without copying.
+            if !flushOut() { return false }
+            if !SocketIO.writeAll(conn.fd, data, timeout: sendTimeout) { broken = true; return false }
+            bytesWritten += data.count
+        } else {
+            out.append(contentsOf: data)
+        }
+        if case .chunked = framing, data.count > 0 { out.append(13); out.append(10) }
+        if flush || out.count >= 65536 { return flushOut() }
+        return true
+    }
+
+    func file(fd: Int32, offset: Int, count: Int) -> Bool {
+        if broken { return false }
+        if case .noBody = framing { return true }
+        var n = count
+        if case .contentLength = framing { n = min(n, remaining); remaining -= n }
+        if case .chunked = framing {
+            appendHex(n, to: &out)
+            out.append(13); out.append(10)
+        }
+        if !flushOut() { return false }
+        var off = Int64(offset)
+        var left = n
+        while left > 0 {
+            let sent = apus_sendfile(conn.fd, fd, &off, left)
+            if sent > 0 { left -= sent; bytesWritten += sent; bodyBytes += sent; continue }
+            if sent < 0 && errno == EINTR { continue }
+            if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if SocketIO.wait(conn.fd, events: Int16(POLLOUT), timeout: sendTimeout) { continue }
+            }
+            broken = true
+            return false
+        }
+        if case .chunked = framing { out.append(13); out.append(10) }
+        return true
+    }
+
+    func end() -> Bool {
+        if broken { return false }
+        if case .chunked = framing { out.append(contentsOf: "0\r\n\r\n".utf8) }
+        if !flushOut() { return false }
+        if case .contentLength = framing, remaining > 0 {
+            // The app sent less than it declared: the client would wait forever.
+            broken = true
+            return false
+        }
+        return true
+    }
+
+    func fail() {
+        if bytesWritten == 0 && !broken {
+            out.removeAll(keepingCapacity: true)
+            status = 500
+            began = true
+            keepAlive = false
+            let body = "Internal Server Error\n"
+            var head = "HTTP/1.1 500 Internal Server Error\r\nServer: apus\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n"
+            head += "\r\n"
+            out.append(contentsOf: head.utf8)
+            if !conn.head.isHEAD { out.append(contentsOf: body.utf8); bodyBytes = body.utf8.count }
+            _ = flushOut()
+        }
+        broken = true
+    }
+
+    func abort() { broken = true }
+
+    func readDeferredBody() -> WSGIBody? { readDeferred?(conn) }
+
+    private func flushOut() -> Bool {
+        if out.isEmpty { return true }
+        let ok = out.withUnsafeBytes { SocketIO.writeAll(conn.fd, $0, timeout: sendTimeout) }
+        if ok { bytesWritten += out.count } else { broken = true }
+        out.removeAll(keepingCapacity: true)
+        return ok
+    }
+}
+
+@inline(__always) func appendDecimal(_ n: Int, to out: inout [UInt8]) {
+    if n < 10 { out.append(UInt8(48 + n)); return }
+    var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                 UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    var i = 20
+    var v = n
+    withUnsafeMutableBytes(of: &digits) { d in
+        while v > 0 { i -= 1; d[i] = UInt8(48 + v % 10); v /= 10 }
+        out.append(contentsOf: d[i..<20])
+    }
+}
+
+@inline(__always) func appendHex(_ n: Int, to out: inout [UInt8]) {
+    let hex: StaticString = "0123456789abcdef"
+    var shift = 60
+    while shift > 0 && (n >> shift) & 0xF == 0 { shift -= 4 }
+    while shift >= 0 {
+        out.append(hex.utf8Start[(n >> shift) & 0xF])
+        shift -= 4
+    }
+}
+
+/// `Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n`, formatted once per second.
+struct HTTPDateCache {
+    private var second = -1
+    private var line: [UInt8] = []
+
+    mutating func appendHeader(to out: inout [UInt8]) {
+        var t = time(nil)
+        if Int(t) != second {
+            second = Int(t)
+            var tmv = tm()
+            gmtime_r(&t, &tmv)
+            let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+            let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+            func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+            let s = "Date: \(days[Int(tmv.tm_wday)]), \(two(tmv.tm_mday)) \(months[Int(tmv.tm_mon)]) \(tmv.tm_year + 1900) \(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec)) GMT\r\n"
+            line = Array(s.utf8)
+        }
+        out.append(contentsOf: line)
+    }
+}

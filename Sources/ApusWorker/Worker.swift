@@ -1,0 +1,445 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CApusSys
+import ApusConfig
+import ApusIPC
+import ApusObserve
+import ApusProtocols
+import ApusPython
+
+/// What a worker process is given by the master when it is forked.
+public struct WorkerSpec {
+    public var configuration: Configuration
+    public var python: PythonInstallation
+    /// Listening sockets inherited from the master, with what they were bound as.
+    public var listeners: [(fd: Int32, bind: Bind)]
+    public var slot: UInt32
+    public var generation: UInt32
+    /// Write end of the master's status pipe.
+    public var statusFD: Int32
+    public var masterPID: pid_t
+
+    public init(configuration: Configuration, python: PythonInstallation, listeners: [(fd: Int32, bind: Bind)],
+                slot: UInt32, generation: UInt32, statusFD: Int32, masterPID: pid_t) {
+        self.configuration = configuration
+        self.python = python
+        self.listeners = listeners
+        self.slot = slot
+        self.generation = generation
+        self.statusFD = statusFD
+        self.masterPID = masterPID
+    }
+}
+
+/// Set from the signal handler; read by the loop.
+nonisolated(unsafe) var stopRequested: Int32 = 0
+nonisolated(unsafe) var wakeFD: Int32 = -1
+
+private let handleStop: @convention(c) (Int32) -> Void = { _ in
+    stopRequested = 1
+    var one: UInt64 = 1
+    _ = write(wakeFD, &one, 8)
+}
+private let handleQuit: @convention(c) (Int32) -> Void = { _ in _exit(0) }
+
+/// One worker process: an epoll loop that accepts, reads and parses requests, and runs the
+/// app on itself (`--threads 1`) or on a pool of app threads.
+final class Worker {
+    let spec: WorkerSpec
+    let config: Configuration
+    let interpreter: PythonInterpreter
+    let application: WSGIApplication
+    let parser: HTTPRequestParser
+    let epfd: Int32
+    var listeners: [Listener] = []
+    /// Connections by file descriptor.
+    var connections: [Connection?] = []
+    var liveConnections = 0
+    var draining = false
+    /// Loop-thread app runner (threads == 1) or nil when a pool runs the app.
+    var inline: AppRunner?
+    var pool: AppPool?
+    let accessLog: AccessLog?
+    private var loopThreadState: UnsafeMutableRawPointer?
+
+    static let wakeToken: UInt64 = 1 << 40
+    static let listenerBase: UInt64 = 1 << 32
+
+    init(spec: WorkerSpec, interpreter: PythonInterpreter, app: PyRef) {
+        self.spec = spec
+        config = spec.configuration
+        self.interpreter = interpreter
+        application = WSGIApplication(interpreter: interpreter, app: app, scriptName: config.scriptName,
+                                      multithread: config.threads > 1, multiprocess: config.processes > 1)
+        var limits = HTTPParserLimits()
+        limits.maxRequestLine = config.limits.maxRequestLine
+        limits.maxHeaderBytes = config.limits.maxHeaderBytes
+        limits.maxHeaderCount = config.limits.maxHeaderCount
+        limits.maxBodyBytes = config.limits.maxBodyBytes
+        parser = HTTPRequestParser(limits: limits)
+        epfd = apus_epoll_create()
+        accessLog = config.accessLog ? AccessLog() : nil
+    }
+
+    /// Runs until drained. Called on the main thread with the GIL held.
+    func run() -> Never {
+        wakeFD = apus_eventfd()
+        _ = apus_epoll_add(epfd, wakeFD, UInt32(APUS_EPOLLIN), Self.wakeToken)
+        _ = apus_signal(SIGTERM, handleStop)
+        _ = apus_signal(SIGINT, handleStop)
+        _ = apus_signal(SIGQUIT, handleQuit)
+        for (i, l) in spec.listeners.enumerated() {
+            _ = apus_set_nonblocking(l.fd, 1)
+            let (name, port): (String, String)
+            switch l.bind.address {
+            case let .tcp(host, p): (name, port) = (host.isEmpty ? "0.0.0.0" : host, String(p))
+            case .unix: (name, port) = ("localhost", "")
+            }
+            let isUnix: Bool
+            if case .unix = l.bind.address { isUnix = true } else { isUnix = false }
+            listeners.append(Listener(fd: l.fd, isUnix: isUnix, serverName: name, serverPort: port))
+            // EPOLLEXCLUSIVE: one sleeping worker is woken per new connection, not all.
+            _ = apus_epoll_add(epfd, l.fd, UInt32(APUS_EPOLLIN) | UInt32(APUS_EPOLLEXCLUSIVE), Self.listenerBase + UInt64(i))
+        }
+        if config.threads > 1 {
+            pool = AppPool(worker: self, threads: config.threads)
+            _ = apus_epoll_add(epfd, pool!.doneFD, UInt32(APUS_EPOLLIN), Self.wakeToken + 1)
+        } else {
+            inline = AppRunner(worker: self)
+        }
+        loopThreadState = interpreter.releaseGIL()
+        WorkerMessage(kind: .ready, slot: spec.slot, pid: getpid(), generation: spec.generation).send(to: spec.statusFD)
+        loop()
+        accessLog?.flush()
+        _exit(0)
+    }
+
+    private func loop() {
+        var events = [apus_event](repeating: apus_event(), count: 128)
+        var lastSweep = now()
+        while true {
+            if stopRequested != 0 && !draining { beginDrain() }
+            if draining && liveConnections == 0 { return }
+            let n = events.withUnsafeMutableBufferPointer { apus_epoll_wait(epfd, $0.baseAddress, 128, 1000) }
+            if n < 0 && errno != EINTR { return }
+            let t = now()
+            for i in 0..<max(0, Int(n)) {
+                let ev = events[i]
+                if ev.data == Self.wakeToken {
+                    var v: UInt64 = 0
+                    _ = read(wakeFD, &v, 8)
+                } else if ev.data == Self.wakeToken + 1 {
+                    pool?.collectFinished(t)
+                } else if ev.data >= Self.listenerBase {
+                    acceptOne(listeners[Int(ev.data - Self.listenerBase)], now: t)
+                } else if let conn = connections[Int(ev.data)] {
+                    readable(conn, now: t)
+                }
+            }
+            accessLog?.flush()
+            if t - lastSweep >= 1 {
+                sweepTimeouts(t)
+                lastSweep = t
+            }
+        }
+    }
+
+    // MARK: Accepting
+
+    /// Takes one connection per wake-up, so the other workers get their share.
+    private func acceptOne(_ listener: Listener, now t: Double) {
+        var addr = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let fd = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { apus_accept(listener.fd, $0, &len) }
+        }
+        if fd < 0 { return }
+        let (host, port) = listener.isUnix ? ("", "") : describe(addr)
+        if !listener.isUnix { _ = apus_tcp_nodelay(fd) }
+        register(Connection(fd: fd, listener: listener, peerAddress: host, peerPort: port, now: t))
+    }
+
+    private func register(_ conn: Connection) {
+        let fd = Int(conn.fd)
+        if fd >= connections.count {
+            connections.append(contentsOf: repeatElement(nil, count: fd - connections.count + 64))
+        }
+        connections[fd] = conn
+        liveConnections += 1
+        _ = apus_epoll_add(epfd, conn.fd, UInt32(APUS_EPOLLIN) | UInt32(APUS_EPOLLRDHUP), UInt64(fd))
+    }
+
+    func closeConnection(_ conn: Connection) {
+        _ = apus_epoll_del(epfd, conn.fd)
+        connections[Int(conn.fd)] = nil
+        liveConnections -= 1
+        conn.body.reset()
+        close(conn.fd)
+    }
+
+    // MARK: Reading and dispatching
+
+    private func readable(_ conn: Connection, now t: Double) {
+        if case .inApp = conn.state { return }
+        let open = conn.fill()
+        if !open && conn.buffered == 0 {
+            closeConnection(conn)
+            return
+        }
+        process(conn, now: t, peerClosed: !open)
+    }
+
+    /// Moves the connection forward with the bytes it has: parse, read the body, run the app.
+    func process(_ conn: Connection, now t: Double, peerClosed: Bool = false) {
+        while true {
+            switch conn.state {
+            case .inApp:
+                return
+            case .head:
+                if conn.buffered == 0 {
+                    if draining || peerClosed { closeConnection(conn) }
+                    return
+                }
+                if conn.requestsServed > 0 || conn.since < t - 0.001 { /* keep */ }
+                let result = parser.parseHead(conn.bytes, into: &conn.head)
+                switch result {
+                case .incomplete:
+                    if peerClosed { closeConnection(conn) }
+                    return
+                case let .failure(error):
+                    reject(conn, error)
+                    return
+                case .complete:
+                    conn.keepAlive = conn.head.keepAlive
+                    conn.sentContinue = false
+                    conn.body.reset()
+                    switch conn.head.framing {
+                    case .none:
+                        dispatch(conn, body: .empty, contentLength: nil, bodyInBuffer: 0)
+                    case let .contentLength(n):
+                        let have = conn.buffered - conn.head.headLength
+                        if have >= n {
+                            dispatch(conn, body: n == 0 ? .empty : .memory(UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength..<(conn.head.headLength + n)])),
+                                     contentLength: n, bodyInBuffer: n)
+                        } else if conn.head.expectContinue && have == 0 && n <= config.limits.bodyMemoryBytes {
+                            // The app decides whether it wants the body (100-continue).
+                            dispatch(conn, body: .onFirstRead(length: n), contentLength: n, bodyInBuffer: 0)
+                        } else if n > config.limits.bodyMemoryBytes {
+                            // Spool: move what we have into the accumulator.
+                            let piece = UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength...])
+                            if !conn.body.append(piece, memoryLimit: config.limits.bodyMemoryBytes) { closeConnection(conn); return }
+                            conn.end = conn.start + conn.head.headLength
+                            conn.state = .body(remaining: n - have)
+                            if conn.head.expectContinue { sendContinue(conn) }
+                        } else {
+                            conn.state = .body(remaining: n - have)
+                            if conn.head.expectContinue { sendContinue(conn) }
+                        }
+                    case .chunked:
+                        conn.chunkedDecoder = ChunkedDecoder(maxBodyBytes: config.limits.maxBodyBytes)
+                        conn.state = .chunked
+                        if conn.head.expectContinue { sendContinue(conn) }
+                    }
+                }
+            case let .body(remaining):
+                if conn.body.fileFD >= 0 || conn.body.length > 0 {
+                    // Spooling: everything after the head goes to the accumulator.
+                    let piece = UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength...])
+                    let take = min(piece.count, remaining)
+                    if take > 0 {
+                        if !conn.body.append(UnsafeRawBufferPointer(rebasing: piece[0..<take]), memoryLimit: config.limits.bodyMemoryBytes) {
+                            closeConnection(conn); return
+                        }
+                        // Keep pipelined bytes after the body.
+                        let rest = piece.count - take
+                        if rest > 0 { memmove(conn.buffer + conn.start + conn.head.headLength, conn.buffer + conn.start + conn.head.headLength + take, rest) }
+                        conn.end = conn.start + conn.head.headLength + rest
+                    }
+                    if remaining - take > 0 {
+                        conn.state = .body(remaining: remaining - take)
+                        if peerClosed { closeConnection(conn) }
+                        return
+                    }
+                    let (body, _) = conn.body.take()
+                    dispatch(conn, body: body, contentLength: conn.body.length, bodyInBuffer: 0)
+                } else {
+                    let n: Int
+                    if case let .contentLength(total) = conn.head.framing { n = total } else { n = 0 }
+                    let have = conn.buffered - conn.head.headLength
+                    if have < n {
+                        if peerClosed { closeConnection(conn) }
+                        return
+                    }
+                    dispatch(conn, body: .memory(UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength..<(conn.head.headLength + n)])),
+                             contentLength: n, bodyInBuffer: n)
+                }
+            case .chunked:
+                let input = UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength...])
+                var overflow = false
+                let limit = config.limits.bodyMemoryBytes
+                let result = conn.chunkedDecoder.decode(input) { piece in
+                    if !conn.body.append(piece, memoryLimit: limit) { overflow = true }
+                }
+                let consumed: Int
+                var done = false
+                switch result {
+                case let .needMore(c): consumed = c
+                case let .done(c): consumed = c; done = true
+                case let .failure(e):
+                    reject(conn, e)
+                    return
+                }
+                if overflow { closeConnection(conn); return }
+                // Drop the consumed chunked bytes, keeping the head in place.
+                let rest = input.count - consumed
+                if consumed > 0 && rest > 0 {
+                    memmove(conn.buffer + conn.start + conn.head.headLength, conn.buffer + conn.start + conn.head.headLength + consumed, rest)
+                }
+                conn.end = conn.start + conn.head.headLength + rest
+                if !done {
+                    if peerClosed { closeConnection(conn) }
+                    return
+                }
+                let length = conn.body.length
+                let (body, memory) = conn.body.take()
+                if case .file = body {
+                    dispatch(conn, body: body, contentLength: length, bodyInBuffer: 0)
+                } else {
+                    conn.body.memory = memory
+                    dispatch(conn, body: .empty, contentLength: length, bodyInBuffer: 0, chunkedMemory: true)
+                }
+            }
+            if case .inApp = conn.state { return }
+            // Inline app run finished: the loop goes on with pipelined bytes, if any.
+            if connections[Int(conn.fd)] !== conn { return }
+        }
+    }
+
+    private func sendContinue(_ conn: Connection) {
+        guard !conn.sentContinue else { return }
+        conn.sentContinue = true
+        let line = "HTTP/1.1 100 Continue\r\n\r\n"
+        _ = line.utf8.withContiguousStorageIfAvailable { SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer($0), timeout: 5) }
+    }
+
+    /// Hands a complete request to the app: inline, or to the pool.
+    private func dispatch(_ conn: Connection, body: WSGIBody, contentLength: Int?, bodyInBuffer: Int, chunkedMemory: Bool = false) {
+        conn.state = .inApp
+        let job = AppJob(conn: conn, body: body, contentLength: contentLength, bodyInBuffer: bodyInBuffer, chunkedMemory: chunkedMemory)
+        if let pool {
+            _ = apus_epoll_mod(epfd, conn.fd, 0, UInt64(conn.fd))
+            pool.submit(job)
+        } else {
+            inline!.run(job)
+            finish(job, keepAlive: inline!.writer.canKeepAlive, now: now())
+        }
+    }
+
+    /// After the app answered: next request, or close.
+    func finish(_ job: AppJob, keepAlive: Bool, now t: Double) {
+        let conn = job.conn
+        conn.requestsServed += 1
+        if case .file = job.body { /* the app's stream owned and closed the fd */ }
+        conn.body.reset()
+        if !keepAlive || draining && conn.buffered - conn.head.headLength - job.bodyInBuffer <= 0 {
+            closeConnection(conn)
+            return
+        }
+        conn.start += conn.head.headLength + job.bodyInBuffer
+        if conn.start > conn.end { conn.start = conn.end }
+        conn.shrinkIfIdle()
+        conn.state = .head
+        conn.since = t
+        if pool != nil {
+            _ = apus_epoll_mod(epfd, conn.fd, UInt32(APUS_EPOLLIN) | UInt32(APUS_EPOLLRDHUP), UInt64(conn.fd))
+            if conn.buffered > 0 { process(conn, now: t) }
+        }
+    }
+
+    /// A malformed or oversized request: a short answer, then the connection closes.
+    private func reject(_ conn: Connection, _ error: HTTPRequestError) {
+        let reason = error.reasonPhrase
+        let body = "\(error.status) \(reason)\n"
+        let text = "HTTP/1.1 \(error.status) \(reason)\r\nServer: apus\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        var bytes = Array(text.utf8)
+        _ = bytes.withUnsafeMutableBytes { SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer($0), timeout: 1) }
+        if case let .badRequest(why) = error { Log.warning("bad request from \(conn.peerAddress): \(why)") }
+        // Let the client read the answer before the close resets the connection.
+        shutdown(conn.fd, Int32(SHUT_WR))
+        closeConnection(conn)
+    }
+
+    // MARK: Timeouts and draining
+
+    private func sweepTimeouts(_ t: Double) {
+        for case let conn? in connections {
+            switch conn.state {
+            case .inApp: continue
+            case .head where conn.buffered == 0:
+                let idle = draining ? 0 : config.limits.keepAliveTimeout
+                if conn.requestsServed > 0 && t - conn.since > idle { closeConnection(conn) }
+                else if conn.requestsServed == 0 && t - conn.since > config.limits.headTimeout { closeConnection(conn) }
+            default:
+                if t - conn.since > config.limits.headTimeout { closeConnection(conn) }
+            }
+        }
+    }
+
+    /// Stop taking new connections after taking what the kernel already queued, then
+    /// finish what is in flight.
+    private func beginDrain() {
+        draining = true
+        for (i, l) in listeners.enumerated() {
+            var taken = 0
+            while true {
+                let before = liveConnections
+                acceptOne(l, now: now())
+                if liveConnections == before { break }
+                taken += 1
+            }
+            _ = i
+            _ = apus_epoll_del(epfd, l.fd)
+            close(l.fd)
+        }
+        listeners.removeAll()
+        for case let conn? in connections {
+            if case .head = conn.state, conn.buffered == 0, conn.requestsServed > 0 { closeConnection(conn) }
+        }
+    }
+
+    /// The loop thread's Python thread state while it does not hold the GIL.
+    var loopState: UnsafeMutableRawPointer? {
+        get { loopThreadState }
+        set { loopThreadState = newValue }
+    }
+}
+
+@inline(__always) func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// "127.0.0.1", "54321" for a peer address.
+func describe(_ addr: sockaddr_storage) -> (String, String) {
+    var a = addr
+    var host = [CChar](repeating: 0, count: 64)
+    var port: UInt16 = 0
+    withUnsafePointer(to: &a) { p in
+        if addr.ss_family == sa_family_t(AF_INET) {
+            p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { s in
+                var ina = s.pointee.sin_addr
+                inet_ntop(AF_INET, &ina, &host, 64)
+                port = UInt16(bigEndian: s.pointee.sin_port)
+            }
+        } else if addr.ss_family == sa_family_t(AF_INET6) {
+            p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { s in
+                var ina = s.pointee.sin6_addr
+                inet_ntop(AF_INET6, &ina, &host, 64)
+                port = UInt16(bigEndian: s.pointee.sin6_port)
+            }
+        }
+    }
+    return (String(cString: host), String(port))
+}

@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CApusSys
+import ApusConfig
+import ApusIPC
+import ApusObserve
+import ApusPython
+
+/// Entry points for the processes that run Python. The master forks, then calls one of
+/// these in the child; they never return.
+public enum WorkerEntry {
+    /// A worker that imports the app itself (the default, "lazy" mode).
+    public static func runWorker(_ spec: WorkerSpec) -> Never {
+        becomeChild(of: spec.masterPID, role: "worker \(spec.slot)")
+        let (interpreter, app) = loadApplication(spec)
+        Worker(spec: spec, interpreter: interpreter, app: app).run()
+    }
+
+    /// `--preload`: imports the app once, then forks workers on the master's request
+    /// (read from `commandFD`). Each worker is forked twice over so that it is re-parented
+    /// to the master (a child subreaper), which then supervises it like any other worker.
+    public static func runZygote(_ spec: WorkerSpec, commandFD: Int32) -> Never {
+        becomeChild(of: spec.masterPID, role: "preloader")
+        let (interpreter, app) = loadApplication(spec)
+        WorkerMessage(kind: .zygoteReady, slot: 0, pid: getpid(), generation: spec.generation).send(to: spec.statusFD)
+        while let request = SpawnRequest.receive(from: commandFD) {
+            interpreter.beforeFork()
+            let child = fork()
+            if child == 0 {
+                if fork() != 0 { _exit(0) }  // the middle process leaves at once
+                interpreter.afterForkChild()
+                close(commandFD)
+                var workerSpec = spec
+                workerSpec.slot = request.slot
+                workerSpec.generation = request.generation
+                becomeChild(of: spec.masterPID, role: "worker \(request.slot)")
+                WorkerMessage(kind: .started, slot: request.slot, pid: getpid(), generation: request.generation).send(to: spec.statusFD)
+                Worker(spec: workerSpec, interpreter: interpreter, app: app).run()
+            }
+            interpreter.afterForkParent()
+            if child > 0 {
+                var status: Int32 = 0
+                while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+            }
+        }
+        _exit(0)  // the master closed the command pipe
+    }
+
+    /// Dies with the master; default signal dispositions; a name in `ps`.
+    private static func becomeChild(of master: pid_t, role: String) {
+        Log.role = role
+        _ = apus_signal_default(SIGTERM)
+        _ = apus_signal_default(SIGINT)
+        _ = apus_signal_default(SIGHUP)
+        _ = apus_signal_default(SIGCHLD)
+        _ = apus_signal_ignore(SIGPIPE)
+        _ = apus_unblock_all_signals()
+        _ = apus_set_pdeathsig(SIGTERM)
+        if getppid() != master {
+            // Re-parenting to the master happens when the middle process exits; wait for it
+            // so the death signal is tied to the master, not to the middle process.
+            var tries = 0
+            while getppid() != master && tries < 1000 {
+                usleep(1000)
+                tries += 1
+            }
+            _ = apus_set_pdeathsig(SIGTERM)
+            if getppid() != master { _exit(WorkerExit.bootError) }
+        }
+        _ = apus_set_name(String(role.prefix(15)))
+    }
+
+    private static func loadApplication(_ spec: WorkerSpec) -> (PythonInterpreter, PyRef) {
+        let config = spec.configuration
+        for (k, v) in config.env { setenv(k, v, 1) }
+        var sysPath: [String] = []
+        var cwd = [CChar](repeating: 0, count: 4096)
+        if getcwd(&cwd, cwd.count) != nil { sysPath.append(String(cString: cwd)) }
+        sysPath.append(contentsOf: config.pythonPath)
+        let interpreter: PythonInterpreter
+        do {
+            interpreter = try PythonInterpreter.start(libraryPath: spec.python.libraryPath,
+                                                      programPath: spec.python.programPath, sysPath: sysPath)
+        } catch {
+            Log.error("cannot start Python: \(error)")
+            _exit(WorkerExit.bootError)
+        }
+        do {
+            let app = try interpreter.loadApp(module: config.app.module, file: config.app.wsgiFile, callable: config.app.callable)
+            return (interpreter, app)
+        } catch {
+            Log.error("\(error)")
+            _exit(WorkerExit.appLoadError)
+        }
+    }
+}
