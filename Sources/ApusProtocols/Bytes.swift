@@ -1,0 +1,105 @@
+// Byte-level helpers shared by the request parser, the chunked decoder and the
+// response side. Everything here works on raw bytes; no String is created.
+
+@usableFromInline let cr: UInt8 = 0x0D
+@usableFromInline let lf: UInt8 = 0x0A
+@usableFromInline let sp: UInt8 = 0x20
+@usableFromInline let ht: UInt8 = 0x09
+@usableFromInline let colon: UInt8 = 0x3A
+@usableFromInline let comma: UInt8 = 0x2C
+@usableFromInline let del: UInt8 = 0x7F
+
+/// RFC 9110 `tchar` as two 64-bit masks (bytes 0-63 and 64-127).
+@usableFromInline let tcharMaskLow: UInt64 = 0x03FF_6CFA_0000_0000
+@usableFromInline let tcharMaskHigh: UInt64 = 0x57FF_FFFF_C7FF_FFFE
+
+/// True if `b` is an RFC 9110 token character.
+@inline(__always) @usableFromInline
+func isTchar(_ b: UInt8) -> Bool {
+    if b < 64 { return (tcharMaskLow >> UInt64(b)) & 1 != 0 }
+    if b < 128 { return (tcharMaskHigh >> UInt64(b &- 64)) & 1 != 0 }
+    return false
+}
+
+@inline(__always) @usableFromInline
+func isOWS(_ b: UInt8) -> Bool { b == sp || b == ht }
+
+@inline(__always) @usableFromInline
+func asciiLower(_ b: UInt8) -> UInt8 { (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b }
+
+/// Value of a hexadecimal digit, or nil.
+@inline(__always) @usableFromInline
+func hexValue(_ b: UInt8) -> Int? {
+    switch b {
+    case 0x30...0x39: return Int(b &- 0x30)
+    case 0x41...0x46: return Int(b &- 0x41 &+ 10)
+    case 0x61...0x66: return Int(b &- 0x61 &+ 10)
+    default: return nil
+    }
+}
+
+/// Case-insensitive ASCII comparison of `buffer[range]` with `lowercased`,
+/// which must be given in lower case.
+@inline(__always) @usableFromInline
+func equalsIgnoringCase(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercased: StaticString) -> Bool {
+    let count = lowercased.utf8CodeUnitCount
+    guard range.count == count else { return false }
+    let p = lowercased.utf8Start
+    var i = 0
+    var j = range.lowerBound
+    while i < count {
+        if asciiLower(buffer[j]) != p[i] { return false }
+        i &+= 1
+        j &+= 1
+    }
+    return true
+}
+
+/// Case-sensitive comparison of `buffer[range]` with `literal`.
+@inline(__always) @usableFromInline
+func equalsExactly(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool {
+    let count = literal.utf8CodeUnitCount
+    guard range.count == count else { return false }
+    let p = literal.utf8Start
+    var i = 0
+    while i < count {
+        if buffer[range.lowerBound &+ i] != p[i] { return false }
+        i &+= 1
+    }
+    return true
+}
+
+/// Trims optional whitespace (SP / HTAB) on both sides of `range`.
+@inline(__always) @usableFromInline
+func trimOWS(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>) -> Range<Int> {
+    var lo = range.lowerBound
+    var hi = range.upperBound
+    while lo < hi && isOWS(buffer[lo]) { lo &+= 1 }
+    while hi > lo && isOWS(buffer[hi &- 1]) { hi &-= 1 }
+    return lo..<hi
+}
+
+/// Case-insensitive comparison of a header name (or any bytes) with a
+/// lower-case ASCII literal: `headerNameEquals(buf, field.name, "content-type")`.
+public func headerNameEquals(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercasedName: StaticString) -> Bool {
+    guard range.lowerBound >= 0, range.upperBound <= buffer.count else { return false }
+    return equalsIgnoringCase(buffer, range, lowercasedName)
+}
+
+/// Parses a non-empty string of ASCII digits into a non-negative Int.
+/// Returns nil for an empty range, any non-digit, or overflow.
+@usableFromInline
+func parseDecimal(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
+    if range.isEmpty { return nil }
+    var value = 0
+    var i = range.lowerBound
+    while i < range.upperBound {
+        let b = buffer[i]
+        guard b >= 0x30 && b <= 0x39 else { return nil }
+        let d = Int(b &- 0x30)
+        if value > (Int.max - d) / 10 { return nil }
+        value = value * 10 + d
+        i &+= 1
+    }
+    return value
+}

@@ -1,3 +1,0 @@
-import Testing
-@testable import ApusProtocols
-@Test func placeholder() { #expect(Bool(true)) }
