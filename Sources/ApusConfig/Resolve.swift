@@ -116,6 +116,30 @@ struct OptionIndex {
     }
 }
 
+extension OptionIndex {
+    /// " (did you mean --processes?)" when one long name is within two edits of `name`.
+    func suggestion(for name: String, prefix: String) -> String {
+        let candidates = long.keys.filter { long[$0]!.spec.action == nil }
+            .map { (name: $0, distance: editDistance(Array(name), Array($0))) }
+            .filter { $0.distance <= 2 && $0.distance < name.count }
+            .sorted { ($0.distance, $0.name) < ($1.distance, $1.name) }
+        return candidates.first.map { " (did you mean \(prefix)\($0.name)?)" } ?? ""
+    }
+}
+
+/// Levenshtein distance.
+func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+    var previous = Array(0...b.count)
+    for (i, x) in a.enumerated() {
+        var current = [i + 1]
+        for (j, y) in b.enumerated() {
+            current.append(Swift.min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1)))
+        }
+        previous = current
+    }
+    return previous[b.count]
+}
+
 /// One raw value from one source.
 struct Entry {
     let spec: OptionSpec
@@ -285,7 +309,7 @@ func parseCommandLine(_ arguments: [String], _ index: OptionIndex) throws(Config
             let name = body.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
             spelling = "--" + name
             guard let found = index.long[String(name)], found.spec.sources.contains(.commandLine) else {
-                throw ConfigError("unknown option \(spelling)")
+                throw ConfigError("unknown option \(spelling)" + index.suggestion(for: String(name), prefix: "--"))
             }
             spec = found.spec
             negated = found.negated
@@ -375,7 +399,7 @@ func parseIni(_ text: String, file: String, _ index: OptionIndex) throws(ConfigE
                 warnings.append("\(place): \(quoted(key)) has no effect in Apus; ignored")
                 continue
             }
-            throw ConfigError("\(place): unknown key \(quoted(key))")
+            throw ConfigError("\(place): unknown key \(quoted(key))" + index.suggestion(for: name, prefix: ""))
         }
         guard found.spec.sources.contains(.iniFile) else {
             throw ConfigError("\(place): \(quoted(key)) cannot be set in an ini file")

@@ -85,8 +85,10 @@ func badValue(_ bad: BadValue) {
     #expect(failure(["app", "--frobnicate=3"]) == "unknown option --frobnicate")
     #expect(failure(["-x", "app"]) == "unknown option -x")
     #expect(failure(["-hx"]) == "unknown option -hx")
-    #expect(failure(["--Processes", "2", "app"]) == "unknown option --Processes")
-    #expect(failure(["--processes_x", "2", "app"]) == "unknown option --processes_x")
+    #expect(failure(["--Processes", "2", "app"]) == "unknown option --Processes (did you mean --processes?)")
+    #expect(failure(["--proceses", "2", "app"]) == "unknown option --proceses (did you mean --processes?)")
+    #expect(failure(["--thread", "2", "app"]) == "unknown option --thread (did you mean --threads?)")
+    #expect(failure(["--processes_count", "2", "app"]) == "unknown option --processes_count")
     // uWSGI keys with no effect are only accepted in ini files.
     #expect(failure(["--master", "app"]) == "unknown option --master")
     // Unknown APUS_* variables are not Apus's business (other parts of the server use some).

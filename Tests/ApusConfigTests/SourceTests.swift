@@ -88,6 +88,7 @@ import Testing
     }
     #expect(error("[uwsgi]\nfrobnicate = 1\n") == #"x.ini:2: unknown key "frobnicate""#)
     #expect(error("[uwsgi]\npy-autoreload = 1\n") == #"x.ini:2: unknown key "py-autoreload""#)
+    #expect(error("[uwsgi]\nworker = 4\n") == #"x.ini:2: unknown key "worker" (did you mean workers?)"#)
     #expect(error("processes = 2\n") == #"x.ini:1: "processes = 2" is outside any section (start the file with [apus] or [uwsgi])"#)
     #expect(error("[uwsgi\n") == #"x.ini:1: malformed section header "[uwsgi""#)
     #expect(error("[apus]\n\nprocesses\n") == #"x.ini:3: expected KEY = VALUE, got "processes""#)
