@@ -15,6 +15,12 @@ private func spellings(_ spec: OptionSpec) -> (main: String, also: [String], off
     return (main, also, spec.negations.map { "--\($0)" })
 }
 
+/// ", comma-separated" for list options' environment variables.
+private func separatorNote(_ spec: OptionSpec) -> String {
+    guard let sep = spec.environmentSeparator else { return "" }
+    return sep == "," ? ", comma-separated" : ", \(sep)-separated"
+}
+
 private func wrap(_ text: String, width: Int, indent: String) -> [String] {
     var lines: [String] = []
     var line = indent
@@ -53,8 +59,13 @@ public func helpText() -> String {
             out += wrap(spec.help, width: 80, indent: "      ")
             var facts: [String] = []
             if let d = spec.defaultText { facts.append("[default: \(d)]") }
-            if let v = spec.environmentVariable { facts.append("[env: \(v)]") }
-            if !facts.isEmpty { out += wrap(facts.joined(separator: " "), width: 80, indent: "      ") }
+            if let v = spec.environmentVariable { facts.append("[env: \(v)\(separatorNote(spec))]") }
+            let joined = "      " + facts.joined(separator: " ")
+            if joined.count <= 80 {
+                if !facts.isEmpty { out.append(joined) }
+            } else {
+                out += facts.map { "      " + $0 }
+            }
         }
     }
     return out.joined(separator: "\n") + "\n"

@@ -127,7 +127,7 @@ extension OptionSpec {
                 guard isDottedIdentifier(raw[...]) else {
                     throw ctx.fail("expected a Python name such as application, got \(quoted(raw))")
                 }
-                d.callable = NamedValue(value: raw, origin: ctx.origin)
+                d.callable = NamedValue(value: raw, origin: ctx.origin, layer: ctx.layer)
             },
             .custom("mount", kind: .string, valueName: "PREFIX[=APP]", defaultText: "/",
                     section: .application,

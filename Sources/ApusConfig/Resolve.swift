@@ -75,6 +75,7 @@ struct AppChoice: Equatable {
 struct NamedValue: Equatable {
     var value: String
     var origin: String
+    var layer: Layer
 }
 
 /// Configuration plus what can only be settled once every source is applied.
@@ -223,11 +224,12 @@ func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileS
         let parts = app.value.split(separator: ":", maxSplits: 1)
         config.app.module = String(parts[0])
         if parts.count == 2 {
+            // MODULE:CALLABLE against --callable: the higher source wins; one source giving both must agree.
             let inSpec = String(parts[1])
-            if let given = draft.callable, given.value != inSpec {
+            if let given = draft.callable, given.layer == app.layer, given.value != inSpec {
                 throw ConfigError("\(given.origin): \(quoted(given.value)) conflicts with the callable in \(quoted(app.value)) given by \(app.origin)")
             }
-            callable = inSpec
+            if draft.callable.map({ $0.layer <= app.layer }) ?? true { callable = inSpec }
         }
     case .file:
         let path = app.value.hasPrefix("/") ? app.value : config.chdir.map { "\($0)/\(app.value)" } ?? app.value

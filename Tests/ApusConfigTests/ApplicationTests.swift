@@ -68,6 +68,10 @@ import Testing
     #expect(config(["app", "--callable", "api"])?.app == AppSpec(module: "app", callable: "api"))
     #expect(config(["app:api", "--callable", "api"])?.app == AppSpec(module: "app", callable: "api"))
     #expect(failure(["app:api", "--callable", "other"]) == #"--callable: "other" conflicts with the callable in "app:api" given by the application argument"#)
+    // Across sources the higher one wins.
+    #expect(config(["app:api"], env: ["APUS_CALLABLE": "other"])?.app == AppSpec(module: "app", callable: "api"))
+    #expect(config(["--callable", "other"], env: ["APUS_MODULE": "app:api"])?.app == AppSpec(module: "app", callable: "other"))
+    #expect(config(["app"], env: ["APUS_CALLABLE": "other"])?.app == AppSpec(module: "app", callable: "other"))
 }
 
 @Test func mount() {

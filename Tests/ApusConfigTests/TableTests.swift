@@ -52,13 +52,15 @@ private func duplicates<T: Hashable>(_ items: [T]) -> [T] {
     for spec in OptionSpec.all {
         for name in spec.longNames { #expect(help.contains("--\(name)"), "--\(name)") }
         for letter in spec.shortAliases { #expect(help.contains("-\(letter)"), "-\(letter)") }
-        if let variable = spec.environmentVariable { #expect(help.contains(variable)) }
+        if let variable = spec.environmentVariable { #expect(help.contains("[env: \(variable)")) }
         if let d = spec.defaultText { #expect(help.contains("[default: \(d)]"), "\(spec.name)") }
         #expect(help.contains(spec.section.rawValue + ":"))
     }
     #expect(help.hasPrefix("Usage: apus [OPTIONS] MODULE[:CALLABLE]\n"))
     #expect(help.contains("  --processes N  (also -w, -p, --workers)\n"))
-    #expect(help.contains("[default: 1] [env: APUS_PROCESSES]"))
+    #expect(help.contains("      [default: 1] [env: APUS_PROCESSES]\n"))
+    #expect(help.contains("      [env: APUS_PYTHONPATH, :-separated]\n"))
+    #expect(help.contains("      [env: APUS_HTTP, comma-separated]\n"))
     #expect(help.contains("  --access-log  (off: --no-access-log, --disable-logging)\n"))
     #expect(help.split(separator: "\n").allSatisfy { $0.count <= 80 })
 }
