@@ -89,6 +89,9 @@ public struct Configuration: Equatable, Sendable {
     public var listenBacklog = 1024
     /// Files given with `--ini` (re-read on graceful reload).
     public var configFiles: [String] = []
+    /// Things worth logging at start-up that are not errors, such as uWSGI ini keys
+    /// that have no effect in Apus. One line each.
+    public var warnings: [String] = []
 
     public init() {}
 }

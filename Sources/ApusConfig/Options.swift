@@ -1,0 +1,336 @@
+// The option table: every Apus setting is declared exactly once, in `OptionSpec.all` below.
+//
+// Why no dependency (swift-argument-parser or similar): one declaration here has to yield the
+// command-line flag and its long and short aliases (uWSGI's and Gunicorn's spellings), the
+// APUS_* environment variable, the uWSGI-style ini key, validation with one-line errors that
+// name where a value came from (flag, variable or file:line), the grouped `--help` text and
+// docs/options.md. Argument parsers cover only the first of these and impose their own error
+// and help formats, so every other source would need a second declaration that could drift.
+// The table plus a small resolver (Resolve.swift) is less code than that glue.
+
+/// Where an option may be given.
+public struct OptionSources: OptionSet, Sendable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+    public static let commandLine = OptionSources(rawValue: 1)
+    public static let environment = OptionSources(rawValue: 2)
+    public static let iniFile = OptionSources(rawValue: 4)
+    public static let all: OptionSources = [.commandLine, .environment, .iniFile]
+}
+
+/// Groups of `--help` and docs/options.md, in display order.
+public enum OptionSection: String, CaseIterable, Sendable {
+    case application = "Application"
+    case listening = "Listening"
+    case workers = "Workers"
+    case python = "Python"
+    case limits = "Requests and limits"
+    case logging = "Logging"
+    case general = "Configuration and information"
+}
+
+/// The shape of an option's value.
+public enum OptionKind: String, Sendable {
+    /// No value on the command line (`--preload`); `=true|false|1|0|yes|no|on|off` elsewhere.
+    case flag
+    case int
+    /// Bytes; plain or with a k, m or g suffix (powers of 1024).
+    case size
+    /// Seconds; fractions allowed.
+    case duration
+    case string
+    /// A path checked against the file system.
+    case path
+    /// Repeatable; each occurrence adds one value.
+    case list
+    /// Repeatable `KEY=VALUE`.
+    case keyValue
+}
+
+/// One option: everything about it, declared once.
+public struct OptionSpec {
+    /// Long name without dashes; also the ini key and the source of the environment variable.
+    public let name: String
+    /// Other long names (without dashes); also accepted as ini keys.
+    public let aliases: [String]
+    public let shortAliases: [Character]
+    /// Long names that set a flag to the opposite value (`--no-access-log`, `--lazy-apps`).
+    public let negations: [String]
+    public let kind: OptionKind
+    /// Placeholder for the value in help ("N", "ADDR"); empty for flags.
+    public let valueName: String
+    /// The default as shown to people; nil when there is nothing worth showing.
+    public let defaultText: String?
+    public let section: OptionSection
+    public let help: String
+    public let sources: OptionSources
+    /// How the environment variable holds several values of a list option.
+    public let environmentSeparator: Character?
+
+    enum Action { case help, version, ini }
+    let action: Action?
+    /// Validates one raw value and applies it to the draft configuration.
+    let set: Setter
+
+    typealias Setter = (inout Draft, String, SetContext) throws(ConfigError) -> Void
+
+    /// `APUS_` + the name in upper case with underscores: `shutdown-timeout` → `APUS_SHUTDOWN_TIMEOUT`.
+    public var environmentVariable: String? {
+        guard sources.contains(.environment) else { return nil }
+        return "APUS_" + String(name.uppercased().map { $0 == "-" ? "_" : $0 })
+    }
+
+    /// Every long spelling: the name, the aliases, then the negations.
+    public var longNames: [String] { [name] + aliases + negations }
+    public var takesValue: Bool { kind != .flag }
+    public var isRepeatable: Bool { kind == .list || kind == .keyValue }
+}
+
+/// The bind used when no `--http` and no `--socket` is given anywhere and `PORT` is not set;
+/// with `PORT`, the server listens on `portBindHost:$PORT`.
+enum BindDefaults {
+    static let bind = Bind(address: .tcp(host: "127.0.0.1", port: 8000), proto: .http)
+    static let portBindHost = "0.0.0.0"
+}
+
+/// Keys uWSGI users commonly put in ini files that have no effect in Apus (it always runs a
+/// master, cleans up its sockets, dies on SIGTERM, ...). They are accepted with a warning;
+/// any other unknown key is an error.
+public let ignoredUWSGIKeys: [String] = [
+    "master", "vacuum", "die-on-term", "enable-threads", "single-interpreter", "strict",
+    "need-app", "auto-procname", "procname-prefix", "procname-prefix-spaced", "thunder-lock",
+    "plugin", "plugins", "no-orphans", "memory-report",
+]
+
+extension OptionSpec {
+    /// The table. Order within a section is the order of `--help` and the docs.
+    public static var all: [OptionSpec] {
+        [
+            // MARK: Application
+            .custom("module", aliases: ["wsgi", "app"], kind: .string, valueName: "MODULE[:CALLABLE]",
+                    section: .application,
+                    help: "The WSGI application to import, e.g. app.wsgi or hello:application; the same as the positional argument.") {
+                d, raw, ctx throws(ConfigError) in
+                _ = try parseAppSpec(raw, ctx)
+                try d.setApp(AppChoice(kind: .module, value: raw, option: "module", layer: ctx.layer, origin: ctx.origin))
+            },
+            .custom("wsgi-file", aliases: ["file"], kind: .path, valueName: "FILE", section: .application,
+                    help: "Load the application from a Python file instead of a module (relative to --chdir; must exist).") {
+                d, raw, ctx throws(ConfigError) in
+                guard !raw.isEmpty else { throw ctx.fail("expected a file name, got \"\"") }
+                try d.setApp(AppChoice(kind: .file, value: raw, option: "wsgi-file", layer: ctx.layer, origin: ctx.origin))
+            },
+            .custom("callable", kind: .string, valueName: "NAME", defaultText: "application, then app",
+                    section: .application,
+                    help: "Name of the WSGI callable in the module or file.") {
+                d, raw, ctx throws(ConfigError) in
+                guard isDottedIdentifier(raw[...]) else {
+                    throw ctx.fail("expected a Python name such as application, got \(quoted(raw))")
+                }
+                d.callable = NamedValue(value: raw, origin: ctx.origin, layer: ctx.layer)
+            },
+            .custom("mount", kind: .string, valueName: "PREFIX[=APP]", defaultText: "/",
+                    section: .application,
+                    help: "Serve the application under a URL prefix (SCRIPT_NAME), e.g. /api; uWSGI's PREFIX=APP form also names the application.") {
+                d, raw, ctx throws(ConfigError) in
+                let (prefix, app) = try parseMount(raw, ctx)
+                d.config.scriptName = prefix
+                d.mountApp = app
+            },
+            .directory("chdir", valueName: "DIR", section: .application,
+                       help: "Change to this directory before loading the application (must be a directory).",
+                       into: \.config.chdir),
+
+            // MARK: Listening
+            .list("http", aliases: ["http-socket", "bind"], short: ["b"], valueName: "ADDR",
+                  defaultText: "\(BindDefaults.bind.address.text), or \(BindDefaults.portBindHost):$PORT when PORT is set",
+                  section: .listening, separator: ",",
+                  help: "Listen for HTTP on HOST:PORT, :PORT, [IPV6]:PORT or unix:PATH; repeatable.",
+                  element: { raw, ctx throws(ConfigError) in try parseBind(raw, proto: .http, ctx) },
+                  into: \.http),
+            .list("socket", aliases: ["uwsgi-socket"], short: ["s"], valueName: "ADDR",
+                  section: .listening, separator: ",",
+                  help: "Listen for the uwsgi protocol (behind nginx uwsgi_pass) on HOST:PORT, unix:PATH or a socket path; repeatable.",
+                  element: { raw, ctx throws(ConfigError) in try parseBind(raw, proto: .uwsgi, ctx) },
+                  into: \.sockets),
+            .int("backlog", aliases: ["listen"], range: 1...65535, section: .listening,
+                 help: "Length of the listen queue of each socket.",
+                 into: \.config.listenBacklog),
+
+            // MARK: Workers
+            .int("processes", aliases: ["workers"], short: ["w", "p"], range: 1...1024, section: .workers,
+                 help: "Number of worker processes.",
+                 into: \.config.processes),
+            .int("threads", range: 1...1024, section: .workers,
+                 help: "Number of threads per worker process.",
+                 into: \.config.threads),
+            .flag("preload", aliases: ["preload-app"], negations: ["lazy-apps"], section: .workers,
+                  help: "Load the application in the master before forking workers (uWSGI's --lazy-apps turns this off).",
+                  into: \.config.preload),
+            .duration("shutdown-timeout", aliases: ["graceful-timeout"], allowZero: true, section: .workers,
+                      help: "Seconds workers get to finish their requests on shutdown or reload before they are killed.",
+                      into: \.config.shutdownTimeout),
+
+            // MARK: Python
+            .custom("python", kind: .path, valueName: "PATH", section: .python,
+                    help: "Python interpreter whose libpython to load (must exist).") {
+                d, raw, ctx throws(ConfigError) in
+                guard ctx.fileSystem.isFile(raw) else { throw ctx.fail("no such file \(quoted(raw))") }
+                d.config.python = raw
+            },
+            .directory("venv", aliases: ["home", "virtualenv"], short: ["H"], valueName: "DIR", section: .python,
+                       help: "Virtual environment to use (must be a directory).",
+                       into: \.config.venv),
+            .list("pythonpath", aliases: ["python-path"], valueName: "DIR", section: .python, separator: ":",
+                  help: "Add a directory to sys.path; repeatable.",
+                  element: { raw, ctx throws(ConfigError) in
+                      guard !raw.isEmpty else { throw ctx.fail("expected a directory, got \"\"") }
+                      return raw
+                  },
+                  into: \.config.pythonPath),
+            .custom("env", kind: .keyValue, valueName: "KEY=VALUE", section: .python, separator: ",",
+                    help: "Set an environment variable for the application; repeatable.") {
+                d, raw, ctx throws(ConfigError) in
+                guard let eq = raw.firstIndex(of: "=") else {
+                    throw ctx.fail("expected KEY=VALUE, got \(quoted(raw))")
+                }
+                let key = String(raw[..<eq])
+                guard !key.isEmpty else { throw ctx.fail("empty variable name in \(quoted(raw))") }
+                guard !key.contains("\0") else { throw ctx.fail("invalid variable name in \(quoted(raw))") }
+                d.config.env[key] = String(raw[raw.index(after: eq)...])
+            },
+
+            // MARK: Requests and limits
+            .size("limit-request-line", range: 16...(1 << 20), section: .limits,
+                  help: "Longest request line (method, target, version) accepted; longer ones get 414.",
+                  into: \.config.limits.maxRequestLine),
+            .int("limit-request-fields", range: 1...10000, section: .limits,
+                 help: "Most header fields accepted in a request; more get 431.",
+                 into: \.config.limits.maxHeaderCount),
+            .size("limit-request-headers-size", aliases: ["buffer-size"], range: 256...(16 << 20), section: .limits,
+                  help: "Largest header section accepted, in bytes; larger ones get 431.",
+                  into: \.config.limits.maxHeaderBytes),
+            .size("limit-request-body", aliases: ["limit-post"], range: 0...Int.max, section: .limits,
+                  help: "Largest request body accepted, in bytes (0 = unlimited); larger ones get 413.",
+                  into: \.config.limits.maxBodyBytes),
+            .size("body-buffer-size", aliases: ["post-buffering"], range: 0...(1 << 30), section: .limits,
+                  help: "Request bodies up to this size are kept in memory; larger ones go to a temporary file.",
+                  into: \.config.limits.bodyMemoryBytes),
+            .duration("header-timeout", allowZero: false, section: .limits,
+                      help: "Seconds a client gets to send a whole request head once it started.",
+                      into: \.config.limits.headTimeout),
+            .duration("keep-alive", aliases: ["http-keepalive"], allowZero: true, section: .limits,
+                      help: "Seconds an idle keep-alive connection stays open (0 = close after each response).",
+                      into: \.config.limits.keepAliveTimeout),
+
+            // MARK: Logging
+            .flag("access-log", negations: ["no-access-log", "disable-logging"], section: .logging,
+                  help: "Log one line per request (--no-access-log or uWSGI's --disable-logging turn it off).",
+                  into: \.config.accessLog),
+
+            // MARK: Configuration and information
+            .custom("ini", kind: .list, valueName: "FILE", section: .general, separator: ",",
+                    sources: [.commandLine, .environment], action: .ini,
+                    help: "Read settings from a uWSGI-style ini file ([uwsgi] and [apus] sections); repeatable.") {
+                _, _, _ throws(ConfigError) in
+                // Read by the resolver before any other setting is applied.
+            },
+            .custom("help", short: ["h"], kind: .flag, valueName: "", section: .general,
+                    sources: .commandLine, action: .help,
+                    help: "Show this help and exit.") { _, _, _ throws(ConfigError) in },
+            .custom("version", short: ["V"], kind: .flag, valueName: "", section: .general,
+                    sources: .commandLine, action: .version,
+                    help: "Show the version and exit.") { _, _, _ throws(ConfigError) in },
+        ]
+    }
+}
+
+// MARK: - Builders: each kind brings its parser and validator.
+
+extension OptionSpec {
+    static func custom(_ name: String, aliases: [String] = [], short: [Character] = [],
+                       negations: [String] = [], kind: OptionKind, valueName: String,
+                       defaultText: String? = nil, section: OptionSection, separator: Character? = nil,
+                       sources: OptionSources = .all, action: Action? = nil, help: String,
+                       set: @escaping Setter) -> OptionSpec {
+        OptionSpec(name: name, aliases: aliases, shortAliases: short, negations: negations, kind: kind,
+                   valueName: valueName, defaultText: defaultText, section: section, help: help,
+                   sources: sources, environmentSeparator: separator, action: action, set: set)
+    }
+
+    static func flag(_ name: String, aliases: [String] = [], negations: [String] = [],
+                     section: OptionSection, help: String,
+                     into keyPath: WritableKeyPath<Draft, Bool>) -> OptionSpec {
+        .custom(name, aliases: aliases, negations: negations, kind: .flag, valueName: "",
+                defaultText: Draft()[keyPath: keyPath] ? "on" : "off", section: section, help: help) {
+            d, raw, ctx throws(ConfigError) in
+            let value = try parseBool(raw, ctx)
+            d[keyPath: keyPath] = ctx.negated ? !value : value
+        }
+    }
+
+    static func int(_ name: String, aliases: [String] = [], short: [Character] = [],
+                    range: ClosedRange<Int>, section: OptionSection, help: String,
+                    into keyPath: WritableKeyPath<Draft, Int>) -> OptionSpec {
+        .custom(name, aliases: aliases, short: short, kind: .int, valueName: "N",
+                defaultText: String(Draft()[keyPath: keyPath]), section: section,
+                help: help + rangeHelp(range, { String($0) })) {
+            d, raw, ctx throws(ConfigError) in
+            d[keyPath: keyPath] = try parseInt(raw, range: range, ctx)
+        }
+    }
+
+    static func size(_ name: String, aliases: [String] = [], range: ClosedRange<Int>,
+                     section: OptionSection, help: String,
+                     into keyPath: WritableKeyPath<Draft, Int>) -> OptionSpec {
+        .custom(name, aliases: aliases, kind: .size, valueName: "BYTES",
+                defaultText: formatSize(Draft()[keyPath: keyPath]), section: section,
+                help: help + rangeHelp(range, formatSize)) {
+            d, raw, ctx throws(ConfigError) in
+            d[keyPath: keyPath] = try parseSize(raw, range: range, ctx)
+        }
+    }
+
+    static func duration(_ name: String, aliases: [String] = [], allowZero: Bool,
+                         section: OptionSection, help: String,
+                         into keyPath: WritableKeyPath<Draft, Double>) -> OptionSpec {
+        .custom(name, aliases: aliases, kind: .duration, valueName: "SECONDS",
+                defaultText: formatSeconds(Draft()[keyPath: keyPath]), section: section, help: help) {
+            d, raw, ctx throws(ConfigError) in
+            d[keyPath: keyPath] = try parseSeconds(raw, allowZero: allowZero, ctx)
+        }
+    }
+
+    static func directory(_ name: String, aliases: [String] = [], short: [Character] = [],
+                          valueName: String, section: OptionSection, help: String,
+                          into keyPath: WritableKeyPath<Draft, String?>) -> OptionSpec {
+        .custom(name, aliases: aliases, short: short, kind: .path, valueName: valueName,
+                section: section, help: help) {
+            d, raw, ctx throws(ConfigError) in
+            guard ctx.fileSystem.isDirectory(raw) else { throw ctx.fail("not a directory: \(quoted(raw))") }
+            d[keyPath: keyPath] = raw
+        }
+    }
+
+    /// Values of one source layer are appended; a layer that gives the option replaces what
+    /// lower layers gave (`--http` on the command line replaces `http =` from an ini file).
+    static func list<T>(_ name: String, aliases: [String] = [], short: [Character] = [],
+                        valueName: String, defaultText: String? = nil, section: OptionSection,
+                        separator: Character, help: String,
+                        element: @escaping (String, SetContext) throws(ConfigError) -> T,
+                        into keyPath: WritableKeyPath<Draft, [T]>) -> OptionSpec {
+        .custom(name, aliases: aliases, short: short, kind: .list, valueName: valueName,
+                defaultText: defaultText, section: section, separator: separator, help: help) {
+            d, raw, ctx throws(ConfigError) in
+            let value = try element(raw, ctx)
+            if ctx.firstInLayer { d[keyPath: keyPath] = [] }
+            d[keyPath: keyPath].append(value)
+        }
+    }
+}
+
+/// " (1..1024)" for help lines; nothing for open-ended ranges.
+func rangeHelp(_ range: ClosedRange<Int>, _ format: (Int) -> String) -> String {
+    if range.upperBound == Int.max { return "" }
+    return " (\(format(range.lowerBound))..\(format(range.upperBound)))"
+}

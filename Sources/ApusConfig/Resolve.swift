@@ -1,0 +1,412 @@
+// Resolution: command line, APUS_* environment and ini files → Command.
+// Precedence, lowest first: defaults < ini files < APUS_* environment < command line.
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// What the `apus` executable should do.
+public enum Command: Equatable, Sendable {
+    case run(Configuration)
+    case help(String)
+    case version
+}
+
+/// A configuration mistake, as one line naming the option (or file and line) and what is wrong.
+public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The file-system questions resolution asks; tests pass a fake.
+public protocol FileSystem {
+    func isDirectory(_ path: String) -> Bool
+    func isFile(_ path: String) -> Bool
+    /// The contents of a UTF-8 text file, or nil when it cannot be read.
+    func read(_ path: String) -> String?
+}
+
+public struct RealFileSystem: FileSystem {
+    public init() {}
+
+    public func isDirectory(_ path: String) -> Bool { kind(of: path) == true }
+
+    public func isFile(_ path: String) -> Bool { kind(of: path) == false }
+
+    /// nil: nothing there; true: a directory; false: anything else. Follows symbolic links.
+    private func kind(of path: String) -> Bool? {
+        #if canImport(Darwin)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return nil }
+        return isDirectory.boolValue
+        #else
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return nil }
+        return isDirectory
+        #endif
+    }
+
+    public func read(_ path: String) -> String? {
+        guard isFile(path), let data = FileManager.default.contents(atPath: path) else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+// MARK: - Draft: the configuration while sources are applied
+
+/// The application as one source gave it.
+struct AppChoice: Equatable {
+    enum Kind: Equatable { case module, file }
+    var kind: Kind
+    /// `MODULE[:CALLABLE]` or a file path.
+    var value: String
+    /// Which option gave it ("module", "wsgi-file", "mount", "positional"): two different
+    /// options in one layer disagreeing is an error, the same one repeated is not.
+    var option: String
+    var layer: Layer
+    var origin: String
+
+    func sameApp(as other: AppChoice) -> Bool { kind == other.kind && value == other.value }
+}
+
+struct NamedValue: Equatable {
+    var value: String
+    var origin: String
+    var layer: Layer
+}
+
+/// Configuration plus what can only be settled once every source is applied.
+struct Draft {
+    var config = Configuration()
+    var app: AppChoice?
+    var mountApp: AppChoice?
+    var callable: NamedValue?
+    var http: [Bind] = []
+    var sockets: [Bind] = []
+
+    mutating func setApp(_ new: AppChoice) throws(ConfigError) {
+        if let old = app, old.layer == new.layer, old.option != new.option, !old.sameApp(as: new) {
+            throw ConfigError("\(new.origin): \(quoted(new.value)) conflicts with \(quoted(old.value)) given by \(old.origin)")
+        }
+        app = new
+    }
+}
+
+// MARK: - Lookup
+
+struct OptionIndex {
+    let specs: [OptionSpec]
+    /// Every long spelling → (spec, is a negation).
+    let long: [String: (spec: OptionSpec, negated: Bool)]
+    let short: [Character: OptionSpec]
+
+    init(_ specs: [OptionSpec] = OptionSpec.all) {
+        self.specs = specs
+        var long: [String: (spec: OptionSpec, negated: Bool)] = [:]
+        var short: [Character: OptionSpec] = [:]
+        for spec in specs {
+            for name in [spec.name] + spec.aliases { long[name] = (spec, false) }
+            for name in spec.negations { long[name] = (spec, true) }
+            for c in spec.shortAliases { short[c] = spec }
+        }
+        self.long = long
+        self.short = short
+    }
+}
+
+extension OptionIndex {
+    /// " (did you mean --processes?)" when one long name is within two edits of `name`.
+    func suggestion(for name: String, prefix: String) -> String {
+        let candidates = long.keys.filter { long[$0]!.spec.action == nil }
+            .map { (name: $0, distance: editDistance(Array(name), Array($0))) }
+            .filter { $0.distance <= 2 && $0.distance < name.count }
+            .sorted { ($0.distance, $0.name) < ($1.distance, $1.name) }
+        return candidates.first.map { " (did you mean \(prefix)\($0.name)?)" } ?? ""
+    }
+}
+
+/// Levenshtein distance.
+func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+    var previous = Array(0...b.count)
+    for (i, x) in a.enumerated() {
+        var current = [i + 1]
+        for (j, y) in b.enumerated() {
+            current.append(Swift.min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1)))
+        }
+        previous = current
+    }
+    return previous[b.count]
+}
+
+/// One raw value from one source.
+struct Entry {
+    let spec: OptionSpec
+    let raw: String
+    let origin: String
+    let negated: Bool
+}
+
+// MARK: - Resolution
+
+/// Resolves `arguments` (without argv[0]), the process environment and any ini files into a Command.
+public func resolveCommand(arguments: [String], environment: [String: String],
+                           fileSystem: any FileSystem) throws(ConfigError) -> Command {
+    let index = OptionIndex()
+
+    // 1. The command line (also decides --help and --version).
+    let cli: ParsedCommandLine
+    switch try parseCommandLine(arguments, index) {
+    case .help: return .help(helpText())
+    case .version: return .version
+    case let .options(parsed): cli = parsed
+    }
+
+    // 2. The environment.
+    let env = environmentEntries(environment, index)
+
+    // 3. Ini files: --ini on the command line replaces APUS_INI.
+    let cliIni = cli.entries.filter { $0.spec.action == .ini }
+    let iniSources = cliIni.isEmpty ? env.filter { $0.spec.action == .ini } : cliIni
+    var iniEntries: [Entry] = []
+    var warnings: [String] = []
+    for source in iniSources {
+        guard !source.raw.isEmpty, let text = fileSystem.read(source.raw) else {
+            throw ConfigError("\(source.origin): cannot read ini file \(quoted(source.raw))")
+        }
+        let parsed = try parseIni(text, file: source.raw, index)
+        iniEntries += parsed.entries
+        warnings += parsed.warnings
+    }
+
+    // 4. Apply the layers in increasing precedence.
+    var draft = Draft()
+    let layers: [(Layer, [Entry])] = [(.iniFile, iniEntries), (.environment, env), (.commandLine, cli.entries)]
+    for (layer, entries) in layers {
+        if layer == .commandLine, let app = cli.positional {
+            let ctx = SetContext(origin: "application argument", layer: layer, firstInLayer: true,
+                                 negated: false, fileSystem: fileSystem)
+            _ = try parseAppSpec(app, ctx)
+            try draft.setApp(AppChoice(kind: .module, value: app, option: "positional", layer: layer,
+                                       origin: "the application argument"))
+        }
+        var seen = Set<String>()
+        for entry in entries {
+            let ctx = SetContext(origin: entry.origin, layer: layer, firstInLayer: seen.insert(entry.spec.name).inserted,
+                                 negated: entry.negated, fileSystem: fileSystem)
+            try entry.spec.set(&draft, entry.raw, ctx)
+        }
+    }
+    draft.config.configFiles = iniSources.map(\.raw)
+    draft.config.warnings = warnings
+    return .run(try finish(draft, environment: environment, fileSystem: fileSystem))
+}
+
+/// Settles what depends on several options: the application and the binds.
+func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileSystem) throws(ConfigError) -> Configuration {
+    var config = draft.config
+
+    var app = draft.app
+    if let mounted = draft.mountApp {
+        if let given = app, !given.sameApp(as: mounted) {
+            throw ConfigError("\(mounted.origin): application \(quoted(mounted.value)) conflicts with \(quoted(given.value)) given by \(given.origin)")
+        }
+        app = app ?? mounted
+    }
+    guard let app else {
+        throw ConfigError("no application given: apus MODULE[:CALLABLE] or --wsgi-file FILE")
+    }
+    var callable = draft.callable?.value
+    switch app.kind {
+    case .module:
+        let parts = app.value.split(separator: ":", maxSplits: 1)
+        config.app.module = String(parts[0])
+        if parts.count == 2 {
+            // MODULE:CALLABLE against --callable: the higher source wins; one source giving both must agree.
+            let inSpec = String(parts[1])
+            if let given = draft.callable, given.layer == app.layer, given.value != inSpec {
+                throw ConfigError("\(given.origin): \(quoted(given.value)) conflicts with the callable in \(quoted(app.value)) given by \(app.origin)")
+            }
+            if draft.callable.map({ $0.layer <= app.layer }) ?? true { callable = inSpec }
+        }
+    case .file:
+        let path = app.value.hasPrefix("/") ? app.value : config.chdir.map { "\($0)/\(app.value)" } ?? app.value
+        guard fileSystem.isFile(path) else {
+            let within = config.chdir != nil && path != app.value ? " in \(quoted(config.chdir!))" : ""
+            throw ConfigError("\(app.origin): no such file \(quoted(app.value))\(within)")
+        }
+        config.app.wsgiFile = app.value
+    }
+    config.app.callable = callable
+
+    var binds: [Bind] = []
+    for bind in draft.http + draft.sockets where !binds.contains(bind) { binds.append(bind) }
+    if binds.isEmpty {
+        if let port = environment["PORT"], !port.isEmpty {
+            guard let number = parsePort(port[...]) else {
+                throw ConfigError("PORT: expected a port number between 1 and 65535, got \(quoted(port))")
+            }
+            binds = [Bind(address: .tcp(host: BindDefaults.portBindHost, port: number), proto: .http)]
+        } else {
+            binds = [BindDefaults.bind]
+        }
+    }
+    config.binds = binds
+    return config
+}
+
+// MARK: - Command line
+
+struct ParsedCommandLine {
+    var entries: [Entry] = []
+    var positional: String?
+}
+
+enum CommandLineResult {
+    case help, version, options(ParsedCommandLine)
+}
+
+/// `--opt value`, `--opt=value`, `-w 4`, `-w4`; flags take no separate value; `--` ends options.
+func parseCommandLine(_ arguments: [String], _ index: OptionIndex) throws(ConfigError) -> CommandLineResult {
+    var result = ParsedCommandLine()
+    var i = 0
+    var optionsEnded = false
+
+    func takePositional(_ arg: String) throws(ConfigError) {
+        if let first = result.positional {
+            throw ConfigError("unexpected argument \(quoted(arg)): the application is already given as \(quoted(first))")
+        }
+        result.positional = arg
+    }
+
+    /// The next argument as the value of `spelling`, unless it is missing or looks like an option.
+    func nextValue(for spelling: String, _ spec: OptionSpec) throws(ConfigError) -> String {
+        let missing = ConfigError("\(spelling): missing value (expected \(spec.valueName))")
+        guard i < arguments.count else { throw missing }
+        let next = arguments[i]
+        if next.hasPrefix("-") && next.count > 1 && !isASCIIDigits(next.dropFirst()) { throw missing }
+        i += 1
+        return next
+    }
+
+    while i < arguments.count {
+        let arg = arguments[i]
+        i += 1
+        if optionsEnded || arg == "-" || !arg.hasPrefix("-") {
+            try takePositional(arg)
+            continue
+        }
+        if arg == "--" {
+            optionsEnded = true
+            continue
+        }
+        let spec: OptionSpec
+        let spelling: String
+        var negated = false
+        var raw: String
+        if arg.hasPrefix("--") {
+            let body = arg.dropFirst(2)
+            let name = body.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            spelling = "--" + name
+            guard let found = index.long[String(name)], found.spec.sources.contains(.commandLine) else {
+                throw ConfigError("unknown option \(spelling)" + index.suggestion(for: String(name), prefix: "--"))
+            }
+            spec = found.spec
+            negated = found.negated
+            let inline = body.count > name.count ? String(body.dropFirst(name.count + 1)) : nil
+            if let inline {
+                raw = inline
+            } else if spec.takesValue {
+                raw = try nextValue(for: spelling, spec)
+            } else {
+                raw = "true"
+            }
+        } else {
+            let letter = arg[arg.index(after: arg.startIndex)]
+            spelling = "-" + String(letter)
+            guard let found = index.short[letter] else { throw ConfigError("unknown option \(spelling)") }
+            spec = found
+            let rest = arg.dropFirst(2)
+            if !spec.takesValue {
+                guard rest.isEmpty else { throw ConfigError("unknown option \(arg)") }
+                raw = "true"
+            } else if rest.isEmpty {
+                raw = try nextValue(for: spelling, spec)
+            } else {
+                raw = String(rest.hasPrefix("=") ? rest.dropFirst() : rest)
+            }
+        }
+        switch spec.action {
+        case .help: return .help
+        case .version: return .version
+        default: break
+        }
+        result.entries.append(Entry(spec: spec, raw: raw, origin: spelling, negated: negated))
+    }
+    return .options(result)
+}
+
+// MARK: - Environment
+
+/// APUS_* variables that are set and not empty; list options split on their separator.
+func environmentEntries(_ environment: [String: String], _ index: OptionIndex) -> [Entry] {
+    var entries: [Entry] = []
+    for spec in index.specs {
+        guard let variable = spec.environmentVariable, let value = environment[variable], !value.isEmpty else { continue }
+        let values: [String]
+        if let separator = spec.environmentSeparator {
+            values = value.split(separator: separator).map { trimmed($0) }.filter { !$0.isEmpty }
+        } else {
+            values = [value]
+        }
+        entries += values.map { Entry(spec: spec, raw: $0, origin: variable, negated: false) }
+    }
+    return entries
+}
+
+// MARK: - Ini files
+
+/// uWSGI-style ini: `[uwsgi]` and `[apus]` sections, `key = value`, `#` and `;` comment lines.
+func parseIni(_ text: String, file: String, _ index: OptionIndex) throws(ConfigError) -> (entries: [Entry], warnings: [String]) {
+    var entries: [Entry] = []
+    var warnings: [String] = []
+    var section: String?
+    var lineNumber = 0
+    for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
+        lineNumber += 1
+        let line = trimmed(rawLine)
+        let place = "\(file):\(lineNumber)"
+        if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+        if line.hasPrefix("[") {
+            guard line.hasSuffix("]"), line.count > 2 else {
+                throw ConfigError("\(place): malformed section header \(quoted(line))")
+            }
+            section = trimmed(line.dropFirst().dropLast()).lowercased()
+            continue
+        }
+        guard let section else {
+            throw ConfigError("\(place): \(quoted(line)) is outside any section (start the file with [apus] or [uwsgi])")
+        }
+        guard section == "uwsgi" || section == "apus" else { continue }
+        guard let eq = line.firstIndex(of: "=") else {
+            throw ConfigError("\(place): expected KEY = VALUE, got \(quoted(line))")
+        }
+        let key = trimmed(line[..<eq])
+        let value = trimmed(line[line.index(after: eq)...])
+        let name = String(key.lowercased().map { $0 == "_" ? "-" : $0 })
+        guard let found = index.long[name] else {
+            if ignoredUWSGIKeys.contains(name) {
+                warnings.append("\(place): \(quoted(key)) has no effect in Apus; ignored")
+                continue
+            }
+            throw ConfigError("\(place): unknown key \(quoted(key))" + index.suggestion(for: name, prefix: ""))
+        }
+        guard found.spec.sources.contains(.iniFile) else {
+            throw ConfigError("\(place): \(quoted(key)) cannot be set in an ini file")
+        }
+        entries.append(Entry(spec: found.spec, raw: value, origin: "\(place): \(key)", negated: found.negated))
+    }
+    return (entries, warnings)
+}

@@ -1,0 +1,135 @@
+import Testing
+@testable import ApusConfig
+
+/// One value for one option and the configuration it must produce.
+struct Sample: Sendable, CustomTestStringConvertible {
+    let name: String
+    let value: String
+    /// Options that name the application themselves do not get the positional "app".
+    let needsApp: Bool
+    let expected: Configuration
+
+    init(_ name: String, _ value: String, needsApp: Bool = true, _ change: (inout Configuration) -> Void) {
+        self.name = name
+        self.value = value
+        self.needsApp = needsApp
+        var c = baseline()
+        if !needsApp { c.app = AppSpec() }
+        change(&c)
+        expected = c
+    }
+
+    var testDescription: String { "--\(name) \(value)" }
+
+    var spec: OptionSpec { OptionSpec.all.first { $0.name == name }! }
+}
+
+let samples: [Sample] = [
+    Sample("module", "hello:application", needsApp: false) { $0.app = AppSpec(module: "hello", callable: "application") },
+    Sample("wsgi-file", "app.py", needsApp: false) { $0.app = AppSpec(wsgiFile: "app.py") },
+    Sample("callable", "make_app") { $0.app.callable = "make_app" },
+    Sample("mount", "/api") { $0.scriptName = "/api" },
+    Sample("chdir", "/srv") { $0.chdir = "/srv" },
+    Sample("http", "127.0.0.1:9000") { $0.binds = [tcp("127.0.0.1", 9000)] },
+    Sample("socket", "/tmp/app.sock") { $0.binds = [unix("/tmp/app.sock", .uwsgi)] },
+    Sample("backlog", "128") { $0.listenBacklog = 128 },
+    Sample("processes", "4") { $0.processes = 4 },
+    Sample("threads", "8") { $0.threads = 8 },
+    Sample("preload", "true") { $0.preload = true },
+    Sample("shutdown-timeout", "2.5") { $0.shutdownTimeout = 2.5 },
+    Sample("python", "/usr/bin/python3") { $0.python = "/usr/bin/python3" },
+    Sample("venv", "/venv") { $0.venv = "/venv" },
+    Sample("pythonpath", "/lib/py") { $0.pythonPath = ["/lib/py"] },
+    Sample("env", "GREETING=a=b") { $0.env = ["GREETING": "a=b"] },
+    Sample("limit-request-line", "4k") { $0.limits.maxRequestLine = 4096 },
+    Sample("limit-request-fields", "50") { $0.limits.maxHeaderCount = 50 },
+    Sample("limit-request-headers-size", "32k") { $0.limits.maxHeaderBytes = 32768 },
+    Sample("limit-request-body", "0") { $0.limits.maxBodyBytes = 0 },
+    Sample("body-buffer-size", "2m") { $0.limits.bodyMemoryBytes = 2 << 20 },
+    Sample("header-timeout", "0.5") { $0.limits.headTimeout = 0.5 },
+    Sample("keep-alive", "0") { $0.limits.keepAliveTimeout = 0 },
+    Sample("access-log", "false") { $0.accessLog = false },
+]
+
+/// Every spelling of the sample's option on the command line, as argument lists.
+func commandLineForms(_ sample: Sample) -> [[String]] {
+    let spec = sample.spec
+    var forms: [[String]] = []
+    for name in [spec.name] + spec.aliases {
+        if spec.takesValue { forms.append(["--\(name)", sample.value]) }
+        forms.append(["--\(name)=\(sample.value)"])
+    }
+    for letter in spec.shortAliases {
+        forms.append(["-\(letter)", sample.value])
+        forms.append(["-\(letter)\(sample.value)"])
+    }
+    return forms
+}
+
+@Test func everyOptionHasASample() {
+    let settable = OptionSpec.all.filter { $0.action == nil }.map(\.name)
+    #expect(Set(samples.map(\.name)) == Set(settable))
+}
+
+@Test(arguments: samples)
+func commandLine(_ sample: Sample) {
+    for form in commandLineForms(sample) {
+        let args = form + (sample.needsApp ? ["app"] : [])
+        #expect(config(args) == sample.expected, "\(args)")
+    }
+}
+
+@Test(arguments: samples)
+func environmentVariable(_ sample: Sample) {
+    let variable = sample.spec.environmentVariable!
+    #expect(variable == "APUS_" + sample.name.uppercased().replacing("-", with: "_"))
+    let args = sample.needsApp ? ["app"] : []
+    #expect(config(args, env: [variable: sample.value]) == sample.expected)
+}
+
+@Test(arguments: samples)
+func iniFile(_ sample: Sample) {
+    let spec = sample.spec
+    let keys = [spec.name, spec.name.replacing("-", with: "_")] + spec.aliases
+    for (n, key) in keys.enumerated() {
+        let section = n.isMultiple(of: 2) ? "[apus]" : "[uwsgi]"
+        let fs = FakeFileSystem.standard.with(file: "/etc/app.ini", "\(section)\n\(key) = \(sample.value)\n")
+        var expected = sample.expected
+        expected.configFiles = ["/etc/app.ini"]
+        let args = ["--ini", "/etc/app.ini"] + (sample.needsApp ? ["app"] : [])
+        #expect(config(args, fs: fs) == expected, "ini key \(key)")
+    }
+}
+
+@Test func flagsTakeNoValueOnTheCommandLine() {
+    var expected = baseline()
+    expected.preload = true
+    #expect(config(["--preload", "app"]) == expected)
+    #expect(config(["--preload-app", "app"]) == expected)
+    #expect(config(["app", "--preload"]) == expected)
+    #expect(config(["--access-log", "app"]) == baseline())
+}
+
+@Test(arguments: ["true", "1", "yes", "on", "TRUE", "Yes"])
+func trueSpellings(_ value: String) {
+    #expect(config(["--preload=\(value)", "app"])?.preload == true)
+    #expect(config(["app"], env: ["APUS_PRELOAD": value])?.preload == true)
+}
+
+@Test(arguments: ["false", "0", "no", "off", "False", "OFF"])
+func falseSpellings(_ value: String) {
+    #expect(config(["--preload=\(value)", "app"], env: ["APUS_PRELOAD": "1"])?.preload == false)
+    #expect(config(["app"], env: ["APUS_PRELOAD": value])?.preload == false)
+}
+
+@Test func negations() {
+    #expect(config(["--lazy-apps", "app"], env: ["APUS_PRELOAD": "true"])?.preload == false)
+    #expect(config(["--lazy-apps=false", "app"])?.preload == true)
+    #expect(config(["--no-access-log", "app"])?.accessLog == false)
+    #expect(config(["--disable-logging", "app"])?.accessLog == false)
+    #expect(config(["--no-access-log=false", "app"])?.accessLog == true)
+    let fs = FakeFileSystem.standard.with(file: "u.ini", "[uwsgi]\nlazy-apps = true\ndisable-logging = true\n")
+    let c = config(["--ini", "u.ini", "--preload", "app"], fs: fs)
+    #expect(c?.preload == true)
+    #expect(c?.accessLog == false)
+}

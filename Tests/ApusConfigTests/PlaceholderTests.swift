@@ -1,3 +1,0 @@
-import Testing
-@testable import ApusConfig
-@Test func placeholder() { #expect(Configuration().threads == 1) }
