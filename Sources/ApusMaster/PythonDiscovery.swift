@@ -27,12 +27,12 @@ public enum PythonDiscovery {
             program = found
         }
         guard access(program, X_OK) == 0 else { throw Failure(description: "--python: \(program) is not an executable") }
-        let script = "import sys, sysconfig, os; v = sysconfig.get_config_var; print(sys.version.split()[0]); print(os.path.join(v('LIBDIR') or '', v('LDLIBRARY') or '')); print(v('Py_ENABLE_SHARED'))"
+        let script = "import sys, sysconfig, os; v = sysconfig.get_config_var; print(sys.version.split()[0]); print(os.path.join(v('LIBDIR') or '', v('LDLIBRARY') or '')); print(v('Py_ENABLE_SHARED')); print(sys.executable)"
         guard let out = run(program, ["-c", script]) else {
             throw Failure(description: "cannot run \(program) to find its libpython")
         }
         let lines = out.split(separator: "\n").map(String.init)
-        guard lines.count >= 3 else { throw Failure(description: "unexpected answer from \(program): \(out)") }
+        guard lines.count >= 4 else { throw Failure(description: "unexpected answer from \(program): \(out)") }
         var library = lines[1]
         if !library.hasSuffix(".so") && !library.contains(".so.") {
             // Static build: LDLIBRARY is libpython3.X.a; a shared one may still sit beside it.
@@ -48,7 +48,9 @@ public enum PythonDiscovery {
         if parts.count >= 2 && (parts[0] != 3 || parts[1] < 9) {
             throw Failure(description: "\(program) is Python \(lines[0]); Apus needs 3.9 or newer")
         }
-        return PythonInstallation(programPath: program, libraryPath: library, version: lines[0])
+        // sys.executable, not the path we ran: a pyenv shim or a symlink would give CPython
+        // the wrong prefix.
+        return PythonInstallation(programPath: lines[3], libraryPath: library, version: lines[0])
     }
 
     static func searchPath(_ name: String) -> String? {

@@ -245,17 +245,17 @@ public final class WSGICaller {
             api.PyErr_Clear()
             return "header names and values must be str"
         }
-        guard name.count > 0, name.allSatisfy(isTokenByte) else {
+        guard isValidHeaderName(name) else {
             return "invalid header name \(String(decoding: name, as: UTF8.self).debugDescription)"
         }
-        switch headerKind(name) {
+        switch classifyResponseHeader(name) {
         case .contentLength:
-            guard value.count > 0, value.count < 19, value.allSatisfy({ $0 >= 48 && $0 <= 57 }) else {
-                return "invalid Content-Length"
-            }
-            head.contentLength = value.reduce(0) { $0 * 10 + Int($1 - 48) }
+            guard let n = parseContentLength(value) else { return "invalid Content-Length" }
+            if let prior = head.contentLength, prior != n { return "conflicting Content-Length headers" }
+            head.contentLength = n
+            return nil  // the writer sends the one it enforces
         case .connection:
-            if containsToken(value, "close") { head.closeRequested = true }
+            if connectionValueHasClose(value) { head.closeRequested = true }
             return nil
         case .hopByHop:
             return nil
@@ -412,49 +412,3 @@ private let fetchBodyEntry: @convention(c) (PyRef?, PyRef?) -> PyRef? = { capsul
     caller(capsule) { $0.fetchBodyCall() }
 }
 
-// MARK: Header classification (app response headers)
-
-enum ResponseHeaderKind { case contentLength, connection, hopByHop, date, server, other }
-
-@inline(__always) func headerKind(_ name: UnsafeRawBufferPointer) -> ResponseHeaderKind {
-    switch name.count {
-    case 14 where asciiEqualsLower(name, "content-length"): return .contentLength
-    case 10 where asciiEqualsLower(name, "connection"): return .connection
-    case 10 where asciiEqualsLower(name, "keep-alive"): return .hopByHop
-    case 17 where asciiEqualsLower(name, "transfer-encoding"): return .hopByHop
-    case 2 where asciiEqualsLower(name, "te"): return .hopByHop
-    case 7 where asciiEqualsLower(name, "trailer"): return .hopByHop
-    case 7 where asciiEqualsLower(name, "upgrade"): return .hopByHop
-    case 18 where asciiEqualsLower(name, "proxy-authenticate"): return .hopByHop
-    case 19 where asciiEqualsLower(name, "proxy-authorization"): return .hopByHop
-    case 4 where asciiEqualsLower(name, "date"): return .date
-    case 6 where asciiEqualsLower(name, "server"): return .server
-    default: return .other
-    }
-}
-
-@inline(__always) func isTokenByte(_ c: UInt8) -> Bool {
-    switch c {
-    case 48...57, 65...90, 97...122: return true
-    case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-         UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-         UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-        return true
-    default: return false
-    }
-}
-
-/// Whether a comma-separated header value holds `token` (case-insensitive).
-func containsToken(_ value: UnsafeRawBufferPointer, _ token: StaticString) -> Bool {
-    var start = 0
-    while start <= value.count {
-        var end = start
-        while end < value.count, value[end] != UInt8(ascii: ",") { end += 1 }
-        var a = start, b = end
-        while a < b, value[a] == 32 || value[a] == 9 { a += 1 }
-        while b > a, value[b - 1] == 32 || value[b - 1] == 9 { b -= 1 }
-        if asciiEqualsLower(UnsafeRawBufferPointer(rebasing: value[a..<b]), token) { return true }
-        start = end + 1
-    }
-    return false
-}

@@ -139,7 +139,7 @@ final class WSGIEnviron {
     private func pathInfo(_ raw: UnsafeRawBufferPointer) -> PyRef {
         var decoded: [UInt8]
         if raw.contains(UInt8(ascii: "%")) {
-            decoded = percentDecoded(raw)
+            decoded = percentDecode(raw)
         } else {
             decoded = Array(raw)
         }
@@ -150,33 +150,6 @@ final class WSGIEnviron {
         }
         return decoded.withUnsafeBytes { api.latin1($0) }
     }
-}
-
-/// "%41" → "A"; malformed escapes stay as they are.
-func percentDecoded(_ raw: UnsafeRawBufferPointer) -> [UInt8] {
-    var out: [UInt8] = []
-    out.reserveCapacity(raw.count)
-    var i = 0
-    @inline(__always) func hex(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 48...57: return c - 48
-        case 65...70: return c - 55
-        case 97...102: return c - 87
-        default: return nil
-        }
-    }
-    while i < raw.count {
-        let c = raw[i]
-        if c == UInt8(ascii: "%"), i + 2 < raw.count,
-           let h = hex(raw[i + 1]), let l = hex(raw[i + 2]) {
-            out.append(h << 4 | l)
-            i += 3
-        } else {
-            out.append(c)
-            i += 1
-        }
-    }
-    return out
 }
 
 @inline(__always) func asciiEqualsLower(_ b: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {

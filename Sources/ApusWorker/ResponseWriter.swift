@@ -64,7 +64,12 @@ final class ResponseWriter: WSGIResponseSink {
         out.append(13); out.append(10)
         out.append(contentsOf: head.headerLines)
         if !head.hasServer { out.append(contentsOf: "Server: apus\r\n".utf8) }
-        if !head.hasDate { dateCache.appendHeader(to: &out) }
+        if !head.hasDate {
+            dateCache.update(unixTime: Int64(time(nil)))
+            out.append(contentsOf: "Date: ".utf8)
+            out.append(contentsOf: dateCache.bytes)
+            out.append(13); out.append(10)
+        }
         switch framing {
         case .contentLength(let n):
             out.append(contentsOf: "Content-Length: ".utf8)
@@ -102,8 +107,7 @@ final class ResponseWriter: WSGIResponseSink {
             remaining -= data.count
         case .chunked:
             if data.count > 0 {
-                appendHex(data.count, to: &out)
-                out.append(13); out.append(10)
+                appendChunkHeader(size: data.count, to: &out)
             }
         case .closeDelimited:
             break
@@ -128,8 +132,7 @@ final class ResponseWriter: WSGIResponseSink {
         var n = count
         if case .contentLength = framing { n = min(n, remaining); remaining -= n }
         if case .chunked = framing {
-            appendHex(n, to: &out)
-            out.append(13); out.append(10)
+            appendChunkHeader(size: n, to: &out)
         }
         if !flushOut() { return false }
         var off = Int64(offset)
@@ -150,7 +153,7 @@ final class ResponseWriter: WSGIResponseSink {
 
     func end() -> Bool {
         if broken { return false }
-        if case .chunked = framing { out.append(contentsOf: "0\r\n\r\n".utf8) }
+        if case .chunked = framing { out.append(contentsOf: lastChunk) }
         if !flushOut() { return false }
         if case .contentLength = framing, remaining > 0 {
             // The app sent less than it declared: the client would wait forever.
@@ -202,33 +205,3 @@ final class ResponseWriter: WSGIResponseSink {
     }
 }
 
-@inline(__always) func appendHex(_ n: Int, to out: inout [UInt8]) {
-    let hex: StaticString = "0123456789abcdef"
-    var shift = 60
-    while shift > 0 && (n >> shift) & 0xF == 0 { shift -= 4 }
-    while shift >= 0 {
-        out.append(hex.utf8Start[(n >> shift) & 0xF])
-        shift -= 4
-    }
-}
-
-/// `Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n`, formatted once per second.
-struct HTTPDateCache {
-    private var second = -1
-    private var line: [UInt8] = []
-
-    mutating func appendHeader(to out: inout [UInt8]) {
-        var t = time(nil)
-        if Int(t) != second {
-            second = Int(t)
-            var tmv = tm()
-            gmtime_r(&t, &tmv)
-            let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-            let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-            func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-            let s = "Date: \(days[Int(tmv.tm_wday)]), \(two(tmv.tm_mday)) \(months[Int(tmv.tm_mon)]) \(tmv.tm_year + 1900) \(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec)) GMT\r\n"
-            line = Array(s.utf8)
-        }
-        out.append(contentsOf: line)
-    }
-}

@@ -1,4 +1,68 @@
+// apus: resolve the options, find Python, then hand over to the master. Everything that
+// can be wrong with the command line is reported here, in one line, before anything starts.
+#if canImport(Glibc)
+import Glibc
+#endif
 import ApusConfig
 import ApusMaster
+import ApusObserve
 import ApusWorker
-print("apus")
+
+let apusVersion = "0.1.0"
+
+func fail(_ message: String, status: Int32) -> Never {
+    var line = "apus: \(message)\n"
+    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    exit(status)
+}
+
+let command: Command
+do {
+    command = try resolveCommand(arguments: Array(CommandLine.arguments.dropFirst()),
+                                 environment: Environment.current(), fileSystem: RealFileSystem())
+} catch {
+    fail(error.message, status: 2)
+}
+
+switch command {
+case let .help(text):
+    print(text, terminator: text.hasSuffix("\n") ? "" : "\n")
+    exit(0)
+case .version:
+    print("apus \(apusVersion)")
+    exit(0)
+case let .run(config):
+    if let dir = config.chdir, chdir(dir) != 0 {
+        fail("--chdir: cannot enter \(dir)", status: 2)
+    }
+    let python: PythonInstallation
+    do {
+        python = try PythonDiscovery.locate(python: config.python, venv: config.venv)
+    } catch {
+        fail(error.description, status: 2)
+    }
+    for warning in config.warnings { Log.warning(warning) }
+    let master = Master(
+        config: config, python: python, version: apusVersion,
+        startWorker: { launch in WorkerEntry.runWorker(workerSpec(config, python, launch)) },
+        startZygote: { launch, commandFD in WorkerEntry.runZygote(workerSpec(config, python, launch), commandFD: commandFD) })
+    exit(master.run())
+}
+
+func workerSpec(_ config: Configuration, _ python: PythonInstallation, _ launch: WorkerLaunch) -> WorkerSpec {
+    WorkerSpec(configuration: config, python: python, listeners: launch.listeners, slot: launch.slot,
+               generation: launch.generation, statusFD: launch.statusFD, masterPID: launch.masterPID)
+}
+
+enum Environment {
+    static func current() -> [String: String] {
+        var env: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+            p += 1
+        }
+        return env
+    }
+}
