@@ -104,7 +104,10 @@ public final class Master {
             let t = now()
             if stopping {
                 if workers.isEmpty && zygotePID == 0 { break }
-                if t >= stopDeadline { killAll(SIGKILL) }
+                if t >= stopDeadline {
+                    killAll(SIGKILL)
+                    workers.removeAll { $0.pid == 0 }  // never started: nothing to wait for
+                }
             } else {
                 if exitStatus != 0 { break }
                 manageWorkers(now: t)
@@ -165,6 +168,8 @@ public final class Master {
 
     /// Starts workers for empty slots, after the back-off when boots keep failing.
     private func manageWorkers(now t: Double) {
+        // A worker the zygote was asked for but that never said `started` died in birth.
+        workers.removeAll { $0.pid == 0 && t - $0.startedAt > 10 }
         if config.preload && !zygoteReady { return }
         guard t >= nextSpawnAt else { return }
         for slot in 0..<UInt32(desiredWorkers) where !workers.contains(where: { $0.slot == slot }) {

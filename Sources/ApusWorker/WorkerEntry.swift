@@ -56,18 +56,15 @@ public enum WorkerEntry {
         _ = apus_signal_default(SIGCHLD)
         _ = apus_signal_ignore(SIGPIPE)
         _ = apus_unblock_all_signals()
-        _ = apus_set_pdeathsig(SIGTERM)
-        if getppid() != master {
-            // Re-parenting to the master happens when the middle process exits; wait for it
-            // so the death signal is tied to the master, not to the middle process.
-            var tries = 0
-            while getppid() != master && tries < 1000 {
-                usleep(1000)
-                tries += 1
-            }
-            _ = apus_set_pdeathsig(SIGTERM)
-            if getppid() != master { _exit(WorkerExit.bootError) }
+        // A worker forked by the zygote is re-parented to the master when the middle process
+        // exits: wait for that first, so the death signal is tied to the master.
+        var tries = 0
+        while getppid() != master && tries < 2000 {
+            usleep(500)
+            tries += 1
         }
+        _ = apus_set_pdeathsig(SIGTERM)
+        if getppid() != master { _exit(WorkerExit.bootError) }  // the master is already gone
         _ = apus_set_name(String(role.prefix(15)))
     }
 
