@@ -4,7 +4,8 @@ DEBUG = False
 ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "djecho.urls"
 INSTALLED_APPS = []
-MIDDLEWARE = []
+# CommonMiddleware is in every `startproject` and sets Content-Length on responses.
+MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
 DATABASES = {}
 USE_TZ = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = None
