@@ -135,7 +135,8 @@ def _uwsgi(c: Ctx):
     # uwsgi protocol. This is the uWSGI mode that keeps client connections
     # alive without tying a worker to each one. No --lazy-apps: the app is
     # imported in the master and the workers are forked from it.
-    return _uwsgi_argv(c, ["--http", f"{HOST}:{c.port}", "--http-keepalive"])
+    return _uwsgi_argv(c, ["--http", f"{HOST}:{c.port}", "--http-keepalive",
+                           "--http-auto-chunked"])
 
 
 def _uwsgi_http11(c: Ctx):
@@ -539,7 +540,8 @@ def versions(args) -> dict:
         v["venv_error"] = str(e)
     try:
         w = subprocess.run([args.wrk, "-v"], capture_output=True, text=True, timeout=10)
-        v["wrk"] = (w.stdout + w.stderr).splitlines()[0].strip()
+        first = (w.stdout + w.stderr).splitlines()[0].strip()
+        v["wrk"] = re.sub(r"^wrk\s+", "", first.split(" Copyright")[0])
     except Exception:
         v["wrk"] = None
     if os.path.isfile(args.apus) and os.access(args.apus, os.X_OK):
@@ -722,6 +724,10 @@ def main(argv=None):
         f"{len(plan) * args.repeats * per / 60:.1f} min; load average {meta['loadavg_start']}")
     for s in skipped:
         log(f"bench: skipped {s}")
+
+    def _on_term(signum, _frame):
+        raise KeyboardInterrupt  # unwinds through run_cell's cleanup: the server is stopped
+    signal.signal(signal.SIGTERM, _on_term)
 
     runs = []
     interrupted = False
