@@ -1,10 +1,10 @@
 // Resolution: command line, APUS_* environment and ini files → Command.
 // Precedence, lowest first: defaults < ini files < APUS_* environment < command line.
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// What the `apus` executable should do.
@@ -37,20 +37,23 @@ public struct RealFileSystem: FileSystem {
     public func isFile(_ path: String) -> Bool { kind(of: path) == false }
 
     /// nil: nothing there; true: a directory; false: anything else. Follows symbolic links.
+    /// Plain `stat`, not Foundation: the binary stays free of Foundation (smaller workers).
     private func kind(of path: String) -> Bool? {
-        #if canImport(Darwin)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return nil }
-        return isDirectory.boolValue
-        #else
-        var isDirectory = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return nil }
-        return isDirectory
-        #endif
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return (st.st_mode & S_IFMT) == S_IFDIR
     }
 
     public func read(_ path: String) -> String? {
-        guard isFile(path), let data = FileManager.default.contents(atPath: path) else { return nil }
+        guard isFile(path), let file = fopen(path, "rb") else { return nil }
+        defer { fclose(file) }
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, file)
+            if n <= 0 { break }
+            data.append(contentsOf: chunk[0..<n])
+        }
         return String(decoding: data, as: UTF8.self)
     }
 }

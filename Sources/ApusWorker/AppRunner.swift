@@ -88,6 +88,7 @@ final class AppRunner {
             if got <= 0 { return nil }
             conn.end += got
         }
+        conn.deferredBodyRead = n
         return .memory(UnsafeRawBufferPointer(start: conn.buffer + conn.start + conn.head.headLength, count: n))
     }
 }

@@ -17,6 +17,9 @@ final class Connection {
         case chunked
         /// Handed to the app (on an app thread, or running now on the loop).
         case inApp
+        /// An error answer went out; what the client still sends is read and dropped
+        /// until it closes or the deadline passes, so the answer is not lost to a reset.
+        case discarding(until: Double)
     }
 
     let fd: Int32
@@ -34,6 +37,8 @@ final class Connection {
     var closeAfterResponse = false
     /// Whether a `100 Continue` went out for the current request.
     var sentContinue = false
+    /// Body bytes the app pulled into the buffer after the head (100-continue), to skip.
+    var deferredBodyRead = 0
     /// When the current head started arriving or the connection went idle (seconds).
     var since: Double
     var requestsServed = 0

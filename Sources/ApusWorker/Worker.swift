@@ -182,6 +182,17 @@ final class Worker {
 
     private func readable(_ conn: Connection, now t: Double) {
         if case .inApp = conn.state { return }
+        if case .discarding = conn.state {
+            var scratch = [UInt8](repeating: 0, count: 16384)
+            while true {
+                let n = scratch.withUnsafeMutableBytes { recv(conn.fd, $0.baseAddress, $0.count, 0) }
+                if n > 0 { continue }
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
+                closeConnection(conn)
+                return
+            }
+        }
         let open = conn.fill()
         if !open && conn.buffered == 0 {
             closeConnection(conn)
@@ -194,7 +205,7 @@ final class Worker {
     func process(_ conn: Connection, now t: Double, peerClosed: Bool = false) {
         while true {
             switch conn.state {
-            case .inApp:
+            case .inApp, .discarding:
                 return
             case .head:
                 if conn.buffered == 0 {
@@ -326,6 +337,8 @@ final class Worker {
     /// Hands a complete request to the app: inline, or to the pool.
     private func dispatch(_ conn: Connection, body: WSGIBody, contentLength: Int?, bodyInBuffer: Int, chunkedMemory: Bool = false) {
         conn.state = .inApp
+        if draining { conn.closeAfterResponse = true }
+        conn.deferredBodyRead = 0
         let job = AppJob(conn: conn, body: body, contentLength: contentLength, bodyInBuffer: bodyInBuffer, chunkedMemory: chunkedMemory)
         if let pool {
             _ = apus_epoll_mod(epfd, conn.fd, 0, UInt64(conn.fd))
@@ -342,11 +355,11 @@ final class Worker {
         conn.requestsServed += 1
         if case .file = job.body { /* the app's stream owned and closed the fd */ }
         conn.body.reset()
-        if !keepAlive || draining && conn.buffered - conn.head.headLength - job.bodyInBuffer <= 0 {
+        if !keepAlive || conn.closeAfterResponse {
             closeConnection(conn)
             return
         }
-        conn.start += conn.head.headLength + job.bodyInBuffer
+        conn.start += conn.head.headLength + job.bodyInBuffer + conn.deferredBodyRead
         if conn.start > conn.end { conn.start = conn.end }
         conn.shrinkIfIdle()
         conn.state = .head
@@ -365,9 +378,13 @@ final class Worker {
         var bytes = Array(text.utf8)
         _ = bytes.withUnsafeMutableBytes { SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer($0), timeout: 1) }
         if case let .badRequest(why) = error { Log.warning("bad request from \(conn.peerAddress): \(why)") }
-        // Let the client read the answer before the close resets the connection.
+        // Half-close and drop what the client still sends for a moment: closing with
+        // unread bytes would reset the connection and could destroy the answer in flight.
         shutdown(conn.fd, Int32(SHUT_WR))
-        closeConnection(conn)
+        conn.state = .discarding(until: now() + 2)
+        conn.start = 0
+        conn.end = 0
+        readable(conn, now: now())
     }
 
     // MARK: Timeouts and draining
@@ -376,6 +393,8 @@ final class Worker {
         for case let conn? in connections {
             switch conn.state {
             case .inApp: continue
+            case let .discarding(until):
+                if t >= until { closeConnection(conn) }
             case .head where conn.buffered == 0:
                 let idle = draining ? 0 : config.limits.keepAliveTimeout
                 if conn.requestsServed > 0 && t - conn.since > idle { closeConnection(conn) }
@@ -404,6 +423,7 @@ final class Worker {
         }
         listeners.removeAll()
         for case let conn? in connections {
+            conn.closeAfterResponse = true
             if case .head = conn.state, conn.buffered == 0, conn.requestsServed > 0 { closeConnection(conn) }
         }
     }
