@@ -194,6 +194,10 @@ final class Worker {
             }
         }
         let open = conn.fill()
+        switch conn.state {
+        case .body, .chunked: conn.since = t  // the body timeout counts from the last progress
+        default: break
+        }
         if !open && conn.buffered == 0 {
             closeConnection(conn)
             return
@@ -254,7 +258,7 @@ final class Worker {
                     }
                 }
             case let .body(remaining):
-                if conn.body.fileFD >= 0 || conn.body.length > 0 {
+                if case let .contentLength(total) = conn.head.framing, total > config.limits.bodyMemoryBytes {
                     // Spooling: everything after the head goes to the accumulator.
                     let piece = UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength...])
                     let take = min(piece.count, remaining)
