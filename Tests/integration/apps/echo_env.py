@@ -4,7 +4,8 @@ Every key whose value is a str, int, bool, float or tuple of those is reported a
 {"value": ..., "type": "<python type name>"}; other keys only with their type name.
 PATH_INFO and SCRIPT_NAME are also given as repr() and as the hex of their latin-1 bytes,
 so the tests see exactly which code points the server produced. The body is read whole.
-`?log=TEXT` writes TEXT to wsgi.errors; `?status=NNN` picks the status.
+`?log=TEXT` writes TEXT to wsgi.errors; `?status=NNN` picks the status; `?osenv=NAME`
+(repeatable) reports os.environ[NAME]; `?mark=FILE` creates FILE just before reading the body.
 """
 import json
 import os
@@ -27,6 +28,8 @@ def application(environ, start_response):
     if "log" in qs:
         environ["wsgi.errors"].write(qs["log"][0] + "\n")
         environ["wsgi.errors"].flush()
+    if "mark" in qs:
+        open(qs["mark"][0], "w").close()
     body = environ["wsgi.input"].read()
     out = {
         "environ": {k: describe(v) for k, v in environ.items()},
@@ -37,6 +40,8 @@ def application(environ, start_response):
         "body_latin1": body.decode("latin-1"),
         "pid": os.getpid(),
         "python": list(sys.version_info[:3]),
+        "executable_prefix": sys.prefix,
+        "osenv": {name: os.environ.get(name) for name in qs.get("osenv", [])},
         "input_has": {m: hasattr(environ["wsgi.input"], m)
                       for m in ("read", "readline", "readlines", "__iter__")},
         "errors_has": {m: hasattr(environ["wsgi.errors"], m)
