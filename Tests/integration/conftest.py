@@ -17,10 +17,7 @@ import pytest
 
 import helpers
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-APPS = HERE / "apps"
-EXAMPLES = REPO / "examples"
+from helpers import APPS, EXAMPLES, REPO  # noqa: F401  (re-exported)
 LIVE = []  # servers started and not yet stopped
 APUS_BIN = os.environ.get("APUS_BIN") or str(REPO / ".build" / "release" / "apus")
 

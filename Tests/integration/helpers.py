@@ -7,6 +7,12 @@ import json
 import os
 import socket
 import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+APPS = HERE / "apps"
+EXAMPLES = REPO / "examples"
 
 
 class Response:
