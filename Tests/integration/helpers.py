@@ -351,7 +351,8 @@ def chunked(pieces, trailers=b""):
 
 def get(port, path="/", timeout=10.0, headers=None):
     """One GET on a fresh connection with Connection: close; returns a Response."""
-    h = {"Connection": "close"}
+    h = {"Host": f"127.0.0.1:{port}"} if isinstance(port, int) else {}
+    h["Connection"] = "close"
     h.update(headers or {})
     data, _ = raw_request(port, build_request("GET", path, h), timeout=timeout)
     return parse_response(data)
@@ -376,6 +377,24 @@ def children_of(pid):
             continue
         st = proc_stat(int(entry))
         if st and st[1] == pid and st[0] != "Z":
+            out.append(int(entry))
+    return sorted(out)
+
+
+def session_members(sid):
+    """Live (non-zombie) processes of session `sid` (apus is started with setsid, so this is
+    the master and everything it forked, even processes re-parented away from it)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        rest = data[data.rindex(")") + 2:].split()
+        if int(rest[3]) == sid and rest[0] not in ("Z", "X"):
             out.append(int(entry))
     return sorted(out)
 

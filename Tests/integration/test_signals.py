@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import alive, build_request, parse_response, wait_until
+from helpers import alive, session_members, build_request, parse_response, wait_until
 
 
 def _read_all(s):
@@ -89,11 +89,15 @@ def test_sigquit_stops_immediately(apus):
     wait_until(lambda: not any(alive(p) for p in workers), 10, what="workers to be gone")
 
 
-def test_workers_die_with_master(apus):
-    srv = apus("pidapp", "--processes", "2")
-    workers = wait_until(lambda: (w := srv.workers()) and len(w) == 2 and w, 20,
-                         what="2 worker processes")
+@pytest.mark.parametrize("preload", [False, True], ids=["fork", "preload"])
+def test_workers_die_with_master(apus, preload):
+    srv = apus("pidapp", "--processes", "2", *(["--preload"] if preload else []))
+    # every process apus started (workers, and with --preload the process that imported
+    # the app); apus runs in its own session, so they are the session's members
+    members = wait_until(lambda: (m := session_members(srv.pid)) and len(m) >= 3 and m, 20,
+                         what="the master and 2 workers")
     os.kill(srv.pid, signal.SIGKILL)
     srv.wait_exit(10)
-    wait_until(lambda: not any(alive(p) for p in workers), 10,
-               what=f"workers {workers} to exit after the master was killed")
+    others = [p for p in members if p != srv.pid]
+    wait_until(lambda: not any(alive(p) for p in others), 10,
+               what=f"processes {others} to exit after the master was killed")

@@ -2,7 +2,9 @@
 
 /       -> pid
 /exit   -> os._exit(1): the worker process ends without answering
-/segv   -> SIGSEGV to the worker itself
+/segv   -> SIGSEGV sent to the worker itself with os.kill (if the process survives that,
+           the app answers 200 with its pid, and the test reports it)
+/segv-real -> a real invalid memory read (ctypes.string_at(0))
 /raise  -> an exception with a recognisable message (the server answers 500)
 /raise-late -> the exception comes from the response iterable, before any body byte
 """
@@ -20,6 +22,9 @@ def application(environ, start_response):
         os._exit(1)
     if path == "/segv":
         os.kill(os.getpid(), signal.SIGSEGV)
+    if path == "/segv-real":
+        import ctypes
+        ctypes.string_at(0)
     if path == "/raise":
         raise MarkerError("apus-test-marker-raised-in-app")
     if path == "/raise-late":
