@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The test command: builds Apus (release), runs the Swift unit tests, then the integration
+# suite (Tests/integration, pytest) against the built binary. Idempotent; meant for a fresh
+# Debian 12 machine (run as root, from anywhere). Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV="$ROOT/.venv-test"
+START=$(date +%s)
+declare -a SUMMARY=()
+FAILED=0
+
+step() { printf '\n==> %s\n' "$*"; }
+record() { SUMMARY+=("$(printf '%-28s %s' "$1" "$2")"); }
+
+# -- system packages -------------------------------------------------------------------------
+missing=()
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+    step "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v swift >/dev/null 2>&1 || { echo "swift is not on PATH: install a Swift 6 toolchain first" >&2; exit 1; }
+
+# -- Python venv for the suite (Django and Flask are also what the test apps run on) --------
+step "venv $VENV"
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests
+echo "python: $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0], sys.prefix)')"
+
+# -- build and unit tests --------------------------------------------------------------------
+step "swift build -c release"
+if swift build -c release; then record "swift build -c release" ok
+else record "swift build -c release" FAILED; FAILED=1; fi
+
+if [ $FAILED -eq 0 ]; then
+    step "swift test"
+    if swift test; then record "swift test" ok
+    else record "swift test" FAILED; FAILED=1; fi
+fi
+
+# -- integration suite -----------------------------------------------------------------------
+if [ -x "$ROOT/.build/release/apus" ]; then
+    step "pytest Tests/integration"
+    if APUS_BIN="$ROOT/.build/release/apus" "$VENV/bin/python" -m pytest Tests/integration \
+            -p no:cacheprovider -q -rfEs --durations=10; then
+        record "pytest Tests/integration" ok
+    else
+        record "pytest Tests/integration" FAILED; FAILED=1
+    fi
+else
+    record "pytest Tests/integration" "not run (no .build/release/apus)"; FAILED=1
+fi
+
+# -- summary -----------------------------------------------------------------------------------
+printf '\n==> summary (%ss)\n' "$(( $(date +%s) - START ))"
+for line in "${SUMMARY[@]}"; do echo "  $line"; done
+if [ $FAILED -ne 0 ]; then echo "  RESULT: FAILED"; exit 1; fi
+echo "  RESULT: all passed"
