@@ -13,6 +13,7 @@ public struct WorkerLaunch {
     public let statusFD: Int32
     public let masterPID: pid_t
     public let listeners: [(fd: Int32, bind: Bind)]
+    public let tally: ConnectionTally
 }
 
 /// The master: owns the listening sockets, forks and supervises the workers, and turns
@@ -61,6 +62,8 @@ public final class Master {
     private var statusRead: Int32 = -1
     private var statusWrite: Int32 = -1
     private var statusBuffer: [UInt8] = []
+    /// Workers' open-connection counts, shared with them (accept balancing).
+    private let tally = ConnectionTally()
 
     public init(config: Configuration, python: PythonInstallation, version: String,
                 startWorker: @escaping (WorkerLaunch) -> Never,
@@ -94,6 +97,7 @@ public final class Master {
         statusWrite = fds[1]
         _ = apus_set_nonblocking(statusWrite, 0)
         logBanner()
+        tally.slots = desiredWorkers
         if config.preload { spawnZygote() } else { manageWorkers(now: now()) }
 
         while true {
@@ -151,13 +155,15 @@ public final class Master {
     }
 
     private func handleTTIN() {
-        desiredWorkers += 1
+        desiredWorkers = min(desiredWorkers + 1, ConnectionTally.maxSlots)
+        tally.slots = desiredWorkers
         Log.info("SIGTTIN: \(desiredWorkers) workers")
     }
 
     private func handleTTOU() {
         guard desiredWorkers > 1 else { return }
         desiredWorkers -= 1
+        tally.slots = desiredWorkers
         Log.info("SIGTTOU: \(desiredWorkers) workers")
         if let victim = workers.filter({ $0.slot >= UInt32(desiredWorkers) }).first {
             kill(victim.pid, SIGTERM)
@@ -178,7 +184,7 @@ public final class Master {
     }
 
     private func spawnWorker(slot: UInt32) {
-        let launch = WorkerLaunch(slot: slot, generation: generation, statusFD: statusWrite, masterPID: getpid(), listeners: listeners)
+        let launch = WorkerLaunch(slot: slot, generation: generation, statusFD: statusWrite, masterPID: getpid(), listeners: listeners, tally: tally)
         if config.preload {
             guard zygoteCommandFD >= 0, SpawnRequest(slot: slot, generation: generation).send(to: zygoteCommandFD) else { return }
             // The pid arrives with the worker's `started` message.
@@ -200,7 +206,7 @@ public final class Master {
     private func spawnZygote() {
         var fds: [Int32] = [0, 0]
         _ = apus_pipe_cloexec(&fds, 0)
-        let launch = WorkerLaunch(slot: 0, generation: generation, statusFD: statusWrite, masterPID: getpid(), listeners: listeners)
+        let launch = WorkerLaunch(slot: 0, generation: generation, statusFD: statusWrite, masterPID: getpid(), listeners: listeners, tally: tally)
         let pid = fork()
         if pid == 0 {
             close(fds[1])
@@ -238,6 +244,7 @@ public final class Master {
             }
             guard let i = workers.firstIndex(where: { $0.pid == pid }) else { continue }
             let record = workers.remove(at: i)
+            tally.set(Int(record.slot), 0)
             if stopping { continue }
             if !record.ready {
                 bootFailures += 1

@@ -19,9 +19,11 @@ public struct WorkerSpec {
     /// Write end of the master's status pipe.
     public var statusFD: Int32
     public var masterPID: pid_t
+    /// Shared open-connection counts, for balancing accepts across workers.
+    public var tally: ConnectionTally
 
     public init(configuration: Configuration, python: PythonInstallation, listeners: [(fd: Int32, bind: Bind)],
-                slot: UInt32, generation: UInt32, statusFD: Int32, masterPID: pid_t) {
+                slot: UInt32, generation: UInt32, statusFD: Int32, masterPID: pid_t, tally: ConnectionTally) {
         self.configuration = configuration
         self.python = python
         self.listeners = listeners
@@ -29,6 +31,7 @@ public struct WorkerSpec {
         self.generation = generation
         self.statusFD = statusFD
         self.masterPID = masterPID
+        self.tally = tally
     }
 }
 
@@ -57,6 +60,11 @@ final class Worker {
     var connections: [Connection?] = []
     var liveConnections = 0
     var draining = false
+    /// Requests handed to the app and not finished yet.
+    var inFlight = 0
+    /// Whether the listeners are in the epoll set; they are taken out while every app thread
+    /// has work or while this worker holds more connections than its share.
+    var accepting = false
     /// Loop-thread app runner (threads == 1) or nil when a pool runs the app.
     var inline: AppRunner?
     var pool: AppPool?
@@ -99,9 +107,10 @@ final class Worker {
             let isUnix: Bool
             if case .unix = l.bind.address { isUnix = true } else { isUnix = false }
             listeners.append(Listener(fd: l.fd, isUnix: isUnix, serverName: name, serverPort: port))
-            // EPOLLEXCLUSIVE: one sleeping worker is woken per new connection, not all.
-            _ = apus_epoll_add(epfd, l.fd, UInt32(APUS_EPOLLIN) | UInt32(APUS_EPOLLEXCLUSIVE), Self.listenerBase + UInt64(i))
+            _ = i
         }
+        spec.tally.set(Int(spec.slot), 0)
+        updateAccepting()
         if config.threads > 1 {
             pool = AppPool(worker: self, threads: config.threads)
             _ = apus_epoll_add(epfd, pool!.doneFD, UInt32(APUS_EPOLLIN), Self.wakeToken + 1)
@@ -121,7 +130,9 @@ final class Worker {
         while true {
             if stopRequested != 0 && !draining { beginDrain() }
             if draining && liveConnections == 0 { return }
-            let n = events.withUnsafeMutableBufferPointer { apus_epoll_wait(epfd, $0.baseAddress, 128, 1000) }
+            // Out of the accept rotation, look again soon: the others' counts change too.
+            let timeout: Int32 = accepting || draining ? 1000 : 10
+            let n = events.withUnsafeMutableBufferPointer { apus_epoll_wait(epfd, $0.baseAddress, 128, timeout) }
             if n < 0 && errno != EINTR { return }
             let t = now()
             for i in 0..<max(0, Int(n)) {
@@ -138,6 +149,7 @@ final class Worker {
                 }
             }
             accessLog?.flush()
+            if !accepting { updateAccepting() }
             if t - lastSweep >= 1 {
                 sweepTimeouts(t)
                 lastSweep = t
@@ -146,6 +158,23 @@ final class Worker {
     }
 
     // MARK: Accepting
+
+    /// EPOLLEXCLUSIVE: one sleeping worker is woken per new connection, not all of them.
+    /// A worker with no free app thread, or with more connections than its share, takes its
+    /// listeners out so that the kernel wakes another worker instead.
+    private func updateAccepting() {
+        if draining { return }
+        let want = inFlight < config.threads && spec.tally.mayAccept(slot: Int(spec.slot), mine: liveConnections)
+        guard want != accepting else { return }
+        accepting = want
+        for (i, l) in listeners.enumerated() {
+            if want {
+                _ = apus_epoll_add(epfd, l.fd, UInt32(APUS_EPOLLIN) | UInt32(APUS_EPOLLEXCLUSIVE), Self.listenerBase + UInt64(i))
+            } else {
+                _ = apus_epoll_del(epfd, l.fd)
+            }
+        }
+    }
 
     /// Takes one connection per wake-up, so the other workers get their share.
     private func acceptOne(_ listener: Listener, now t: Double) {
@@ -167,6 +196,8 @@ final class Worker {
         }
         connections[fd] = conn
         liveConnections += 1
+        spec.tally.set(Int(spec.slot), liveConnections)
+        updateAccepting()
         _ = apus_epoll_add(epfd, conn.fd, UInt32(APUS_EPOLLIN) | UInt32(APUS_EPOLLRDHUP), UInt64(fd))
     }
 
@@ -174,6 +205,8 @@ final class Worker {
         _ = apus_epoll_del(epfd, conn.fd)
         connections[Int(conn.fd)] = nil
         liveConnections -= 1
+        spec.tally.set(Int(spec.slot), liveConnections)
+        if !accepting { updateAccepting() }
         conn.body.reset()
         close(conn.fd)
     }
@@ -341,6 +374,8 @@ final class Worker {
     /// Hands a complete request to the app: inline, or to the pool.
     private func dispatch(_ conn: Connection, body: WSGIBody, contentLength: Int?, bodyInBuffer: Int, chunkedMemory: Bool = false) {
         conn.state = .inApp
+        inFlight += 1
+        if pool != nil { updateAccepting() }
         if draining { conn.closeAfterResponse = true }
         conn.deferredBodyRead = 0
         let job = AppJob(conn: conn, body: body, contentLength: contentLength, bodyInBuffer: bodyInBuffer, chunkedMemory: chunkedMemory)
@@ -357,6 +392,8 @@ final class Worker {
     func finish(_ job: AppJob, keepAlive: Bool, now t: Double) {
         let conn = job.conn
         conn.requestsServed += 1
+        inFlight -= 1
+        if !accepting { updateAccepting() }
         if case .file = job.body { /* the app's stream owned and closed the fd */ }
         conn.body.reset()
         if !keepAlive || conn.closeAfterResponse {
@@ -422,7 +459,7 @@ final class Worker {
                 taken += 1
             }
             _ = i
-            _ = apus_epoll_del(epfd, l.fd)
+            if accepting { _ = apus_epoll_del(epfd, l.fd) }
             close(l.fd)
         }
         listeners.removeAll()

@@ -55,6 +55,9 @@ public enum WorkerEntry {
         _ = apus_signal_default(SIGHUP)
         _ = apus_signal_default(SIGCHLD)
         _ = apus_signal_ignore(SIGPIPE)
+        // A fatal signal must end the worker so the master replaces it: the Swift runtime's
+        // crash reporter would print a backtrace and return from a SIGSEGV sent by kill(2).
+        for sig in [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP] { _ = apus_signal_default(sig) }
         _ = apus_unblock_all_signals()
         // A worker forked by the zygote is re-parented to the master when the middle process
         // exits: wait for that first, so the death signal is tied to the master.

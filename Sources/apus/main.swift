@@ -51,7 +51,8 @@ case let .run(config):
 
 func workerSpec(_ config: Configuration, _ python: PythonInstallation, _ launch: WorkerLaunch) -> WorkerSpec {
     WorkerSpec(configuration: config, python: python, listeners: launch.listeners, slot: launch.slot,
-               generation: launch.generation, statusFD: launch.statusFD, masterPID: launch.masterPID)
+               generation: launch.generation, statusFD: launch.statusFD, masterPID: launch.masterPID,
+               tally: launch.tally)
 }
 
 enum Environment {
