@@ -28,5 +28,6 @@ let package = Package(
         .testTarget(name: "ApusProtocolsTests", dependencies: ["ApusProtocols"],
                     resources: [.copy("Corpus")]),
         .testTarget(name: "ApusConfigTests", dependencies: ["ApusConfig"]),
+        .testTarget(name: "ApusIPCTests", dependencies: ["ApusIPC"]),
     ]
 )

@@ -60,7 +60,7 @@ final class ResponseWriter: WSGIResponseSink {
         if case let .contentLength(n) = framing { remaining = n }
         out.append(contentsOf: "HTTP/1.1 ".utf8)
         out.append(contentsOf: head.statusLine)
-        if head.statusLine.count == 3 { out.append(contentsOf: " Unknown".utf8) }
+        if head.statusLine.count == 3 { out.append(UInt8(ascii: " ")) }  // empty reason phrase
         out.append(13); out.append(10)
         out.append(contentsOf: head.headerLines)
         if !head.hasServer { out.append(contentsOf: "Server: apus\r\n".utf8) }
