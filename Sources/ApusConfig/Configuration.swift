@@ -87,6 +87,14 @@ public struct Configuration: Equatable, Sendable {
     public var limits = RequestLimits()
     public var accessLog = true
     public var listenBacklog = 1024
+    /// `--chmod-socket`: mode of unix sockets (nil: as the umask leaves it).
+    public var socketMode: UInt32?
+    /// `--chown-socket`: "user" or "user:group" for unix sockets.
+    public var socketOwner: String?
+    /// `--forwarded-allow-ips`: who may set X-Forwarded-* / Forwarded.
+    public var forwardedAllowIPs = "127.0.0.1,::1"
+    /// `--proxy-protocol`: HTTP listeners expect a PROXY header first.
+    public var proxyProtocol = false
     /// Files given with `--ini` (re-read on graceful reload).
     public var configFiles: [String] = []
     /// Things worth logging at start-up that are not errors, such as uWSGI ini keys

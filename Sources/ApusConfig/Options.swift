@@ -156,6 +156,33 @@ extension OptionSpec {
             .int("backlog", aliases: ["listen"], range: 1...65535, section: .listening,
                  help: "Length of the listen queue of each socket.",
                  into: \.config.listenBacklog),
+            .custom("chmod-socket", kind: .string, valueName: "MODE", section: .listening,
+                    help: "Permissions of unix sockets, in octal (e.g. 660 or 666).") {
+                d, raw, ctx throws(ConfigError) in
+                guard (3...4).contains(raw.count), let mode = UInt32(raw, radix: 8), mode <= 0o7777 else {
+                    throw ctx.fail("expected an octal mode such as 660, got \(quoted(raw))")
+                }
+                d.config.socketMode = mode
+            },
+            .custom("chown-socket", kind: .string, valueName: "USER[:GROUP]", section: .listening,
+                    help: "Owner (and group) of unix sockets.") {
+                d, raw, ctx throws(ConfigError) in
+                let parts = raw.split(separator: ":", omittingEmptySubsequences: false)
+                guard (1...2).contains(parts.count), !parts[0].isEmpty, parts.count == 1 || !parts[1].isEmpty else {
+                    throw ctx.fail("expected USER or USER:GROUP, got \(quoted(raw))")
+                }
+                d.config.socketOwner = raw
+            },
+            .custom("forwarded-allow-ips", kind: .string, valueName: "LIST", defaultText: "127.0.0.1,::1",
+                    section: .listening,
+                    help: "Peers trusted to set X-Forwarded-* and Forwarded headers: addresses, CIDRs, * (any) and unix (unix-socket peers), comma-separated.") {
+                d, raw, ctx throws(ConfigError) in
+                if let problem = validateTrustedProxies(raw) { throw ctx.fail(problem) }
+                d.config.forwardedAllowIPs = raw
+            },
+            .flag("proxy-protocol", section: .listening,
+                  help: "HTTP listeners expect a PROXY protocol v1 or v2 header (HAProxy, cloud load balancers) before each connection's first request.",
+                  into: \.config.proxyProtocol),
 
             // MARK: Workers
             .int("processes", aliases: ["workers"], short: ["w", "p"], range: 1...1024, section: .workers,

@@ -10,12 +10,42 @@ public enum ListenSocket {
         public let description: String
     }
 
-    public static func open(_ bind: Bind, backlog: Int) throws(Failure) -> Int32 {
+    /// - Parameters:
+    ///   - mode: `--chmod-socket` for unix sockets.
+    ///   - owner: `--chown-socket` ("user" or "user:group") for unix sockets.
+    public static func open(_ bind: Bind, backlog: Int, mode: UInt32? = nil, owner: String? = nil) throws(Failure) -> Int32 {
         switch bind.address {
         case let .tcp(host, port):
             return try openTCP(host: host, port: port, backlog: backlog, label: bind.description)
         case let .unix(path):
-            return try openUnix(path: path, backlog: backlog, label: bind.description)
+            let fd = try openUnix(path: path, backlog: backlog, label: bind.description)
+            do throws(Failure) {
+                if let mode, chmod(path, mode_t(mode)) != 0 {
+                    throw Failure(description: "--chmod-socket: cannot change \(path): \(String(cString: strerror(errno)))")
+                }
+                if let owner { try changeOwner(path, owner) }
+            } catch {
+                close(fd)
+                unlink(path)
+                throw error
+            }
+            return fd
+        }
+    }
+
+    private static func changeOwner(_ path: String, _ owner: String) throws(Failure) {
+        let parts = owner.split(separator: ":").map(String.init)
+        var uid = uid_t.max, gid = gid_t.max
+        if let pw = getpwnam(parts[0]) { uid = pw.pointee.pw_uid; gid = pw.pointee.pw_gid }
+        else if let n = UInt32(parts[0]) { uid = n }
+        else { throw Failure(description: "--chown-socket: no user \(parts[0])") }
+        if parts.count > 1 {
+            if let gr = getgrnam(parts[1]) { gid = gr.pointee.gr_gid }
+            else if let n = UInt32(parts[1]) { gid = n }
+            else { throw Failure(description: "--chown-socket: no group \(parts[1])") }
+        }
+        if chown(path, uid, gid) != 0 {
+            throw Failure(description: "--chown-socket: cannot change \(path): \(String(cString: strerror(errno)))")
         }
     }
 

@@ -85,7 +85,8 @@ public final class Master {
         SignalQueue.install()
         do {
             for bind in config.binds {
-                listeners.append((try ListenSocket.open(bind, backlog: config.listenBacklog), bind))
+                listeners.append((try ListenSocket.open(bind, backlog: config.listenBacklog,
+                                                        mode: config.socketMode, owner: config.socketOwner), bind))
             }
         } catch {
             Log.error("\(error)")
