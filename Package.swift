@@ -29,5 +29,6 @@ let package = Package(
                     resources: [.copy("Corpus")]),
         .testTarget(name: "ApusConfigTests", dependencies: ["ApusConfig"]),
         .testTarget(name: "ApusIPCTests", dependencies: ["ApusIPC"]),
+        .testTarget(name: "ApusMasterTests", dependencies: ["ApusMaster"]),
     ]
 )
