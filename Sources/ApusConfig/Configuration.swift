@@ -95,6 +95,18 @@ public struct Configuration: Equatable, Sendable {
     public var forwardedAllowIPs = "127.0.0.1,::1"
     /// `--proxy-protocol`: HTTP listeners expect a PROXY header first.
     public var proxyProtocol = false
+    /// `--master-fifo`: the control FIFO's path.
+    public var masterFIFO: String?
+    public var touchReload: String?
+    public var touchWorkersReload: String?
+    public var touchChainReload: String?
+    public var pidfile: String?
+    /// `--warmup`: path a new worker GETs in-process before it reports ready.
+    public var warmupPath: String?
+    public var reloadMercy = 30.0
+    public var reloadTimeout = 60.0
+    /// `--log-file`: where stderr goes (reopened on SIGUSR1).
+    public var logFile: String?
     /// Files given with `--ini` (re-read on graceful reload).
     public var configFiles: [String] = []
     /// Things worth logging at start-up that are not errors, such as uWSGI ini keys

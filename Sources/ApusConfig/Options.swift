@@ -25,6 +25,7 @@ public enum OptionSection: String, CaseIterable, Sendable {
     case workers = "Workers"
     case python = "Python"
     case limits = "Requests and limits"
+    case reloading = "Reloading and control"
     case logging = "Logging"
     case general = "Configuration and information"
 }
@@ -250,7 +251,41 @@ extension OptionSpec {
                       help: "Seconds an idle keep-alive connection stays open (0 = close after each response).",
                       into: \.config.limits.keepAliveTimeout),
 
+            // MARK: Reloading and control
+            .file("master-fifo", valueName: "PATH", section: .reloading,
+                  help: "Create a FIFO that takes uWSGI's one-letter commands: r graceful reload, w worker reload, c chain reload, q graceful stop, Q immediate stop, + one worker more, - one worker less, s stats to the log.",
+                  into: \.config.masterFIFO),
+            .file("touch-reload", valueName: "FILE", section: .reloading,
+                  help: "Graceful reload (configuration re-read) when this file's modification time changes.",
+                  into: \.config.touchReload),
+            .file("touch-workers-reload", valueName: "FILE", section: .reloading,
+                  help: "Worker reload (all workers at once, new set ready first) when this file's modification time changes.",
+                  into: \.config.touchWorkersReload),
+            .file("touch-chain-reload", valueName: "FILE", section: .reloading,
+                  help: "Chain reload (one worker at a time) when this file's modification time changes.",
+                  into: \.config.touchChainReload),
+            .file("pidfile", valueName: "FILE", section: .reloading,
+                  help: "Write the master's pid to this file (removed at exit).",
+                  into: \.config.pidfile),
+            .custom("warmup", kind: .string, valueName: "PATH", section: .reloading,
+                    help: "A new worker is ready only after a GET of this path, made in the worker itself, answered 2xx.") {
+                d, raw, ctx throws(ConfigError) in
+                guard raw.hasPrefix("/"), !raw.contains(" "), !raw.contains(where: { $0.isNewline }) else {
+                    throw ctx.fail("expected a path such as /health, got \(quoted(raw))")
+                }
+                d.config.warmupPath = raw
+            },
+            .duration("reload-mercy", aliases: ["worker-reload-mercy"], allowZero: true, section: .reloading,
+                      help: "Seconds an old worker gets to finish its requests after a reload before it is killed.",
+                      into: \.config.reloadMercy),
+            .duration("reload-timeout", allowZero: false, section: .reloading,
+                      help: "Seconds a new generation gets to become ready before the reload is abandoned (the old one keeps serving).",
+                      into: \.config.reloadTimeout),
+
             // MARK: Logging
+            .file("log-file", aliases: ["logto"], valueName: "FILE", section: .logging,
+                  help: "Append the log to this file instead of stderr; SIGUSR1 reopens it (for logrotate).",
+                  into: \.config.logFile),
             .flag("access-log", negations: ["no-access-log", "disable-logging"], section: .logging,
                   help: "Log one line per request (--no-access-log or uWSGI's --disable-logging turn it off).",
                   into: \.config.accessLog),
@@ -325,6 +360,16 @@ extension OptionSpec {
                 defaultText: formatSeconds(Draft()[keyPath: keyPath]), section: section, help: help) {
             d, raw, ctx throws(ConfigError) in
             d[keyPath: keyPath] = try parseSeconds(raw, allowZero: allowZero, ctx)
+        }
+    }
+
+    /// A file path that need not exist yet (the server creates or watches it).
+    static func file(_ name: String, aliases: [String] = [], valueName: String, section: OptionSection,
+                     help: String, into keyPath: WritableKeyPath<Draft, String?>) -> OptionSpec {
+        .custom(name, aliases: aliases, kind: .path, valueName: valueName, section: section, help: help) {
+            d, raw, ctx throws(ConfigError) in
+            guard !raw.isEmpty, !raw.contains("\0") else { throw ctx.fail("expected a file name, got \(quoted(raw))") }
+            d[keyPath: keyPath] = raw
         }
     }
 
