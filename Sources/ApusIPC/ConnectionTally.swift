@@ -8,7 +8,8 @@ import Glibc
 /// Workers share one listening queue; left alone, the kernel keeps waking the same worker
 /// and one process ends up with most keep-alive connections. With the tally, a worker that
 /// has more connections than the least loaded one (plus one) stops accepting until the
-/// others catch up. Counts are hints: read and written without locks.
+/// others catch up. Counts are hints: read and written without locks. A negative count marks
+/// a slot with no accepting worker (free, or draining after a reload) and is skipped.
 public final class ConnectionTally: @unchecked Sendable {
     public static let maxSlots = 1024
     private let base: UnsafeMutablePointer<Int32>  // [0]: slots in use; [1 + slot]: count
@@ -18,6 +19,7 @@ public final class ConnectionTally: @unchecked Sendable {
         let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
         precondition(p != MAP_FAILED, "mmap for the connection tally failed")
         base = p!.bindMemory(to: Int32.self, capacity: Self.maxSlots + 1)
+        for i in 1...Self.maxSlots { base[i] = -1 }
     }
 
     /// How many slots are in use (the master sets it to the number of workers).
@@ -37,7 +39,7 @@ public final class ConnectionTally: @unchecked Sendable {
     public func mayAccept(slot: Int, mine: Int) -> Bool {
         let n = slots
         var least = Int.max
-        for other in 0..<n where other != slot { least = min(least, Int(base[1 + other])) }
+        for other in 0..<n where other != slot && base[1 + other] >= 0 { least = min(least, Int(base[1 + other])) }
         return least == Int.max || mine <= least + 1
     }
 }

@@ -85,4 +85,6 @@ public enum WorkerExit {
     public static let appLoadError: Int32 = 4
     /// The worker could not load libpython or start.
     public static let bootError: Int32 = 3
+    /// The `--warmup` request did not answer 2xx.
+    public static let warmupFailed: Int32 = 5
 }

@@ -27,10 +27,13 @@ final class AppRunner {
     /// This thread's Python thread state while it does not hold the GIL.
     var threadState: UnsafeMutableRawPointer?
     let onLoopThread: Bool
+    /// This runner's line in `InFlight`.
+    let index: Int
 
     /// On the loop thread (GIL held by the caller of init) or a pool thread.
-    init(worker: Worker, poolThread: Bool = false) {
+    init(worker: Worker, index: Int = 0, poolThread: Bool = false) {
         self.worker = worker
+        self.index = index
         api = worker.interpreter.api
         onLoopThread = !poolThread
         if poolThread { threadState = worker.interpreter.attachCurrentThread(); worker.interpreter.acquireGIL(threadState) }
@@ -55,6 +58,8 @@ final class AppRunner {
         let info = WSGIConnectionInfo(remoteAddr: remoteAddr, remotePort: remotePort,
                                       serverName: listener.pyServerName!, serverPort: listener.pyServerPort!, https: false)
         let buf = UnsafeRawBufferPointer(start: conn.buffer + conn.start, count: conn.end - conn.start)
+        InFlight.begin(index, UnsafeRawBufferPointer(rebasing: buf[conn.head.method]), UnsafeRawBufferPointer(rebasing: buf[conn.head.target]))
+        defer { InFlight.end(index) }
         if job.chunkedMemory {
             conn.body.memory.withUnsafeBytes { mem in
                 caller.call(buf, conn.head, info, body: .memory(mem), contentLength: job.contentLength, sink: writer)
@@ -107,12 +112,12 @@ final class AppPool: @unchecked Sendable {
         doneFD = apus_eventfd()
         pthread_mutex_init(&lock, nil)
         pthread_cond_init(&ready, nil)
-        for _ in 0..<threads {
-            let box = Unmanaged.passRetained(self).toOpaque()
+        for i in 0..<threads {
+            let box = Unmanaged.passRetained(ThreadStart(pool: self, index: i)).toOpaque()
             var tid = pthread_t()
             pthread_create(&tid, nil, { arg in
-                let pool = Unmanaged<AppPool>.fromOpaque(arg!).takeRetainedValue()
-                pool.threadMain()
+                let start = Unmanaged<ThreadStart>.fromOpaque(arg!).takeRetainedValue()
+                start.pool.threadMain(index: start.index)
                 return nil
             }, box)
         }
@@ -136,8 +141,14 @@ final class AppPool: @unchecked Sendable {
         for (job, keep) in finished { worker.finish(job, keepAlive: keep, now: t) }
     }
 
-    private func threadMain() {
-        let runner = AppRunner(worker: worker, poolThread: true)
+    private final class ThreadStart {
+        let pool: AppPool
+        let index: Int
+        init(pool: AppPool, index: Int) { self.pool = pool; self.index = index }
+    }
+
+    private func threadMain(index: Int) {
+        let runner = AppRunner(worker: worker, index: index, poolThread: true)
         while true {
             pthread_mutex_lock(&lock)
             while queue.isEmpty { pthread_cond_wait(&ready, &lock) }

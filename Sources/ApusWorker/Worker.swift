@@ -45,6 +45,21 @@ private let handleStop: @convention(c) (Int32) -> Void = { _ in
     _ = write(wakeFD, &one, 8)
 }
 private let handleQuit: @convention(c) (Int32) -> Void = { _ in _exit(0) }
+/// The master's "time is up": say which requests are cut, then go.
+private let handleDeadline: @convention(c) (Int32) -> Void = { _ in
+    InFlight.logAll()
+    _exit(0)
+}
+/// SIGUSR1: reopen the log file (logrotate moved it).
+nonisolated(unsafe) var logFilePath: UnsafeMutablePointer<CChar>? = nil
+private let handleReopenLog: @convention(c) (Int32) -> Void = { _ in
+    guard let path = logFilePath else { return }
+    let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+    if fd >= 0 {
+        dup2(fd, 2)
+        close(fd)
+    }
+}
 
 /// One worker process: an epoll loop that accepts, reads and parses requests, and runs the
 /// app on itself (`--threads 1`) or on a pool of app threads.
@@ -97,6 +112,14 @@ final class Worker {
         _ = apus_signal(SIGTERM, handleStop)
         _ = apus_signal(SIGINT, handleStop)
         _ = apus_signal(SIGQUIT, handleQuit)
+        _ = apus_signal(SIGUSR2, handleDeadline)
+        if let file = config.logFile {
+            logFilePath = strdup(file)
+            _ = apus_signal(SIGUSR1, handleReopenLog)
+        } else {
+            _ = apus_signal_ignore(SIGUSR1)
+        }
+        InFlight.setUp(threads: config.threads, label: "worker \(spec.slot) pid \(getpid())")
         for (i, l) in spec.listeners.enumerated() {
             _ = apus_set_nonblocking(l.fd, 1)
             let (name, port): (String, String)
@@ -116,6 +139,13 @@ final class Worker {
             _ = apus_epoll_add(epfd, pool!.doneFD, UInt32(APUS_EPOLLIN), Self.wakeToken + 1)
         } else {
             inline = AppRunner(worker: self)
+        }
+        if let path = config.warmupPath {
+            let status = application.warmUp(path: path)
+            guard let status, (200..<300).contains(status) else {
+                Log.error("warm-up GET \(path) answered \(status.map(String.init) ?? "with an error"), not 2xx: this worker is not ready")
+                _exit(WorkerExit.warmupFailed)
+            }
         }
         loopThreadState = interpreter.releaseGIL()
         WorkerMessage(kind: .ready, slot: spec.slot, pid: getpid(), generation: spec.generation).send(to: spec.statusFD)
@@ -196,7 +226,7 @@ final class Worker {
         }
         connections[fd] = conn
         liveConnections += 1
-        spec.tally.set(Int(spec.slot), liveConnections)
+        if !draining { spec.tally.set(Int(spec.slot), liveConnections) }
         updateAccepting()
         _ = apus_epoll_add(epfd, conn.fd, UInt32(APUS_EPOLLIN) | UInt32(APUS_EPOLLRDHUP), UInt64(fd))
     }
@@ -205,7 +235,7 @@ final class Worker {
         _ = apus_epoll_del(epfd, conn.fd)
         connections[Int(conn.fd)] = nil
         liveConnections -= 1
-        spec.tally.set(Int(spec.slot), liveConnections)
+        if !draining { spec.tally.set(Int(spec.slot), liveConnections) }
         if !accepting { updateAccepting() }
         conn.body.reset()
         close(conn.fd)
@@ -450,6 +480,7 @@ final class Worker {
     /// finish what is in flight.
     private func beginDrain() {
         draining = true
+        spec.tally.set(Int(spec.slot), -1)  // out of the accept rotation for good
         for (i, l) in listeners.enumerated() {
             var taken = 0
             while true {

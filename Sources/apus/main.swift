@@ -32,6 +32,7 @@ case .version:
     print("apus \(apusVersion)")
     exit(0)
 case let .run(config):
+    let startDirectory = currentDirectory()
     if let dir = config.chdir, chdir(dir) != 0 {
         fail("--chdir: cannot enter \(dir)", status: 2)
     }
@@ -44,13 +45,49 @@ case let .run(config):
     for warning in config.warnings { Log.warning(warning) }
     let master = Master(
         config: config, python: python, version: apusVersion,
-        startWorker: { launch in WorkerEntry.runWorker(workerSpec(config, python, launch)) },
-        startZygote: { launch, commandFD in WorkerEntry.runZygote(workerSpec(config, python, launch), commandFD: commandFD) })
+        startWorker: { launch in WorkerEntry.runWorker(workerSpec(launch)) },
+        startZygote: { launch, commandFD in WorkerEntry.runZygote(workerSpec(launch), commandFD: commandFD) },
+        reloadConfiguration: { rereadConfiguration(from: startDirectory) })
     exit(master.run())
 }
 
-func workerSpec(_ config: Configuration, _ python: PythonInstallation, _ launch: WorkerLaunch) -> WorkerSpec {
-    WorkerSpec(configuration: config, python: python, listeners: launch.listeners, slot: launch.slot,
+/// For a graceful reload: the same command line, the environment as it is now and the ini
+/// files as they are now, resolved from the directory Apus started in.
+func rereadConfiguration(from startDirectory: String) -> Result<(Configuration, PythonInstallation), Master.ConfigurationFailure> {
+    let here = currentDirectory()
+    chdir(startDirectory)
+    let resolved: Command
+    do {
+        resolved = try resolveCommand(arguments: Array(CommandLine.arguments.dropFirst()),
+                                      environment: Environment.current(), fileSystem: RealFileSystem())
+    } catch {
+        chdir(here)
+        return .failure(.init(error.message))
+    }
+    guard case let .run(config) = resolved else {
+        chdir(here)
+        return .failure(.init("the command line no longer runs a server"))
+    }
+    if let dir = config.chdir, chdir(dir) != 0 {
+        chdir(here)
+        return .failure(.init("--chdir: cannot enter \(dir)"))
+    }
+    do {
+        let python = try PythonDiscovery.locate(python: config.python, venv: config.venv)
+        for warning in config.warnings { Log.warning(warning) }
+        return .success((config, python))
+    } catch {
+        return .failure(.init(error.description))
+    }
+}
+
+func currentDirectory() -> String {
+    var buf = [CChar](repeating: 0, count: 4096)
+    return getcwd(&buf, buf.count) != nil ? String(cString: buf) : "."
+}
+
+func workerSpec(_ launch: WorkerLaunch) -> WorkerSpec {
+    WorkerSpec(configuration: launch.configuration, python: launch.python, listeners: launch.listeners, slot: launch.slot,
                generation: launch.generation, statusFD: launch.statusFD, masterPID: launch.masterPID,
                tally: launch.tally)
 }

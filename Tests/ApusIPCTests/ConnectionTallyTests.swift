@@ -37,7 +37,7 @@ import Glibc
     tally.slots = 2
     tally.set(0, 2)
     tally.set(1, 2)
-    tally.set(2, 0)  // a slot left over after SIGTTOU
+    tally.set(2, 0)  // a slot beyond the worker count
     #expect(tally.mayAccept(slot: 0, mine: 2))
 }
 
@@ -52,4 +52,13 @@ import Glibc
     var status: Int32 = 0
     waitpid(pid, &status, 0)
     #expect(tally.count(1) == 42)
+}
+
+@Test func freeAndDrainingSlotsDoNotCount() {
+    let tally = ConnectionTally()
+    tally.slots = 3
+    tally.set(0, 7)
+    tally.set(1, -1)  // draining after a reload
+    // slot 2 never set: free
+    #expect(tally.mayAccept(slot: 0, mine: 7))
 }
