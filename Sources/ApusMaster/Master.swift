@@ -59,6 +59,8 @@ public final class Master {
         var zygoteCommandFD: Int32 = -1
         /// Workers asked for before the preloader was ready.
         var pendingSpawns = 0
+        /// The reload that started it (nil for the first generation).
+        var kind: ReloadKind? = nil
     }
 
     let startWorker: (WorkerLaunch) -> Never
@@ -308,7 +310,7 @@ public final class Master {
         }
         let (cfg, py) = next
         Log.info("\(kind): starting generation \(g) (\(cfg.processes) workers x \(cfg.threads) threads)")
-        generations[g] = Generation(config: cfg, python: py)
+        generations[g] = Generation(config: cfg, python: py, kind: kind)
         stepStartedAt = now()
         do {
             for bind in cfg.binds where sockets[bind] == nil {
@@ -331,8 +333,15 @@ public final class Master {
 
     private func abandonGeneration(_ g: UInt32, _ reason: String) {
         Log.error("reload failed: \(reason); generation \(plan.serving) keeps serving")
-        for w in workers where w.generation == g && !w.retiring {
-            if w.pid > 0 { retire(pid: w.pid, slot: w.slot) }
+        let chain = generations[g]?.kind == .chain
+        for i in workers.indices where workers[i].generation == g && !workers[i].retiring {
+            if chain && workers[i].ready {
+                // A chain stopped midway: the new workers already serving replaced old ones
+                // and run the same configuration, so they stay, counted with the old ones.
+                workers[i].generation = plan.serving
+            } else if workers[i].pid > 0 {
+                retire(pid: workers[i].pid, slot: workers[i].slot)
+            }
         }
         workers.removeAll { $0.generation == g && $0.pid == 0 }
         stopZygote(of: g)
