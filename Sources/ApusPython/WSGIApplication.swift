@@ -19,7 +19,9 @@ public final class WSGIApplication: @unchecked Sendable {
     ///   - scriptName: SCRIPT_NAME (the mount prefix, "" for the root).
     ///   - multithread: more than one app thread in this process.
     ///   - multiprocess: more than one worker process.
-    public init(interpreter: PythonInterpreter, app: PyRef, scriptName: String, multithread: Bool, multiprocess: Bool) {
+    ///   - trustedProxies: who may set X-Forwarded-* / Forwarded.
+    public init(interpreter: PythonInterpreter, app: PyRef, scriptName: String, multithread: Bool, multiprocess: Bool,
+                trustedProxies: TrustedProxies = .default) {
         self.interpreter = interpreter
         let api = interpreter.api
         self.api = api
@@ -46,7 +48,7 @@ public final class WSGIApplication: @unchecked Sendable {
             ("wsgi.file_wrapper", fileWrapper),
             ("SERVER_SOFTWARE", api.string("apus")),
         ]
-        environ = WSGIEnviron(api: api, constants: constants, scriptName: scriptName)
+        environ = WSGIEnviron(api: api, constants: constants, scriptName: scriptName, trustedProxies: trustedProxies)
     }
 
     /// One per app thread: holds that thread's `start_response` and `write` callables.

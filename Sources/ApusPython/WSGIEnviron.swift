@@ -15,6 +15,9 @@ final class WSGIEnviron {
     private let empty: PyRef
     let scriptName: PyRef
     private let scriptNameBytes: [UInt8]
+    private let trustedProxies: TrustedProxies
+    private var varKeys: VarKeyCache
+    private let httpHost: PyRef
 
     struct Keys {
         let requestMethod, scriptName, pathInfo, queryString, contentType, contentLength,
@@ -22,8 +25,11 @@ final class WSGIEnviron {
             urlScheme, input, https: PyRef
     }
 
-    init(api: CPythonAPI, constants: [(String, PyRef)], scriptName: String) {
+    init(api: CPythonAPI, constants: [(String, PyRef)], scriptName: String, trustedProxies: TrustedProxies) {
         self.api = api
+        self.trustedProxies = trustedProxies
+        varKeys = VarKeyCache(api: api)
+        httpHost = api.interned("HTTP_HOST")
         func key(_ s: String) -> PyRef { api.interned(s) }
         k = Keys(requestMethod: key("REQUEST_METHOD"), scriptName: key("SCRIPT_NAME"),
                  pathInfo: key("PATH_INFO"), queryString: key("QUERY_STRING"),
@@ -52,6 +58,7 @@ final class WSGIEnviron {
     /// A new environ dict (new reference). `input` is borrowed.
     func build(_ buf: UnsafeRawBufferPointer, _ head: borrowing HTTPRequestHead,
                _ conn: WSGIConnectionInfo, contentLength: Int?, input: PyRef) -> PyRef {
+        if let vars = conn.uwsgiVars { return buildFromVars(buf, vars, conn, input: input) }
         let api = self.api
         let env = api.PyDict_Copy(template)!
         @inline(__always) func put(_ key: PyRef, _ value: PyRef) {
@@ -86,12 +93,17 @@ final class WSGIEnviron {
         if let n = contentLength { putNew(k.contentLength, decimalString(n)) }
 
         var hostValue: Range<Int>? = nil
+        var forwarded: ForwardedFields? = nil
         for field in head.headers {
             let name = slice(field.name)
             // A header name with "_" could pose as another after the dash-to-underscore
             // mapping (X_Forwarded_For vs X-Forwarded-For): such headers are dropped.
             if name.contains(UInt8(ascii: "_")) { continue }
             if name.count == 14, asciiEqualsLower(name, "content-length") { continue }  // set from the framing
+            if conn.trustedPeer, let kind = ForwardedFields.kind(of: name) {
+                if forwarded == nil { forwarded = ForwardedFields() }
+                forwarded!.add(kind, field.value)
+            }
             let key: PyRef
             if name.count == 12, asciiEqualsLower(name, "content-type") {
                 key = k.contentType
@@ -118,6 +130,94 @@ final class WSGIEnviron {
         } else {
             put(k.serverName, conn.serverName)
             put(k.serverPort, conn.serverPort)
+        }
+        if let forwarded { applyForwarded(forwarded, buf, conn, env) }
+        return env
+    }
+
+    /// A trusted proxy said who the client is: REMOTE_ADDR, the scheme, the host and port.
+    private func applyForwarded(_ f: ForwardedFields, _ buf: UnsafeRawBufferPointer, _ conn: WSGIConnectionInfo, _ env: PyRef) {
+        func text(_ r: Range<Int>) -> String { String(decoding: buf[r], as: UTF8.self) }
+        guard let peer = api.utf8(conn.remoteAddr).map({ String(decoding: $0, as: UTF8.self) }) else { return }
+        let input = ForwardedInput(peer: peer, xForwardedFor: f.xForwardedFor.map(text),
+                                   xForwardedProto: f.xForwardedProto.map(text), xForwardedHost: f.xForwardedHost.map(text),
+                                   xForwardedPort: f.xForwardedPort.map(text), forwarded: f.forwarded.map(text))
+        let r = resolveForwarded(input, trusted: trustedProxies)
+        func set(_ key: PyRef, _ value: String) {
+            let v = api.string(value)
+            _ = api.PyDict_SetItem(env, key, v)
+            api.decref(v)
+        }
+        set(k.remoteAddr, r.remoteAddr)
+        if let port = r.remotePort { set(k.remotePort, port) }
+        if let scheme = r.scheme {
+            _ = api.PyDict_SetItem(env, k.urlScheme, scheme == "https" ? schemeHTTPS : schemeHTTP)
+            if scheme == "https" { set(k.https, "on") }
+        }
+        if let host = r.host {
+            set(httpHost, host)
+            host.utf8CString.withUnsafeBytes { raw in
+                let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<(raw.count - 1)])
+                let (name, port) = splitHost(bytes)
+                let n = api.latin1(name)
+                _ = api.PyDict_SetItem(env, k.serverName, n)
+                api.decref(n)
+                if let port, r.port == nil {
+                    let p = api.latin1(port)
+                    _ = api.PyDict_SetItem(env, k.serverPort, p)
+                    api.decref(p)
+                }
+            }
+        }
+        if let port = r.port { set(k.serverPort, port) }
+        else if r.host != nil, r.scheme != nil, api.PyDict_GetItem(env, k.serverPort) == nil {
+            set(k.serverPort, r.scheme == "https" ? "443" : "80")
+        }
+    }
+
+    /// The environ of a uwsgi request: the packet's vars as they are (nginx already decoded
+    /// PATH_INFO and speaks for the client), completed with what PEP 3333 requires.
+    private func buildFromVars(_ buf: UnsafeRawBufferPointer, _ vars: [UWSGIVar], _ conn: WSGIConnectionInfo, input: PyRef) -> PyRef {
+        let api = self.api
+        let env = api.PyDict_Copy(template)!
+        var https = false
+        for v in vars {
+            let keyBytes = UnsafeRawBufferPointer(rebasing: buf[v.key])
+            let key = varKeys.key(for: keyBytes)
+            let value = api.latin1(UnsafeRawBufferPointer(rebasing: buf[v.value]))
+            _ = api.PyDict_SetItem(env, key, value)
+            api.decref(value)
+            if keyBytes.elementsEqual("HTTPS".utf8) {
+                let val = buf[v.value]
+                https = val.elementsEqual("on".utf8) || val.elementsEqual("ON".utf8) || val.elementsEqual("1".utf8)
+            } else if keyBytes.elementsEqual("REQUEST_SCHEME".utf8) || keyBytes.elementsEqual("UWSGI_SCHEME".utf8) {
+                if buf[v.value].elementsEqual("https".utf8) { https = true }
+            }
+        }
+        _ = api.PyDict_SetItem(env, k.urlScheme, https ? schemeHTTPS : schemeHTTP)
+        _ = api.PyDict_SetItem(env, k.input, input)
+        func setDefault(_ key: PyRef, _ value: PyRef) {
+            if api.PyDict_GetItem(env, key) == nil { _ = api.PyDict_SetItem(env, key, value) }
+        }
+        if api.PyDict_GetItem(env, k.scriptName) == nil {
+            _ = api.PyDict_SetItem(env, k.scriptName, scriptName)
+            // --mount: the prefix moves from PATH_INFO to SCRIPT_NAME, as uWSGI does.
+            if !scriptNameBytes.isEmpty, let path = api.PyDict_GetItem(env, k.pathInfo), let p = api.utf8(path),
+               p.starts(with: scriptNameBytes), p.count == scriptNameBytes.count || p[scriptNameBytes.count] == UInt8(ascii: "/") {
+                let rest = api.latin1(UnsafeRawBufferPointer(rebasing: p[scriptNameBytes.count...]))
+                _ = api.PyDict_SetItem(env, k.pathInfo, rest)
+                api.decref(rest)
+            }
+        }
+        setDefault(k.pathInfo, api.interned("/"))
+        setDefault(k.queryString, empty)
+        setDefault(k.requestMethod, api.interned("GET"))
+        setDefault(k.serverProtocol, http10)
+        setDefault(k.serverName, conn.serverName)
+        setDefault(k.serverPort, conn.serverPort)
+        setDefault(k.remoteAddr, conn.remoteAddr)
+        if let cl = api.PyDict_GetItem(env, k.contentLength), let c = api.utf8(cl), c.count == 0 {
+            _ = api.PyDict_SetItem(env, k.contentLength, empty)
         }
         return env
     }
@@ -257,5 +357,54 @@ struct HeaderKeyCache {
             }
         }
         return api.interned(s)
+    }
+}
+
+/// The forwarding headers of one request (ranges in its buffer), collected while the
+/// environ is built, for a trusted peer only.
+struct ForwardedFields {
+    enum Kind { case xForwardedFor, xForwardedProto, xForwardedHost, xForwardedPort, forwarded }
+    var xForwardedFor: [Range<Int>] = []
+    var xForwardedProto: Range<Int>?
+    var xForwardedHost: Range<Int>?
+    var xForwardedPort: Range<Int>?
+    var forwarded: [Range<Int>] = []
+
+    static func kind(of name: UnsafeRawBufferPointer) -> Kind? {
+        switch name.count {
+        case 9 where asciiEqualsLower(name, "forwarded"): return .forwarded
+        case 15 where asciiEqualsLower(name, "x-forwarded-for"): return .xForwardedFor
+        case 16 where asciiEqualsLower(name, "x-forwarded-host"): return .xForwardedHost
+        case 16 where asciiEqualsLower(name, "x-forwarded-port"): return .xForwardedPort
+        case 17 where asciiEqualsLower(name, "x-forwarded-proto"): return .xForwardedProto
+        default: return nil
+        }
+    }
+
+    mutating func add(_ kind: Kind, _ value: Range<Int>) {
+        switch kind {
+        case .xForwardedFor: xForwardedFor.append(value)
+        case .xForwardedProto: xForwardedProto = value
+        case .xForwardedHost: xForwardedHost = value
+        case .xForwardedPort: xForwardedPort = value
+        case .forwarded: forwarded.append(value)
+        }
+    }
+}
+
+/// Environ keys for uwsgi vars, made once per distinct name.
+struct VarKeyCache {
+    private let api: CPythonAPI
+    private var keys: [[UInt8]: PyRef] = [:]
+
+    init(api: CPythonAPI) { self.api = api }
+
+    mutating func key(for name: UnsafeRawBufferPointer) -> PyRef {
+        let bytes = Array(name)
+        if let k = keys[bytes] { return k }
+        let k = api.latin1(name)
+        if keys.count < 1024 { keys[bytes] = k }  // beyond that, one more str per request (freed by the dict)
+        else { return k }
+        return k
     }
 }

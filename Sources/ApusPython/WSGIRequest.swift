@@ -20,8 +20,15 @@ public struct WSGIConnectionInfo {
     public var serverName: PyRef
     public var serverPort: PyRef
     public var https: Bool
+    /// The peer may set X-Forwarded-* / Forwarded (--forwarded-allow-ips).
+    public var trustedPeer: Bool
+    /// The request came as a uwsgi packet: the environ is its vars (borrowed).
+    public var uwsgiVars: [UWSGIVar]?
 
-    public init(remoteAddr: PyRef, remotePort: PyRef, serverName: PyRef, serverPort: PyRef, https: Bool) {
+    public init(remoteAddr: PyRef, remotePort: PyRef, serverName: PyRef, serverPort: PyRef, https: Bool,
+                trustedPeer: Bool = false, uwsgiVars: [UWSGIVar]? = nil) {
+        self.trustedPeer = trustedPeer
+        self.uwsgiVars = uwsgiVars
         self.remoteAddr = remoteAddr
         self.remotePort = remotePort
         self.serverName = serverName

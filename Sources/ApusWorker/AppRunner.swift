@@ -56,7 +56,9 @@ final class AppRunner {
         let remoteAddr = api.string(conn.peerAddress)
         let remotePort = api.string(conn.peerPort)
         let info = WSGIConnectionInfo(remoteAddr: remoteAddr, remotePort: remotePort,
-                                      serverName: listener.pyServerName!, serverPort: listener.pyServerPort!, https: false)
+                                      serverName: listener.pyServerName!, serverPort: listener.pyServerPort!, https: false,
+                                      trustedPeer: conn.trustedPeer,
+                                      uwsgiVars: listener.proto == .uwsgi ? conn.uwsgiHead.vars : nil)
         let buf = UnsafeRawBufferPointer(start: conn.buffer + conn.start, count: conn.end - conn.start)
         InFlight.begin(index, UnsafeRawBufferPointer(rebasing: buf[conn.head.method]), UnsafeRawBufferPointer(rebasing: buf[conn.head.target]))
         defer { InFlight.end(index) }

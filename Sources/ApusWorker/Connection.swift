@@ -3,13 +3,16 @@ import Glibc
 #endif
 import ApusProtocols
 import CApusSys
+import ApusConfig
 import ApusPython
 
 /// One client connection in a worker: its bytes, where it is in the request cycle, and
 /// what the app needs to know about its peer.
 final class Connection {
     enum State {
-        /// Waiting for (more of) a request head.
+        /// `--proxy-protocol`: waiting for the PROXY header that comes before any request.
+        case proxyHeader
+        /// Waiting for (more of) a request head (HTTP, or a uwsgi packet's vars block).
         case head
         /// Head parsed; reading a Content-Length body.
         case body(remaining: Int)
@@ -31,6 +34,8 @@ final class Connection {
     var start = 0
     var end = 0
     var head = HTTPRequestHead()
+    /// The vars of a uwsgi packet; `head` then holds the framing derived from them.
+    var uwsgiHead = UWSGIRequestHead()
     var body = BodyAccumulator()
     var chunkedDecoder = ChunkedDecoder(maxBodyBytes: 0)
     var keepAlive = true
@@ -42,14 +47,18 @@ final class Connection {
     /// When the current head started arriving or the connection went idle (seconds).
     var since: Double
     var requestsServed = 0
-    let peerAddress: String
-    let peerPort: String
+    /// The client: the socket's peer, or what a PROXY header said.
+    var peerAddress: String
+    var peerPort: String
+    /// Whether the client may set X-Forwarded-* / Forwarded (--forwarded-allow-ips).
+    var trustedPeer = false
 
     init(fd: Int32, listener: Listener, peerAddress: String, peerPort: String, now: Double) {
         self.fd = fd
         self.listener = listener
         self.peerAddress = peerAddress
         self.peerPort = peerPort
+        if listener.proxyProtocol && listener.proto == .http { state = .proxyHeader }
         capacity = 8192
         buffer = .allocate(byteCount: capacity, alignment: 16)
         since = now
@@ -164,14 +173,19 @@ struct BodyAccumulator {
 /// A listening socket inherited from the master.
 final class Listener {
     let fd: Int32
+    let proto: Bind.Kind
+    /// Connections start with a PROXY protocol header.
+    let proxyProtocol: Bool
     /// SERVER_NAME / SERVER_PORT as Python strings, made on first use under the GIL.
     var pyServerName: PyRef?
     var pyServerPort: PyRef?
     let isUnix: Bool
     let serverName: String
     let serverPort: String
-    init(fd: Int32, isUnix: Bool, serverName: String, serverPort: String) {
+    init(fd: Int32, proto: Bind.Kind, proxyProtocol: Bool, isUnix: Bool, serverName: String, serverPort: String) {
         self.fd = fd
+        self.proto = proto
+        self.proxyProtocol = proxyProtocol
         self.isUnix = isUnix
         self.serverName = serverName
         self.serverPort = serverPort

@@ -69,6 +69,8 @@ final class Worker {
     let interpreter: PythonInterpreter
     let application: WSGIApplication
     let parser: HTTPRequestParser
+    let uwsgiParser: UWSGIRequestParser
+    let trustedProxies: TrustedProxies
     let epfd: Int32
     var listeners: [Listener] = []
     /// Connections by file descriptor.
@@ -94,13 +96,20 @@ final class Worker {
         config = spec.configuration
         self.interpreter = interpreter
         application = WSGIApplication(interpreter: interpreter, app: app, scriptName: config.scriptName,
-                                      multithread: config.threads > 1, multiprocess: config.processes > 1)
+                                      multithread: config.threads > 1, multiprocess: config.processes > 1,
+                                      trustedProxies: (try? TrustedProxies(parsing: config.forwardedAllowIPs)) ?? .none)
         var limits = HTTPParserLimits()
         limits.maxRequestLine = config.limits.maxRequestLine
         limits.maxHeaderBytes = config.limits.maxHeaderBytes
         limits.maxHeaderCount = config.limits.maxHeaderCount
         limits.maxBodyBytes = config.limits.maxBodyBytes
         parser = HTTPRequestParser(limits: limits)
+        var uwsgiLimits = UWSGIParserLimits()
+        uwsgiLimits.maxVarsBytes = min(65535, config.limits.maxHeaderBytes)
+        uwsgiLimits.maxBodyBytes = config.limits.maxBodyBytes
+        uwsgiParser = UWSGIRequestParser(limits: uwsgiLimits)
+        // Validated when the options were read; an unparsable list trusts nobody.
+        trustedProxies = (try? TrustedProxies(parsing: config.forwardedAllowIPs)) ?? .none
         epfd = apus_epoll_create()
         accessLog = config.accessLog ? AccessLog() : nil
     }
@@ -129,7 +138,8 @@ final class Worker {
             }
             let isUnix: Bool
             if case .unix = l.bind.address { isUnix = true } else { isUnix = false }
-            listeners.append(Listener(fd: l.fd, isUnix: isUnix, serverName: name, serverPort: port))
+            listeners.append(Listener(fd: l.fd, proto: l.bind.proto, proxyProtocol: config.proxyProtocol,
+                                      isUnix: isUnix, serverName: name, serverPort: port))
             _ = i
         }
         spec.tally.set(Int(spec.slot), 0)
@@ -274,12 +284,68 @@ final class Worker {
             switch conn.state {
             case .inApp, .discarding:
                 return
+            case .proxyHeader:
+                if conn.buffered == 0 {
+                    if draining || peerClosed { closeConnection(conn) }
+                    return
+                }
+                switch parseProxyHeader(conn.bytes) {
+                case .incomplete:
+                    if peerClosed { closeConnection(conn) }
+                    return
+                case let .failure(why):
+                    Log.warning("PROXY protocol header from \(conn.peerAddress) rejected: \(why)")
+                    closeConnection(conn)
+                    return
+                case let .complete(proxy):
+                    if !proxy.isLocal, let source = proxy.source {
+                        conn.peerAddress = formatIPAddress(source)
+                        conn.peerPort = proxy.sourcePort.map(String.init) ?? ""
+                        conn.trustedPeer = trustedProxies.trusts(conn.peerAddress)
+                    }
+                    conn.start += proxy.length
+                    conn.state = .head
+                }
+            case .head where conn.listener.proto == .uwsgi:
+                if conn.buffered == 0 {
+                    if draining || peerClosed { closeConnection(conn) }
+                    return
+                }
+                switch uwsgiParser.parseHead(conn.bytes, into: &conn.uwsgiHead) {
+                case .incomplete:
+                    if peerClosed { closeConnection(conn) }
+                    return
+                case let .failure(error):
+                    // A broken packet is a broken front end: log it and close, never call the app.
+                    Log.warning("bad uwsgi packet from \(conn.peerAddress.isEmpty ? "a unix socket peer" : conn.peerAddress): \(error.logDescription)")
+                    closeConnection(conn)
+                    return
+                case .complete:
+                    conn.head.adoptUWSGI(conn.uwsgiHead, in: conn.bytes)
+                    conn.keepAlive = false  // uwsgi: one request per connection
+                    conn.sentContinue = false
+                    conn.body.reset()
+                    let n = conn.uwsgiHead.contentLength
+                    let have = conn.buffered - conn.head.headLength
+                    if n == 0 {
+                        dispatch(conn, body: .empty, contentLength: nil, bodyInBuffer: 0)
+                    } else if have >= n {
+                        dispatch(conn, body: .memory(UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength..<(conn.head.headLength + n)])),
+                                 contentLength: n, bodyInBuffer: n)
+                    } else if n > config.limits.bodyMemoryBytes {
+                        let piece = UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength...])
+                        if !conn.body.append(piece, memoryLimit: config.limits.bodyMemoryBytes) { closeConnection(conn); return }
+                        conn.end = conn.start + conn.head.headLength
+                        conn.state = .body(remaining: n - have)
+                    } else {
+                        conn.state = .body(remaining: n - have)
+                    }
+                }
             case .head:
                 if conn.buffered == 0 {
                     if draining || peerClosed { closeConnection(conn) }
                     return
                 }
-                if conn.requestsServed > 0 || conn.since < t - 0.001 { /* keep */ }
                 let result = parser.parseHead(conn.bytes, into: &conn.head)
                 switch result {
                 case .incomplete:
