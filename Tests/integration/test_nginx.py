@@ -107,10 +107,18 @@ def fronts(apus_module, tmp_path_factory):
     """Starts each front on first use; all of them are stopped at the end of the module."""
     started = {}
 
+    failed = {}
+
     def get(kind):
+        require_nginx()
+        if kind in failed:  # do not wait for a broken front once per test
+            pytest.fail(f"front {kind} did not start (see its first test):\n{failed[kind]}")
         if kind not in started:
-            require_nginx()
-            started[kind] = _start_front(kind, apus_module, tmp_path_factory.mktemp(kind))
+            try:
+                started[kind] = _start_front(kind, apus_module, tmp_path_factory.mktemp(kind))
+            except BaseException as e:
+                failed[kind] = str(e)[:3000]
+                raise
         return started[kind]
 
     yield get
