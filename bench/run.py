@@ -72,6 +72,8 @@ class Ctx:
     threads: int
     app: App
     tmp: str
+    upstream: str = ""    # fronted servers: where the server listens for nginx
+                          # (a unix socket path, or HOST:PORT)
 
     @property
     def appdir(self) -> str:
@@ -90,12 +92,18 @@ class Server:
     note: str = ""
     available: object = None       # Ctx -> None, or a reason to skip
     default: bool = True           # in the default --servers list
+    front: str | None = None       # "uwsgi" / "http": nginx in front (listens on the
+                                   # cell's port), passing to the server at ctx.upstream
+
+
+def _apus_argv(c: Ctx, binds: list) -> list:
+    return [c.apus, *binds, "--processes", str(c.workers),
+            "--threads", str(c.threads), "--venv", c.venv, "--chdir", c.appdir,
+            c.app.module, "--no-access-log"]
 
 
 def _apus(c: Ctx):
-    return [c.apus, "--http", f"{HOST}:{c.port}", "--processes", str(c.workers),
-            "--threads", str(c.threads), "--venv", c.venv, "--chdir", c.appdir,
-            c.app.module, "--no-access-log"]
+    return _apus_argv(c, ["--http", f"{HOST}:{c.port}"])
 
 
 def _apus_available(c: Ctx):
@@ -153,6 +161,39 @@ def _gunicorn(c: Ctx):
             "--chdir", c.appdir, "--log-level", "warning", c.app.module]
 
 
+# -- behind nginx: nginx listens on the cell's port, the server on ctx.upstream
+
+
+def _nginx_apus_uwsgi(c: Ctx):
+    return _apus_argv(c, ["--socket", c.upstream])
+
+
+def _nginx_apus_http(c: Ctx):
+    return _apus_argv(c, ["--http", c.upstream])
+
+
+def _nginx_uwsgi(c: Ctx):
+    return _uwsgi_argv(c, ["--socket", c.upstream])
+
+
+def _nginx_gunicorn(c: Ctx):
+    argv = _gunicorn(c)
+    argv[argv.index("--bind") + 1] = c.upstream
+    return argv
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+
+
+def _nginx_available(c: Ctx):
+    return None if nginx_binary() else "nginx is not installed (bench/setup.sh installs it)"
+
+
+def _nginx_apus_available(c: Ctx):
+    return _nginx_available(c) or _apus_available(c)
+
+
 SERVERS = [
     Server("apus", _apus, available=_apus_available),
     Server("bjoern", _bjoern, threads_ok=False,
@@ -165,6 +206,19 @@ SERVERS = [
                 "(STARVES with more connections than workers x threads); not in the default set"),
     Server("gunicorn", _gunicorn,
            note="sync worker at 1 thread (closes every connection), gthread above"),
+    Server("nginx+apus-uwsgi", _nginx_apus_uwsgi, front="uwsgi", available=_nginx_apus_available,
+           default=False,
+           note="nginx (2 workers) uwsgi_pass -> apus --socket on a unix socket"),
+    Server("nginx+apus-http", _nginx_apus_http, front="http", available=_nginx_apus_available,
+           default=False,
+           note="nginx (2 workers) proxy_pass, HTTP/1.1 upstream keep-alive -> apus --http"),
+    Server("nginx+uwsgi", _nginx_uwsgi, front="uwsgi", stop_signal=signal.SIGINT,
+           available=_nginx_available, default=False,
+           note="nginx (2 workers) uwsgi_pass -> uwsgi --socket on a unix socket, --master"),
+    Server("nginx+gunicorn", _nginx_gunicorn, front="http", available=_nginx_available,
+           default=False,
+           note="nginx (2 workers) proxy_pass, HTTP/1.1 upstream keep-alive -> gunicorn "
+                "(sync worker at 1 thread closes each upstream connection, gthread above)"),
 ]
 
 
@@ -272,6 +326,15 @@ class Running:
                                      start_new_session=True)
         self.pgid = self.proc.pid  # new session: the leader's pid is the group id
         self.seen: set[int] = set()
+        self.nginx = None
+        if server.front:
+            try:
+                self.nginx = NginxFront(ctx, server.front)
+            except Exception:
+                os.killpg(self.pgid, signal.SIGKILL)
+                self.proc.wait(5)
+                self.logf.close()
+                raise
 
     def log_tail(self, n: int = 15) -> str:
         try:
@@ -291,6 +354,8 @@ class Running:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return f"server exited with {self.proc.returncode}: {self.log_tail()}"
+            if self.nginx and self.nginx.proc.poll() is not None:
+                return f"nginx exited with {self.nginx.proc.returncode}: {self.nginx.log_tail()}"
             try:
                 conn = http.client.HTTPConnection(HOST, self.ctx.port, timeout=5)
                 conn.request("GET", self.ctx.app.path)
@@ -307,6 +372,8 @@ class Running:
         return f"not ready after {timeout:.0f}s ({last}): {self.log_tail()}"
 
     def stop(self, grace: float = 10.0):
+        if self.nginx:
+            self.nginx.stop(grace)
         self.remember_tree()
         try:
             os.killpg(self.pgid, self.server.stop_signal)
@@ -333,6 +400,101 @@ class Running:
         except subprocess.TimeoutExpired:
             pass
         self.logf.close()
+
+
+NGINX_UWSGI_PARAMS = os.path.join(REPO, "examples", "nginx", "uwsgi_params")
+
+
+def nginx_conf(ctx: Ctx, front: str) -> str:
+    """nginx.conf for one fronted cell: 2 workers, no access log, everything in ctx.tmp."""
+    t = ctx.tmp
+    user = ""
+    if os.geteuid() == 0:
+        # as root nginx would run its workers as nobody, who cannot enter the private
+        # temp dir holding the unix socket
+        import pwd
+        user = f"user {pwd.getpwuid(os.geteuid()).pw_name};"
+    if front == "uwsgi":
+        upstream = f"server unix:{ctx.upstream};"
+        location = f"include {NGINX_UWSGI_PARAMS};\n            uwsgi_pass app;"
+    else:
+        # keepalive_timeout below every server's own idle timeout (gunicorn: 2 s)
+        upstream = f"server {ctx.upstream};\n        keepalive 32;\n        keepalive_timeout 1s;"
+        location = ("proxy_pass http://app;\n"
+                    "            proxy_http_version 1.1;\n"
+                    "            proxy_set_header Connection \"\";\n"
+                    "            proxy_set_header Host $http_host;\n"
+                    "            proxy_set_header X-Forwarded-For $remote_addr;\n"
+                    "            proxy_set_header X-Forwarded-Proto $scheme;")
+    return f"""daemon off;
+pid {t}/nginx.pid;
+error_log {t}/nginx-error.log warn;
+worker_processes 2;
+{user}
+events {{
+    worker_connections 1024;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {t}/ngx-body;
+    proxy_temp_path {t}/ngx-proxy;
+    uwsgi_temp_path {t}/ngx-uwsgi;
+    fastcgi_temp_path {t}/ngx-fastcgi;
+    scgi_temp_path {t}/ngx-scgi;
+    upstream app {{
+        {upstream}
+    }}
+    server {{
+        listen {HOST}:{ctx.port};
+        location / {{
+            {location}
+        }}
+    }}
+}}
+"""
+
+
+class NginxFront:
+    """Our own nginx in front of a fronted server (never the system service)."""
+
+    def __init__(self, ctx: Ctx, front: str):
+        self.conf = os.path.join(ctx.tmp, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(nginx_conf(ctx, front))
+        self.errlog = os.path.join(ctx.tmp, "nginx-error.log")
+        self.argv = [nginx_binary(), "-p", ctx.tmp + "/", "-e", self.errlog, "-c", self.conf]
+        self.out = open(os.path.join(ctx.tmp, "nginx.out"), "wb")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log_tail(self, n: int = 10) -> str:
+        text = ""
+        for path in (self.out.name, self.errlog):
+            try:
+                with open(path, "rb") as f:
+                    text += f.read().decode("utf-8", "replace")
+            except OSError:
+                pass
+        return "\n".join(text.splitlines()[-n:])
+
+    def stop(self, grace: float = 10.0):
+        for sig in (signal.SIGQUIT, signal.SIGTERM):
+            if self.proc.poll() is not None:
+                break
+            try:
+                self.proc.send_signal(sig)
+                self.proc.wait(grace)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.out.close()
 
 
 def keepalive_check(port: int, path: str, n: int, timeout: float = 2.0) -> str:
@@ -411,6 +573,10 @@ def server_env(venv: str) -> dict:
 def run_cell(args, server: Server, app: App, workers: int, threads: int, repeat: int) -> dict:
     tmp = tempfile.mkdtemp(prefix="apus-bench-")
     ctx = Ctx(args.venv, args.apus, free_port(), workers, threads, app, tmp)
+    if server.front == "uwsgi":
+        ctx.upstream = os.path.join(tmp, "app.sock")
+    elif server.front == "http":
+        ctx.upstream = f"{HOST}:{free_port()}"
     rec = {"server": server.name, "app": app.name, "shape": f"{workers}x{threads}",
            "workers": workers, "threads": threads, "repeat": repeat, "port": ctx.port,
            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -419,6 +585,8 @@ def run_cell(args, server: Server, app: App, workers: int, threads: int, repeat:
     try:
         srv = Running(server, ctx, server_env(args.venv))
         rec["argv"] = srv.argv
+        if srv.nginx:
+            rec["nginx_argv"] = srv.nginx.argv
         why = srv.wait_ready(args.ready_timeout)
         if why:
             rec["error"] = why
@@ -427,10 +595,15 @@ def run_cell(args, server: Server, app: App, workers: int, threads: int, repeat:
         if args.warmup > 0:
             run_wrk(args, ctx.port, app.path, args.warmup)
         srv.remember_tree()
+        ngx = srv.nginx.proc.pid if srv.nginx else None
         t0, n0 = tree_cpu_ticks(srv.proc.pid)
+        g0 = tree_cpu_ticks(ngx)[0] if ngx else 0
         res = run_wrk(args, ctx.port, app.path, args.duration)
         t1, n1 = tree_cpu_ticks(srv.proc.pid)
+        g1 = tree_cpu_ticks(ngx)[0] if ngx else 0
         mem = memory(srv.proc.pid)
+        if ngx:
+            rec["nginx_memory"] = memory(ngx)
         srv.remember_tree()
         if srv.proc.poll() is not None:
             rec["error"] = f"server exited during the run: {srv.log_tail()}"
@@ -447,6 +620,10 @@ def run_cell(args, server: Server, app: App, workers: int, threads: int, repeat:
             "server_cpu_s": round(cpu_s, 3),
             "server_cpu_us_per_req": round(cpu_s * 1e6 / reqs, 2) if reqs else None,
             "server_cpu_share": round(cpu_s / secs, 3) if secs else None,
+            # nginx's own tree (master + workers), not included in server_cpu_*
+            "nginx_cpu_us_per_req": (round((g1 - g0) / CLK_TCK * 1e6 / reqs, 2)
+                                     if ngx and reqs else None),
+            "nginx_cpu_share": round((g1 - g0) / CLK_TCK / secs, 3) if ngx and secs else None,
             "wrk_cpu_us_per_req": round(res["wrk_cpu_s"] * 1e6 / reqs, 2) if reqs else None,
             "procs_before_after": [n0, n1],
             "memory": mem,
@@ -492,6 +669,7 @@ def aggregate(runs: list[dict]) -> list[dict]:
                 "cpu_us_per_req_median": _median([r["server_cpu_us_per_req"] for r in ok]),
                 "cpu_us_per_req_all": [r["server_cpu_us_per_req"] for r in ok],
                 "cpu_share_median": _median([r["server_cpu_share"] for r in ok]),
+                "nginx_cpu_us_per_req_median": _median([r.get("nginx_cpu_us_per_req") for r in ok]),
                 "n_workers": ok[-1]["memory"]["n_workers"],
                 "n_procs": ok[-1]["memory"]["n_procs"],
                 "worker_rss_mib_median": _median([r["memory"]["worker_rss_mib"] for r in ok]),
@@ -595,7 +773,8 @@ def render_md(meta: dict, aggs: list[dict], skipped: list[str]) -> str:
              "errors = non-2xx / socket errors connect+read+write+timeout summed over repeats; "
              "CPU µs/req = server process tree CPU (user+sys, reaped children included) during the "
              "measured run / requests completed, median; CPU% = that CPU per wall second "
-             "(100 = one core); RSS/PSS per worker = mean over the non-leader processes, "
+             "(100 = one core); nginx CPU µs/req = the same for the nginx in front (nginx+* rows "
+             "only, not included in CPU µs/req); RSS/PSS per worker = mean over the non-leader processes, "
              "total PSS = whole tree incl. master; KA = keep-alive check before the load: as many "
              "connections as wrk opens, two GETs on each, all held open (yes / no: server closes / "
              "STARVES k/n: only k connections answered, so wrk's figure comes from k connections).")
@@ -607,27 +786,28 @@ def render_md(meta: dict, aggs: list[dict], skipped: list[str]) -> str:
         L.append(f"## {app} (`{APPS[app].module}`, GET `{APPS[app].path}`)")
         L.append("")
         L.append("| server | shape | req/s | min..max | p99 ms | non-2xx | sock err | CPU µs/req | CPU% "
-                 "| procs | RSS/worker MiB | PSS/worker MiB | total PSS MiB | KA |")
-        L.append("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+                 "| nginx CPU µs/req | procs | RSS/worker MiB | PSS/worker MiB | total PSS MiB | KA |")
+        L.append("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         order = {s.name: i for i, s in enumerate(SERVERS)}
         shapes = [f"{w}x{t}" for w, t in a["shapes_parsed"]]
         rows.sort(key=lambda g: (shapes.index(g["shape"]), order.get(g["server"], 99)))
         for g in rows:
             if not g["ok"]:
                 err = (g["errors"][0] if g["errors"] else "failed").splitlines()[0][:80]
-                L.append(f"| {g['server']} | {g['shape']} | FAILED | {err} |||||||||||")
+                L.append(f"| {g['server']} | {g['shape']} | FAILED | {err} ||||||||||||")
                 continue
             se = g["sock_errors_total"]
             L.append(
                 f"| {g['server']} | {g['shape']} | {_f(g['rps_median'])} | "
                 f"{_f(g['rps_min'])}..{_f(g['rps_max'])} | {_f(g['p99_ms_median'], 2)} | "
                 f"{g['non2xx_total']} | {sum(se.values())} | {_f(g['cpu_us_per_req_median'], 1)} | "
-                f"{_f((g['cpu_share_median'] or 0) * 100)} | {g['n_procs']} | "
+                f"{_f((g['cpu_share_median'] or 0) * 100)} | "
+                f"{_f(g.get('nginx_cpu_us_per_req_median'), 1)} | {g['n_procs']} | "
                 f"{_f(g['worker_rss_mib_median'], 1)} | {_f(g['worker_pss_mib_median'], 1)} | "
                 f"{_f(g['total_pss_mib_median'], 1)} | {g['keepalive']} |")
             if g["errors"]:
                 L.append(f"|  | ↳ {len(g['errors'])} failed repeat(s): "
-                         f"{g['errors'][0].splitlines()[0][:80]} |||||||||||||")
+                         f"{g['errors'][0].splitlines()[0][:80]} ||||||||||||||")
     if skipped:
         L.append("")
         L.append("## Skipped")

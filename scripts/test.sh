@@ -17,6 +17,8 @@ record() { SUMMARY+=("$(printf '%-28s %s' "$1" "$2")"); }
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+# nginx: Tests/integration/test_nginx.py runs its own instance in front of apus
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
     step "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
