@@ -67,6 +67,13 @@ public struct TrustedProxies: Sendable, Equatable {
 
             let slash = item.firstIndex(of: 0x2F)
             let addressPart = Array(item[..<(slash ?? item.count)])
+            let isV6 = addressPart.contains(colon)
+            let parsed: [UInt8]? = addressPart.withUnsafeBytes { buf in
+                isV6 ? parseIPv6(buf, 0..<buf.count) : parseIPv4(buf, 0..<buf.count)
+            }
+            guard var address = parsed else {
+                throw fail(isV6 ? "not a valid IPv6 address or network" : "not a valid IP address, network, \"*\" or \"unix\"")
+            }
             var prefix: Int? = nil
             if let slash {
                 let digits = item[(slash + 1)...]
@@ -74,13 +81,6 @@ public struct TrustedProxies: Sendable, Equatable {
                     throw fail("invalid prefix length")
                 }
                 prefix = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
-            }
-            let isV6 = addressPart.contains(colon)
-            let parsed: [UInt8]? = addressPart.withUnsafeBytes { buf in
-                isV6 ? parseIPv6(buf, 0..<buf.count) : parseIPv4(buf, 0..<buf.count)
-            }
-            guard var address = parsed else {
-                throw fail(isV6 ? "not a valid IPv6 address or network" : "not a valid IP address, network, \"*\" or \"unix\"")
             }
             let bits = address.count * 8
             let length = prefix ?? bits

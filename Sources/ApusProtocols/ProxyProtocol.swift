@@ -152,6 +152,7 @@ private func parseProxyV1(_ buffer: UnsafeRawBufferPointer) -> ProxyParseResult 
         while true {
             let b = try byte(i)
             if b == sp || b == cr { break }
+            if b == lf { throw .failure("PROXY v1: bare LF") }
             let k = i &- 6
             var any = false
             for c in 0..<3 where candidates[c] {
