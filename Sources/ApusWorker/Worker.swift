@@ -226,7 +226,9 @@ final class Worker {
         if fd < 0 { return }
         let (host, port) = listener.isUnix ? ("", "") : describe(addr)
         if !listener.isUnix { _ = apus_tcp_nodelay(fd) }
-        register(Connection(fd: fd, listener: listener, peerAddress: host, peerPort: port, now: t))
+        let conn = Connection(fd: fd, listener: listener, peerAddress: host, peerPort: port, now: t)
+        conn.trustedPeer = trustedProxies.trusts(host)
+        register(conn)
     }
 
     private func register(_ conn: Connection) {
