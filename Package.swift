@@ -15,7 +15,7 @@ let package = Package(
     products: [.executable(name: "apus", targets: ["apus"])],
     targets: [
         .target(name: "CApusSys"),
-        .target(name: "ApusConfig"),
+        .target(name: "ApusConfig", dependencies: ["ApusProtocols"]),
         .target(name: "ApusObserve"),
         .target(name: "ApusIPC"),
         .target(name: "ApusProtocols", swiftSettings: optimize),

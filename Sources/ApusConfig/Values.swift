@@ -1,6 +1,8 @@
 // Parsers and validators for option values. Each throws a ConfigError whose message starts
 // with where the value came from (`--threads`, `APUS_THREADS`, `app.ini:3: threads`).
 
+import ApusProtocols
+
 /// Where a value is being applied from, and what the resolver knows at that point.
 struct SetContext {
     /// How the user spelled the source: "--workers", "-w", "APUS_PROCESSES", "app.ini:3: processes".
@@ -231,38 +233,13 @@ func parseMount(_ raw: String, _ ctx: SetContext) throws(ConfigError) -> (prefix
     return (scriptName, AppChoice(kind: .module, value: app, option: "mount", layer: ctx.layer, origin: ctx.origin))
 }
 
-/// nil when `--forwarded-allow-ips` is well formed, else what is wrong with it. A light
-/// check here (the worker parses the list for real): addresses, CIDRs, `*` and `unix`.
+/// nil when `--forwarded-allow-ips` is well formed, else what is wrong with it (the same
+/// parser the workers use).
 func validateTrustedProxies(_ raw: String) -> String? {
-    let items = raw.split(separator: ",").map { $0.trimmingWhitespace() }
-    if items.isEmpty { return "expected addresses, CIDRs, * or unix, got \(quoted(raw))" }
-    for item in items {
-        if item == "*" || item == "unix" { continue }
-        let parts = item.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count <= 2, !parts[0].isEmpty else { return "invalid address \(quoted(String(item)))" }
-        let address = parts[0]
-        let isV6 = address.contains(":")
-        let validChars = address.allSatisfy { isV6 ? ($0.isHexDigit || $0 == ":" || $0 == ".") : ($0.isNumber || $0 == ".") }
-        if !validChars || (!isV6 && address.split(separator: ".", omittingEmptySubsequences: false).count != 4) {
-            return "invalid address \(quoted(String(item)))"
-        }
-        if !isV6, address.split(separator: ".").contains(where: { (Int($0) ?? 256) > 255 }) {
-            return "invalid address \(quoted(String(item)))"
-        }
-        if parts.count == 2 {
-            guard let bits = Int(parts[1]), bits >= 0, bits <= (isV6 ? 128 : 32) else {
-                return "invalid prefix length in \(quoted(String(item)))"
-            }
-        }
-    }
-    return nil
-}
-
-extension Substring {
-    func trimmingWhitespace() -> Substring {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
+    do {
+        _ = try TrustedProxies(parsing: raw)
+        return nil
+    } catch {
+        return "item \(quoted(error.item)): \(error.reason)"
     }
 }
