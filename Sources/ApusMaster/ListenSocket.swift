@@ -68,16 +68,23 @@ public enum ListenSocket {
         if ai.pointee.ai_family == AF_INET6 {
             setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
         }
-        guard Glibc.bind(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 else {
+        try bindAndListen(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen, backlog: backlog, label: label)
+        return fd
+    }
+
+    /// Binds and listens, or closes `fd` and throws a line naming the bind.
+    private static func bindAndListen(_ fd: Int32, _ addr: UnsafePointer<sockaddr>, _ len: socklen_t,
+                                      backlog: Int, label: String) throws(Failure) {
+        if Glibc.bind(fd, addr, len) != 0 {
             let e = String(cString: strerror(errno))
             close(fd)
             throw Failure(description: "cannot bind \(label): \(e)")
         }
-        guard listen(fd, Int32(backlog)) == 0 else {
+        if listen(fd, Int32(backlog)) != 0 {
+            let e = String(cString: strerror(errno))
             close(fd)
-            throw Failure(description: "cannot listen on \(label): \(String(cString: strerror(errno)))")
+            throw Failure(description: "cannot listen on \(label): \(e)")
         }
-        return fd
     }
 
     private static func openUnix(path: String, backlog: Int, label: String) throws(Failure) -> Int32 {
@@ -97,17 +104,10 @@ public enum ListenSocket {
         if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK {
             if !isListening(&addr) { unlink(path) }
         }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard rc == 0 else {
-            let e = String(cString: strerror(errno))
-            close(fd)
-            throw Failure(description: "cannot bind \(label): \(e)")
-        }
-        guard listen(fd, Int32(backlog)) == 0 else {
-            close(fd)
-            throw Failure(description: "cannot listen on \(label): \(String(cString: strerror(errno)))")
+        let sockaddrBytes = addr
+        try withUnsafeBytes(of: sockaddrBytes) { (raw) throws(Failure) in
+            try bindAndListen(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self),
+                              socklen_t(MemoryLayout<sockaddr_un>.size), backlog: backlog, label: label)
         }
         return fd
     }
