@@ -562,9 +562,15 @@ final class Worker {
             close(l.fd)
         }
         listeners.removeAll()
+        let t = now()
         for case let conn? in connections {
             conn.closeAfterResponse = true
-            if case .head = conn.state, conn.buffered == 0, conn.requestsServed > 0 { closeConnection(conn) }
+            guard case .head = conn.state, conn.buffered == 0, conn.requestsServed > 0 else { continue }
+            // An idle keep-alive connection may hold a request the loop has not read yet
+            // (it was busy in the app): read before deciding it is idle.
+            let open = conn.fill()
+            if conn.buffered > 0 { process(conn, now: t, peerClosed: !open) }
+            else { closeConnection(conn) }
         }
     }
 
