@@ -77,6 +77,14 @@ class Reloadable:
     def generations(self, start=0):
         return [int(g) for g in GEN_RE.findall(self.srv.log()[start:])]
 
+    def import_spans(self, pids):
+        """{pid: (import started, import ended)} from the app's ready markers."""
+        out = {}
+        for pid in pids:
+            code, start, end = (self.ready_dir / f"import-{pid}").read_text().split()
+            out[pid] = (float(start), float(end))
+        return out
+
     def load(self, port=None, keepalive=2, per_request=2):
         self.lg = LoadGen(port or self.srv.port, "/", keepalive=keepalive,
                           per_request=per_request, interval=0.005, max_duration=150,
@@ -173,6 +181,13 @@ def reload_under_load(app, trigger, new_code, *, pre=0.8, post=1.2, keepalive=2,
     return lg, gen
 
 
+def assert_sequential(spans):
+    """Each import (start, end) began after the previous one had ended."""
+    spans = sorted(spans)
+    for (s0, e0), (s1, e1) in zip(spans, spans[1:]):
+        assert s1 >= e0, f"a chain reload started a worker before the previous one was ready: {spans}"
+
+
 def fifo_trigger(cmd):
     return lambda app: app.send(cmd)
 
@@ -212,6 +227,14 @@ def test_reload_under_load_loses_nothing(reloadapp, tmp_path, method):
                        what="2 workers after the reload")
     assert not set(after) & before, f"old workers {before} still there: {after}"
     assert app.proc.poll() is None
+    # how the new workers came up: a chain imports one worker after the other, the other
+    # methods start the whole new set at once
+    spans = sorted(app.import_spans(after).values())
+    if method in ("fifo-c", "touch-chain-reload"):
+        assert_sequential(spans)
+    else:
+        assert max(s for s, _ in spans) < min(e for _, e in spans), \
+            f"the new workers were not started together: {spans}"
 
 
 def test_two_second_import(reloadapp):
@@ -231,14 +254,17 @@ def test_chain_reload_three_workers(reloadapp):
     lg, _ = reload_under_load(app, lambda: app.send("c"), "v2", keepalive=3, per_request=2)
     assert_no_failures(lg)
     assert_only_code_after(lg, lg.marks["complete"], "v2")
-    wait_until(lambda: len(app.workers()) == 3, 20, what="3 workers after the chain reload")
+    after = wait_until(lambda: (w := app.workers()) and len(w) == 3 and w, 20,
+                       what="3 workers after the chain reload")
+    assert_sequential(app.import_spans(after).values())
 
 
-@pytest.mark.parametrize("preload", [False, True], ids=["lazy", "preload"])
-def test_chain_reload_preload(reloadapp, preload):
+@pytest.mark.parametrize("cmd,preload", [("c", False), ("c", True), ("w", True)],
+                         ids=["chain-lazy", "chain-preload", "workers-preload"])
+def test_reload_with_and_without_preload(reloadapp, cmd, preload):
     app = reloadapp(*(["--preload"] if preload else []), processes=2)
     old_import = get(app.port).json()["import_pid"]
-    lg, _ = reload_under_load(app, lambda: app.send("c"), "v2")
+    lg, _ = reload_under_load(app, lambda: app.send(cmd), "v2")
     assert_no_failures(lg)
     assert_only_code_after(lg, lg.marks["complete"], "v2")
     after = [r for r in lg.records if r.start >= lg.marks["complete"]]

@@ -7,7 +7,8 @@ Importing this module:
     module raises at import when it holds BROKEN (see versionfile.py), so a test can make
     the next import fail;
   * reads APP_ENV_VERSION from the environment (the configuration the server passed).
-If $READY_DIR is set, a file named after the pid is written there once the import is done.
+If $READY_DIR is set, import-<pid> is written there once the import is done: the code, and
+when the import started and ended (time.time()).
 """
 import json
 import os
@@ -26,7 +27,7 @@ WARMED = {"done": False}
 
 if os.environ.get("READY_DIR"):
     with open(os.path.join(os.environ["READY_DIR"], f"import-{IMPORT_PID}"), "w") as f:
-        f.write(CODE)
+        f.write(f"{CODE} {IMPORT_STARTED:.6f} {IMPORTED_AT:.6f}\n")
 
 
 def info():
