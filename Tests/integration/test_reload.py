@@ -16,6 +16,7 @@ failure).
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -546,3 +547,82 @@ def test_sigterm_during_reload(reloadapp):
     bad = [r for r in early if r.error]
     assert not bad, describe_failures(lg)
     wait_until(lambda: not session_members(app.pid), 10, what="every process of the server to exit")
+
+
+# -- the load generator itself: what it counts as failed, and what it does not -------------------
+
+class _FakeServer:
+    """A tiny in-process HTTP server with one misbehaviour, to check loadgen's accounting."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        body = b'{"code": "x", "pid": 1}'
+        served = 0
+        buf = b""
+        with c:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    try:
+                        chunk = c.recv(4096)
+                    except OSError:
+                        return
+                    if not chunk:
+                        return
+                    buf += chunk
+                buf = buf.split(b"\r\n\r\n", 1)[1]
+                if self.mode == "stale" and served == 1:
+                    return  # closes a reused connection without answering its request
+                if self.mode == "truncated":
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + body)
+                    return
+                status = b"503 Busy" if self.mode == "503" else b"200 OK"
+                c.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                served += 1
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+@pytest.mark.parametrize("mode,keepalive,per_request", [
+    ("stale", 2, 0), ("truncated", 1, 1), ("503", 1, 1), ("refused", 1, 1)])
+def test_loadgen_accounting(mode, keepalive, per_request):
+    if mode == "refused":
+        port = conftest.free_port()
+        fake = None
+    else:
+        fake = _FakeServer(mode)
+        port = fake.port
+    lg = LoadGen(port, keepalive=keepalive, per_request=per_request, interval=0.01, timeout=5)
+    lg.start()
+    time.sleep(0.5)
+    lg.stop()
+    if fake:
+        fake.close()
+    s = lg.summary()
+    assert s["total"] > 10, format_summary(s)
+    if mode == "stale":
+        # a keep-alive connection closed before any byte of the next answer: retried, not failed
+        assert s["failed"] == 0 and s["stale_retries"] > 0, format_summary(s)
+        assert all(r.code == "x" for r in lg.records)
+    else:
+        kind = {"truncated": "truncated", "503": "status_503", "refused": "refused"}[mode]
+        assert s["failed"] == s["total"] and set(s["failed_by_kind"]) == {kind}, format_summary(s)
