@@ -47,8 +47,12 @@ SCENARIOS = {
     "uwsgi-w": ("uwsgi", "w", "master FIFO w: graceful reload of the workers"),
     "uwsgi-c": ("uwsgi", "c", "master FIFO c: chain reload (needs --lazy-apps)"),
     "gunicorn-hup": ("gunicorn", "HUP", "SIGHUP: new workers, old ones stopped gracefully"),
+    # not in the default set
+    "apus-w-preload": ("apus", "w", "--preload, master FIFO w: a new preloader imports once, forks the set"),
+    "apus-c-preload": ("apus", "c", "--preload, master FIFO c: a new preloader, workers chained"),
+    "apus-hup": ("apus", "HUP", "SIGHUP: graceful reload"),
 }
-DEFAULT = list(SCENARIOS)
+DEFAULT = ["apus-r", "apus-w", "apus-c", "uwsgi-r", "uwsgi-w", "uwsgi-c", "gunicorn-hup"]
 
 
 def free_port():
@@ -89,6 +93,7 @@ class Server:
         self.kind, self.method, self.args = kind, method, args
         self.run_dir, self.port, self.fifo = run_dir, port, fifo
         self.proc = None
+        self.preload = False
 
     def command(self, a):
         vdir = self.run_dir / "ver"
@@ -99,7 +104,7 @@ class Server:
                     "--threads", str(a.threads), "--venv", str(venv), "--chdir", str(APPS),
                     "--pythonpath", str(APPS), "--pythonpath", str(vdir),
                     "--master-fifo", str(self.fifo), "--no-access-log",
-                    "--reload-mercy", "30", app]
+                    "--reload-mercy", "30", *(["--preload"] if self.preload else []), app]
         if self.kind == "uwsgi":
             cmd = [str(venv / "bin" / "uwsgi"), "--http-socket", f"127.0.0.1:{self.port}",
                    "--master", "--processes", str(a.workers), "--threads", str(a.threads),
@@ -139,7 +144,7 @@ class Server:
             try:
                 st, body = http_get(self.port)
                 if st == 200 and body and body.get("code") == "v1" \
-                        and len(os.listdir(ready_dir)) >= a.workers:
+                        and len(os.listdir(ready_dir)) >= (1 if self.preload else a.workers):
                     return
             except (OSError, ValueError, IndexError):
                 pass
@@ -191,6 +196,7 @@ def run_one(name, a, rep, base):
     (run_dir / "ready").mkdir()
     write_version(run_dir / "ver", "v1")
     srv = Server(kind, method, a, run_dir, free_port(), run_dir / "master.fifo")
+    srv.preload = name.endswith("-preload")
     result = {"scenario": name, "rep": rep, "server": kind, "method": method}
     try:
         srv.start(a)
