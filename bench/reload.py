@@ -5,7 +5,7 @@ For each scenario (a server and a reload method): start the server on the reload
 (Tests/integration/apps/reloadapp, Django flavour by default: 2 s to import), load it with
 Tests/integration/loadgen.py (closed loop, keep-alive and connection-per-request clients),
 after --pre seconds rewrite the app's version module (v1 -> v2) and fire the reload, keep
-the load on until the new code has answered for --post seconds, then stop the server.
+the load on until only the new code has answered for --post seconds, then stop the server.
 
 Reported per scenario: requests, failed requests (by kind), longest gap without a
 successful response, max latency, throughput dip (the smallest 100 ms bucket from the
@@ -210,15 +210,21 @@ def run_one(name, a, rep, base):
         write_version(run_dir / "ver", "v2")
         t_trigger = lg.mark("trigger")
         srv.reload()
-        # until the new code has answered for --post seconds (or --max-wait passes)
-        t_new = None
+        # until only the new code has answered for --post seconds (or --max-wait passes)
         deadline = time.monotonic() + a.max_wait
+        seen = 0
+        t_new = t_old = None
         while time.monotonic() < deadline:
-            if t_new is None:
-                news = [r.end for r in list(lg.records) if r.code == "v2"]
-                if news:
-                    t_new = min(news)
-                    deadline = time.monotonic() + a.post
+            recs = list(lg.records)
+            for r in recs[seen:]:
+                if r.code == "v2" and (t_new is None or r.end < t_new):
+                    t_new = r.end
+                elif r.code == "v1" and r.end >= t_trigger and (t_old is None or r.end > t_old):
+                    t_old = r.end
+            seen = len(recs)
+            now = lg.now()
+            if t_new is not None and now - t_new >= a.post and now - (t_old or 0) >= a.post:
+                break
             time.sleep(0.05)
         lg.stop()
         s = lg.summary()
@@ -343,8 +349,8 @@ def main():
     ap.add_argument("--app", choices=["django", "plain"], default="django")
     ap.add_argument("--startup", type=float, default=2.0, help="seconds the app takes to import")
     ap.add_argument("--pre", type=float, default=4.0, help="seconds of steady load before the reload")
-    ap.add_argument("--post", type=float, default=4.0,
-                    help="seconds of load after the new code first answered")
+    ap.add_argument("--post", type=float, default=3.0,
+                    help="seconds of load once only the new code answers")
     ap.add_argument("--max-wait", type=float, default=40.0,
                     help="seconds to wait for the new code before giving up")
     ap.add_argument("--keepalive", type=int, default=4, help="keep-alive client connections")
@@ -376,7 +382,7 @@ def main():
     vers = versions(a)
     load = (f"{a.keepalive} keep-alive + {a.per_request} connection-per-request clients, at most "
             f"{a.rate:g} req/s each (closed loop), client timeout {a.client_timeout:g} s; "
-            f"{a.pre:g} s steady, reload, then until the new code has answered for {a.post:g} s")
+            f"{a.pre:g} s steady, reload, then until only the new code has answered for {a.post:g} s")
     header = (f"# Reload under load\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
               f"{platform.node()}, {os.cpu_count()} CPUs, load average "
               f"{os.getloadavg()[0]:.1f}. App: reloadapp ({a.app}), import takes {a.startup:g} s; "
