@@ -413,3 +413,51 @@ def proc_stat(pid):
 def alive(pid):
     st = proc_stat(pid)
     return st is not None and st[0] not in ("Z", "X")
+
+
+# -- reloads and the master's controls (added for test_reload.py / test_controls.py) ----------
+
+def fifo_send(path, data, timeout=10.0):
+    """Write `data` (str or bytes) to the master FIFO at `path`, waiting until the FIFO exists
+    and has a reader (the master opens it at startup)."""
+    if isinstance(data, str):
+        data = data.encode()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except (FileNotFoundError, OSError) as e:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"cannot open the master FIFO {path}: {e!r}")
+            time.sleep(0.05)
+            continue
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        return
+
+
+def wait_log(read_log, pattern, timeout, start=0, interval=0.05, what=None):
+    """Wait until the regex `pattern` (compiled, or a string) matches the log text from
+    offset `start`; `read_log` returns the whole log. Returns the match (offsets are relative
+    to `start`)."""
+    import re
+    rx = re.compile(pattern, re.M) if isinstance(pattern, str) else pattern
+    deadline = time.monotonic() + timeout
+    while True:
+        m = rx.search(read_log()[start:])
+        if m:
+            return m
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or rx.pattern!r} "
+                                 f"in the log")
+        time.sleep(interval)
+
+
+def touch(path):
+    """Change a file's modification time to now (creating the file if needed)."""
+    with open(path, "a"):
+        pass
+    now = time.time_ns()
+    os.utime(path, ns=(now, now))
