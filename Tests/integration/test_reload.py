@@ -506,6 +506,20 @@ def test_reloads_during_a_reload_are_coalesced(reloadapp):
     lg.stop()
     # the first reload, then at most one for the two asked for while it ran
     assert 1 <= len(gens) <= 2, (gens, app.log()[offset:][-3000:])
+    # never interleaved: each generation started is done (serving or failed) before the next
+    # one starts (checked on the log lines "starting generation N" when the log has them)
+    events = re.findall(r"^(?!.*\bstats:).*?(starting generation|generation (?=\d+ serving)|reload failed)",
+                        app.log()[offset:], re.M)
+    starts = [e for e in events if e == "starting generation"]
+    if starts:
+        state = "idle"
+        for e in events:
+            if e == "starting generation":
+                assert state == "idle", f"a reload started while another ran: {events}"
+                state = "running"
+            else:
+                state = "idle"
+        assert len(starts) == len(gens), events
     assert_no_failures(lg)
     assert_only_code_after(lg, t, "v2")
     assert len(app.workers()) == 2

@@ -1,6 +1,5 @@
 """Django flavour of the reload app (what bench/reload.py serves by default): a minimal
 Django project configured in code, one view answering like wsgi.py. Needs Django."""
-from urllib.parse import parse_qs  # noqa: F401
 
 import django
 from django.conf import settings
