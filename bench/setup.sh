@@ -6,13 +6,27 @@
 #   bench/setup.sh                 # apt packages + bench/.venv
 #   BENCH_PYTHON=/usr/bin/python3.11 bench/setup.sh
 #
-# The venv is made from Debian's /usr/bin/python3 by default so that it matches
-# the libpython the apus workers load (apus --venv bench/.venv).
+# Every server must run the same Python code for a fair comparison. Apus (and uWSGI) embed
+# the shared libpython; a Python whose own executable is statically linked (Debian's
+# /usr/bin/python3) would run gunicorn, granian and bjoern on a different, non-PIC build of
+# the interpreter. So the venv is made from the first python3 on PATH whose executable is
+# linked against its shared libpython (pyenv's builds here), else Debian's with a warning.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 venv="$here/.venv"
-python=${BENCH_PYTHON:-/usr/bin/python3}
+shared_python() {
+    local candidate
+    for candidate in "$(command -v python3 || true)" /root/.pyenv/versions/3.11*/bin/python3 /usr/bin/python3; do
+        [ -x "$candidate" ] || continue
+        local exe
+        exe=$("$candidate" -c 'import sys; print(sys.executable)' 2>/dev/null) || continue
+        if ldd "$exe" 2>/dev/null | grep -q libpython; then echo "$exe"; return; fi
+    done
+    echo "setup: warning: no python3 linked to a shared libpython; servers will not run the same interpreter build" >&2
+    echo /usr/bin/python3
+}
+python=${BENCH_PYTHON:-$(shared_python)}
 
 apt_pkgs=(wrk nginx libev-dev build-essential python3-dev python3-venv procps)
 missing=()

@@ -105,9 +105,7 @@ public final class WSGICaller {
         if !failed && !clientGone {
             if !committed { _ = commit() }
             if !failed {
-                let ts = api.PyEval_SaveThread()
                 let ok = sink!.end()
-                api.PyEval_RestoreThread(ts)
                 if !ok { clientGone = true }
             }
         }
@@ -131,9 +129,7 @@ public final class WSGICaller {
         var count = api.PyLong_AsLong(api.PyTuple_GetItem(info, 2)!)
         guard commit() else { return true }
         if let cl = head.contentLength { count = min(count, cl) }
-        let ts = api.PyEval_SaveThread()
         let ok = count == 0 || sink!.file(fd: fd, offset: offset, count: count)
-        api.PyEval_RestoreThread(ts)
         if !ok { clientGone = true }
         return true
     }
@@ -163,13 +159,7 @@ public final class WSGICaller {
         if data.count == 0 { return }
         if !committed, !commit() { return }
         let ok: Bool
-        if flush {
-            let ts = api.PyEval_SaveThread()
-            ok = sink!.body(data, flush: true)
-            api.PyEval_RestoreThread(ts)
-        } else {
-            ok = sink!.body(data, flush: false)
-        }
+        ok = sink!.body(data, flush: flush)
         if !ok { clientGone = true }
     }
 
@@ -284,10 +274,7 @@ public final class WSGICaller {
     private func appFailed(_ what: String) {
         logAppError(what)
         failed = true
-        guard let sink else { return }
-        let ts = api.PyEval_SaveThread()
-        sink.fail()
-        api.PyEval_RestoreThread(ts)
+        sink?.fail()
     }
 
     /// Logs the request and the pending Python traceback.
@@ -359,9 +346,7 @@ public final class WSGICaller {
             sink!.begin(head)
         }
         if view.count > 0 {
-            let ts = api.PyEval_SaveThread()
             let ok = sink!.body(view, flush: true)
-            api.PyEval_RestoreThread(ts)
             if !ok {
                 clientGone = true
                 api.PyErr_SetString(api.excOSError, "client disconnected")

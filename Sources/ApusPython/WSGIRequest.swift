@@ -63,8 +63,9 @@ public struct WSGIResponseHead {
     }
 }
 
-/// Where the bridge sends the response. The worker implements it over a socket; every
-/// method that may block is called without the GIL.
+/// Where the bridge sends the response. The worker implements it over a socket. Its methods
+/// are called with the GIL held: a write that completes at once costs no GIL hand-off, and
+/// the sink releases the GIL itself only while it waits for a slow client.
 public protocol WSGIResponseSink: AnyObject {
     /// The head is final: decide the framing. Nothing need be written yet.
     func begin(_ head: WSGIResponseHead)

@@ -41,6 +41,17 @@ final class AppRunner {
         if poolThread { threadState = worker.interpreter.releaseGIL() }
         writer = ResponseWriter(sendTimeout: 30)
         writer.readDeferred = { [unowned self] conn in self.readDeferredBody(conn) }
+        writer.waiting = { [unowned self] wait in
+            let interpreter = self.worker.interpreter
+            if self.onLoopThread {
+                self.worker.loopState = interpreter.releaseGIL()
+                defer { interpreter.acquireGIL(self.worker.loopState) }
+                return wait()
+            }
+            self.threadState = interpreter.releaseGIL()
+            defer { interpreter.acquireGIL(self.threadState) }
+            return wait()
+        }
     }
 
     func run(_ job: AppJob) {

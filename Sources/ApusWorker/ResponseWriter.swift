@@ -25,6 +25,8 @@ final class ResponseWriter: WSGIResponseSink {
     private var began = false
     /// Reads the rest of a deferred (100-continue) body for the connection.
     var readDeferred: ((Connection) -> WSGIBody?)?
+    /// Runs a wait for a slow client without the GIL (set by the app runner).
+    var waiting: SocketIO.Waiting = SocketIO.justWait
 
     init(sendTimeout: Double) {
         self.sendTimeout = sendTimeout
@@ -116,7 +118,7 @@ final class ResponseWriter: WSGIResponseSink {
         if data.count >= 65536 {
             // Large piece: write what is pending, then the piece itself, without copying.
             if !flushOut() { return false }
-            if !SocketIO.writeAll(conn.fd, data, timeout: sendTimeout) { broken = true; return false }
+            if !SocketIO.writeAll(conn.fd, data, timeout: sendTimeout, waiting: waiting) { broken = true; return false }
             bytesWritten += data.count
         } else {
             out.append(contentsOf: data)
@@ -142,7 +144,7 @@ final class ResponseWriter: WSGIResponseSink {
             if sent > 0 { left -= sent; bytesWritten += sent; bodyBytes += sent; continue }
             if sent < 0 && errno == EINTR { continue }
             if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if SocketIO.wait(conn.fd, events: Int16(POLLOUT), timeout: sendTimeout) { continue }
+                if waiting({ SocketIO.wait(conn.fd, events: Int16(POLLOUT), timeout: sendTimeout) }) { continue }
             }
             broken = true
             return false
@@ -185,7 +187,7 @@ final class ResponseWriter: WSGIResponseSink {
 
     private func flushOut() -> Bool {
         if out.isEmpty { return true }
-        let ok = out.withUnsafeBytes { SocketIO.writeAll(conn.fd, $0, timeout: sendTimeout) }
+        let ok = out.withUnsafeBytes { SocketIO.writeAll(conn.fd, $0, timeout: sendTimeout, waiting: waiting) }
         if ok { bytesWritten += out.count } else { broken = true }
         out.removeAll(keepingCapacity: true)
         return ok

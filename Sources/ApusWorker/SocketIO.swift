@@ -3,10 +3,15 @@ import Glibc
 #endif
 
 /// Blocking-style I/O over a non-blocking socket, for the app side: waits with poll when
-/// the socket is full or empty, up to a timeout. Never called with the GIL held.
+/// the socket is full or empty, up to a timeout. `waiting` runs around each wait: the app
+/// side passes one that lets go of the GIL while it waits.
 enum SocketIO {
+    typealias Waiting = (_ wait: () -> Bool) -> Bool
+
+    nonisolated(unsafe) static let justWait: Waiting = { $0() }
+
     /// Writes every byte, or returns false (peer gone, or no progress for `timeout` s).
-    static func writeAll(_ fd: Int32, _ data: UnsafeRawBufferPointer, timeout: Double) -> Bool {
+    static func writeAll(_ fd: Int32, _ data: UnsafeRawBufferPointer, timeout: Double, waiting: Waiting = justWait) -> Bool {
         var off = 0
         while off < data.count {
             let n = send(fd, data.baseAddress! + off, data.count - off, Int32(MSG_NOSIGNAL))
@@ -16,7 +21,7 @@ enum SocketIO {
             }
             if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if !wait(fd, events: Int16(POLLOUT), timeout: timeout) { return false }
+                if !waiting({ wait(fd, events: Int16(POLLOUT), timeout: timeout) }) { return false }
                 continue
             }
             return false
