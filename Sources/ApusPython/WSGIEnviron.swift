@@ -18,6 +18,8 @@ final class WSGIEnviron {
     private let trustedProxies: TrustedProxies
     private var varKeys: VarKeyCache
     private let httpHost: PyRef
+    private let slash: PyRef
+    private let get: PyRef
 
     struct Keys {
         let requestMethod, scriptName, pathInfo, queryString, contentType, contentLength,
@@ -30,6 +32,8 @@ final class WSGIEnviron {
         self.trustedProxies = trustedProxies
         varKeys = VarKeyCache(api: api)
         httpHost = api.interned("HTTP_HOST")
+        slash = api.interned("/")
+        get = api.interned("GET")
         func key(_ s: String) -> PyRef { api.interned(s) }
         k = Keys(requestMethod: key("REQUEST_METHOD"), scriptName: key("SCRIPT_NAME"),
                  pathInfo: key("PATH_INFO"), queryString: key("QUERY_STRING"),
@@ -126,7 +130,7 @@ final class WSGIEnviron {
         if let h = hostValue {
             let (name, port) = splitHost(slice(h))
             putNew(k.serverName, api.latin1(name))
-            if let p = port { putNew(k.serverPort, api.latin1(p)) } else { put(k.serverPort, conn.https ? api.interned("443") : api.interned("80")) }
+            if let p = port { putNew(k.serverPort, api.latin1(p)) } else { putNew(k.serverPort, api.string(conn.https ? "443" : "80")) }
         } else {
             put(k.serverName, conn.serverName)
             put(k.serverPort, conn.serverPort)
@@ -209,9 +213,9 @@ final class WSGIEnviron {
                 api.decref(rest)
             }
         }
-        setDefault(k.pathInfo, api.interned("/"))
+        setDefault(k.pathInfo, slash)
         setDefault(k.queryString, empty)
-        setDefault(k.requestMethod, api.interned("GET"))
+        setDefault(k.requestMethod, get)
         setDefault(k.serverProtocol, http10)
         setDefault(k.serverName, conn.serverName)
         setDefault(k.serverPort, conn.serverPort)
