@@ -6,7 +6,6 @@ port of 127.0.0.1, in its own session (process group); stderr goes to a file tha
 show. Teardown sends SIGTERM, then SIGKILLs the process group if it is still there.
 """
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -116,24 +115,7 @@ class ApusServer:
     def stop(self, timeout=20.0):
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # Whatever is left of the group (workers included) goes now.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+        helpers.stop_process_group(self.proc, timeout)
         for f in (self._err, self._out):
             f.close()
         if self in LIVE:

@@ -325,6 +325,45 @@ class Conn:
         self.close()
 
 
+def read_until_close(s):
+    """Everything a socket yields until the peer closes it (or resets it)."""
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def stop_process_group(proc, timeout):
+    """SIGTERM to a server started with start_new_session=True, then SIGKILL to whatever is
+    left of its process group (workers included). Returns the exit status."""
+    import signal
+    import subprocess
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+    return proc.returncode
+
+
 def build_request(method="GET", path="/", headers=None, body=b"", version="HTTP/1.1",
                   host="localhost"):
     """Bytes of a request; adds Host (1.1) and Content-Length (when a body is given and no

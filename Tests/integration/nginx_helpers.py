@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+import helpers
+
 from helpers import APPS, EXAMPLES, IncompleteResponse, get
 
 NGINX_EXAMPLES = EXAMPLES / "nginx"
@@ -207,17 +209,7 @@ class UwsgiBackend:
     def stop(self, timeout=20.0):
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait(5)
+        helpers.stop_process_group(self.proc, timeout)
         self._log.close()
         return self.proc.returncode
 

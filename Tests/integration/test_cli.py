@@ -1,15 +1,11 @@
 """The command line: option errors, --help/--version, PORT and APUS_* variables, binds,
 app resolution and import failures."""
-import json
 import os
 import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import APUS_BIN, clean_env, free_port, run_apus
+from conftest import free_port, run_apus
 from helpers import APPS, EXAMPLES, get, parse_response, raw_request, build_request, wait_until
 
 
@@ -100,7 +96,7 @@ def listening_on(port):
 
 def test_port_env_binds_all_ipv4(apus):
     port = free_port()
-    srv = apus("hello", bind=False, port=port, chdir=EXAMPLES, env={"PORT": str(port)})
+    apus("hello", bind=False, port=port, chdir=EXAMPLES, env={"PORT": str(port)})
     assert get(port, "/").body == b"Hello, World!"
     assert "00000000" in listening_on(port), listening_on(port)
 

@@ -9,7 +9,8 @@ import time
 import pytest
 
 import conftest
-from helpers import alive, build_request, fifo_send, get, session_members, wait_log, wait_until
+from helpers import (alive, build_request, fifo_send, get, read_until_close, session_members, wait_log,
+                     wait_until)
 
 pytestmark = pytest.mark.skipif("--master-fifo" not in conftest.run_apus(["--help"]).stdout,
                                 reason="this apus binary has no --master-fifo")
@@ -98,15 +99,7 @@ def _slow_request(port, seconds):
 
 
 def _read_all(s):
-    data = b""
-    while True:
-        try:
-            chunk = s.recv(65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
+    data = read_until_close(s)
     s.close()
     return data
 

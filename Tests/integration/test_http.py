@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from helpers import Conn, build_request, chunked, parse_response, parse_responses, raw_request
+from helpers import Conn, build_request, chunked, parse_response, raw_request
 
 
 @pytest.fixture(scope="module")

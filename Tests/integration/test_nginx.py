@@ -11,7 +11,6 @@ The client always talks HTTP to nginx (our own instance, see nginx_helpers.py) o
 With NGINX_TEST_UWSGI=/path/to/uwsgi, uWSGI runs instead of Apus (same binds, same app):
 that checks the configs and these tests against the server Apus replaces.
 """
-import json
 import stat
 
 import pytest

@@ -8,20 +8,10 @@ import time
 
 import pytest
 
-from helpers import alive, session_members, build_request, parse_response, wait_until
+from helpers import alive, session_members, build_request, parse_response, read_until_close, wait_until
 
 
-def _read_all(s):
-    data = b""
-    while True:
-        try:
-            chunk = s.recv(65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
+_read_all = read_until_close
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
