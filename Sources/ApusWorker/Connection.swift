@@ -47,6 +47,8 @@ final class Connection {
     /// When the current head started arriving or the connection went idle (seconds).
     var since: Double
     var requestsServed = 0
+    /// Counted in the worker's `fresh` connections.
+    var isFresh = false
     /// The client: the socket's peer, or what a PROXY header said.
     var peerAddress: String
     var peerPort: String

@@ -79,6 +79,12 @@ final class Worker {
     var draining = false
     /// Requests handed to the app and not finished yet.
     var inFlight = 0
+    /// With app threads: connections accepted in the last `freshGrace` seconds whose first
+    /// request has not reached the app yet. They count against the free threads, so a worker
+    /// does not take more new connections than it has threads for; the grace period keeps a
+    /// slow client from holding that place.
+    var fresh: [Connection] = []
+    static let freshGrace = 0.02
     /// Whether the listeners are in the epoll set; they are taken out while every app thread
     /// has work or while this worker holds more connections than its share.
     var accepting = false
@@ -171,7 +177,7 @@ final class Worker {
             if stopRequested != 0 && !draining { beginDrain() }
             if draining && liveConnections == 0 { return }
             // Out of the accept rotation, look again soon: the others' counts change too.
-            let timeout: Int32 = accepting || draining ? 1000 : 10
+            let timeout: Int32 = (accepting && fresh.isEmpty) || draining ? 1000 : 10
             let n = events.withUnsafeMutableBufferPointer { apus_epoll_wait(epfd, $0.baseAddress, 128, timeout) }
             if n < 0 && errno != EINTR { return }
             let t = now()
@@ -189,6 +195,7 @@ final class Worker {
                 }
             }
             accessLog?.flush()
+            if !fresh.isEmpty { expireFresh(now()) }
             if !accepting { updateAccepting() }
             if t - lastSweep >= 1 {
                 sweepTimeouts(t)
@@ -204,7 +211,7 @@ final class Worker {
     /// listeners out so that the kernel wakes another worker instead.
     private func updateAccepting() {
         if draining { return }
-        let want = inFlight < config.threads && spec.tally.mayAccept(slot: Int(spec.slot), mine: liveConnections)
+        let want = inFlight + fresh.count < config.threads && spec.tally.mayAccept(slot: Int(spec.slot), mine: liveConnections)
         guard want != accepting else { return }
         accepting = want
         for (i, l) in listeners.enumerated() {
@@ -228,7 +235,28 @@ final class Worker {
         if !listener.isUnix { _ = apus_tcp_nodelay(fd) }
         let conn = Connection(fd: fd, listener: listener, peerAddress: host, peerPort: port, now: t)
         conn.trustedPeer = trustedProxies.trusts(host)
+        if pool != nil && !draining {
+            conn.isFresh = true
+            fresh.append(conn)
+        }
         register(conn)
+    }
+
+    /// Fresh connections past the grace period stop counting (see `fresh`).
+    private func expireFresh(_ t: Double) {
+        let before = fresh.count
+        fresh.removeAll { conn in
+            if conn.isFresh && t - conn.since < Self.freshGrace { return false }
+            conn.isFresh = false
+            return true
+        }
+        if fresh.count != before { updateAccepting() }
+    }
+
+    private func notFresh(_ conn: Connection) {
+        guard conn.isFresh else { return }
+        conn.isFresh = false
+        fresh.removeAll { $0 === conn }
     }
 
     private func register(_ conn: Connection) {
@@ -244,6 +272,7 @@ final class Worker {
     }
 
     func closeConnection(_ conn: Connection) {
+        notFresh(conn)
         _ = apus_epoll_del(epfd, conn.fd)
         connections[Int(conn.fd)] = nil
         liveConnections -= 1
@@ -473,6 +502,7 @@ final class Worker {
     private func dispatch(_ conn: Connection, body: WSGIBody, contentLength: Int?, bodyInBuffer: Int, chunkedMemory: Bool = false) {
         conn.state = .inApp
         inFlight += 1
+        notFresh(conn)
         if pool != nil { updateAccepting() }
         if draining { conn.closeAfterResponse = true }
         conn.deferredBodyRead = 0
