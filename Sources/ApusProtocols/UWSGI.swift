@@ -61,10 +61,6 @@ public struct UWSGIRequestHead: Sendable {
         vars = []
         headLength = 0
         contentLength = 0
-        method = nil
-        pathInfo = nil
-        requestURI = nil
-        queryString = nil
         https = false
     }
 

@@ -354,23 +354,7 @@ final class Worker {
                 case .complete:
                     conn.head.adoptUWSGI(conn.uwsgiHead, in: conn.bytes)
                     conn.keepAlive = false  // uwsgi: one request per connection
-                    conn.sentContinue = false
-                    conn.body.reset()
-                    let n = conn.uwsgiHead.contentLength
-                    let have = conn.buffered - conn.head.headLength
-                    if n == 0 {
-                        dispatch(conn, body: .empty, contentLength: nil, bodyInBuffer: 0)
-                    } else if have >= n {
-                        dispatch(conn, body: .memory(UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength..<(conn.head.headLength + n)])),
-                                 contentLength: n, bodyInBuffer: n)
-                    } else if n > config.limits.bodyMemoryBytes {
-                        let piece = UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength...])
-                        if !conn.body.append(piece, memoryLimit: config.limits.bodyMemoryBytes) { closeConnection(conn); return }
-                        conn.end = conn.start + conn.head.headLength
-                        conn.state = .body(remaining: n - have)
-                    } else {
-                        conn.state = .body(remaining: n - have)
-                    }
+                    if !startBody(conn) { return }
                 }
             case .head:
                 if conn.buffered == 0 {
@@ -387,35 +371,7 @@ final class Worker {
                     return
                 case .complete:
                     conn.keepAlive = conn.head.keepAlive
-                    conn.sentContinue = false
-                    conn.body.reset()
-                    switch conn.head.framing {
-                    case .none:
-                        dispatch(conn, body: .empty, contentLength: nil, bodyInBuffer: 0)
-                    case let .contentLength(n):
-                        let have = conn.buffered - conn.head.headLength
-                        if have >= n {
-                            dispatch(conn, body: n == 0 ? .empty : .memory(UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength..<(conn.head.headLength + n)])),
-                                     contentLength: n, bodyInBuffer: n)
-                        } else if conn.head.expectContinue && have == 0 && n <= config.limits.bodyMemoryBytes {
-                            // The app decides whether it wants the body (100-continue).
-                            dispatch(conn, body: .onFirstRead(length: n), contentLength: n, bodyInBuffer: 0)
-                        } else if n > config.limits.bodyMemoryBytes {
-                            // Spool: move what we have into the accumulator.
-                            let piece = UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength...])
-                            if !conn.body.append(piece, memoryLimit: config.limits.bodyMemoryBytes) { closeConnection(conn); return }
-                            conn.end = conn.start + conn.head.headLength
-                            conn.state = .body(remaining: n - have)
-                            if conn.head.expectContinue { sendContinue(conn) }
-                        } else {
-                            conn.state = .body(remaining: n - have)
-                            if conn.head.expectContinue { sendContinue(conn) }
-                        }
-                    case .chunked:
-                        conn.chunkedDecoder = ChunkedDecoder(maxBodyBytes: config.limits.maxBodyBytes)
-                        conn.state = .chunked
-                        if conn.head.expectContinue { sendContinue(conn) }
-                    }
+                    if !startBody(conn) { return }
                 }
             case let .body(remaining):
                 if case let .contentLength(total) = conn.head.framing, total > config.limits.bodyMemoryBytes {
@@ -489,6 +445,44 @@ final class Worker {
             // Inline app run finished: the loop goes on with pipelined bytes, if any.
             if connections[Int(conn.fd)] !== conn { return }
         }
+    }
+
+    /// A request head is complete (HTTP, or derived from a uwsgi packet): dispatch it when
+    /// its body is already here or the app should decide (100-continue), else start reading
+    /// the body, spooling to a file past --body-buffer-size. False: the connection closed.
+    private func startBody(_ conn: Connection) -> Bool {
+        conn.sentContinue = false
+        conn.body.reset()
+        switch conn.head.framing {
+        case .none:
+            dispatch(conn, body: .empty, contentLength: nil, bodyInBuffer: 0)
+        case let .contentLength(n):
+            let have = conn.buffered - conn.head.headLength
+            if have >= n {
+                dispatch(conn, body: n == 0 ? .empty : .memory(UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength..<(conn.head.headLength + n)])),
+                         contentLength: n, bodyInBuffer: n)
+            } else if conn.head.expectContinue && have == 0 && n <= config.limits.bodyMemoryBytes {
+                // The app decides whether it wants the body (100-continue).
+                dispatch(conn, body: .onFirstRead(length: n), contentLength: n, bodyInBuffer: 0)
+            } else {
+                if n > config.limits.bodyMemoryBytes {
+                    // Spool: move what we have into the accumulator.
+                    let piece = UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength...])
+                    if !conn.body.append(piece, memoryLimit: config.limits.bodyMemoryBytes) {
+                        closeConnection(conn)
+                        return false
+                    }
+                    conn.end = conn.start + conn.head.headLength
+                }
+                conn.state = .body(remaining: n - have)
+                if conn.head.expectContinue { sendContinue(conn) }
+            }
+        case .chunked:
+            conn.chunkedDecoder = ChunkedDecoder(maxBodyBytes: config.limits.maxBodyBytes)
+            conn.state = .chunked
+            if conn.head.expectContinue { sendContinue(conn) }
+        }
+        return true
     }
 
     private func sendContinue(_ conn: Connection) {
