@@ -96,6 +96,7 @@ final class AppRunner {
         guard case let .contentLength(n) = conn.head.framing else { return .empty }
         if !conn.sentContinue {
             conn.sentContinue = true
+            if !writer.flushPending() { return nil }
             let line = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
             if !line.withUnsafeBytes({ SocketIO.writeAll(conn.fd, $0, timeout: 5) }) { return nil }
         }

@@ -20,6 +20,8 @@ final class Connection {
         case chunked
         /// Handed to the app (on an app thread, or running now on the loop).
         case inApp
+        /// The last response is in `pendingOut`; the connection closes once it is written.
+        case closing
         /// An error answer went out; what the client still sends is read and dropped
         /// until it closes or the deadline passes, so the answer is not lost to a reset.
         case discarding(until: Double)
@@ -54,6 +56,14 @@ final class Connection {
     var peerPort: String
     /// Whether the client may set X-Forwarded-* / Forwarded (--forwarded-allow-ips).
     var trustedPeer = false
+    /// Finished responses the loop has not written yet (it writes them after each batch of
+    /// events), and how much of them is out.
+    var pendingOut: [UInt8] = []
+    var pendingSent = 0
+    /// In the worker's list of connections with pending bytes.
+    var isHeld = false
+    /// The socket was full: the loop waits for it to drain before reading more requests.
+    var writeBlocked = false
 
     init(fd: Int32, listener: Listener, peerAddress: String, peerPort: String, now: Double) {
         self.fd = fd

@@ -8,6 +8,11 @@ import ApusPython
 /// Turns what the app produces into HTTP/1.1 bytes on one connection: picks the framing,
 /// puts the head and the first body bytes in one write, caps the body at Content-Length,
 /// and knows whether the connection can be kept. One per app thread, reused.
+///
+/// A response that fits in the buffer is not written here: `end()` leaves it in the
+/// connection's `pendingOut`, and the loop writes it after the batch of events it is
+/// handling, so a client is woken once per batch and the app runs back to back. Bytes
+/// pending from an earlier pipelined response go out before anything written here.
 final class ResponseWriter: WSGIResponseSink {
     var out: [UInt8] = []
     private var dateCache = HTTPDateCache()
@@ -124,7 +129,11 @@ final class ResponseWriter: WSGIResponseSink {
             out.append(contentsOf: data)
         }
         if case .chunked = framing, data.count > 0 { out.append(13); out.append(10) }
-        if flush || out.count >= 65536 { return flushOut() }
+        // Once the declared Content-Length is all here nothing more can follow: the
+        // response is complete and is held for the loop like a listed one.
+        var complete = false
+        if case .contentLength = framing, remaining == 0 { complete = true }
+        if (flush && !complete) || out.count >= 65536 { return flushOut() }
         return true
     }
 
@@ -156,12 +165,15 @@ final class ResponseWriter: WSGIResponseSink {
     func end() -> Bool {
         if broken { return false }
         if case .chunked = framing { out.append(contentsOf: lastChunk) }
-        if !flushOut() { return false }
         if case .contentLength = framing, remaining > 0 {
             // The app sent less than it declared: the client would wait forever.
+            _ = flushOut()
             broken = true
             return false
         }
+        // Held for the loop, which writes it after its current batch of events.
+        conn.pendingOut.append(contentsOf: out)
+        out.removeAll(keepingCapacity: true)
         return true
     }
 
@@ -185,7 +197,20 @@ final class ResponseWriter: WSGIResponseSink {
 
     func readDeferredBody() -> WSGIBody? { readDeferred?(conn) }
 
+    /// Writes what is pending from earlier responses on the connection.
+    func flushPending() -> Bool {
+        guard !conn.pendingOut.isEmpty else { return true }
+        let ok = conn.pendingOut.withUnsafeBytes {
+            SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer(rebasing: $0[conn.pendingSent...]), timeout: sendTimeout, waiting: waiting)
+        }
+        conn.pendingOut.removeAll(keepingCapacity: true)
+        conn.pendingSent = 0
+        if !ok { broken = true }
+        return ok
+    }
+
     private func flushOut() -> Bool {
+        if !flushPending() { return false }
         if out.isEmpty { return true }
         let ok = out.withUnsafeBytes { SocketIO.writeAll(conn.fd, $0, timeout: sendTimeout, waiting: waiting) }
         if ok { bytesWritten += out.count } else { broken = true }

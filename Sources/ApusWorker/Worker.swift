@@ -85,12 +85,18 @@ final class Worker {
     /// slow client from holding that place.
     var fresh: [Connection] = []
     static let freshGrace = 0.02
+    /// How long a response may wait for a client that does not read it.
+    static let sendTimeout = 30.0
     /// Whether the listeners are in the epoll set; they are taken out while every app thread
     /// has work or while this worker holds more connections than its share.
     var accepting = false
     /// Loop-thread app runner (threads == 1) or nil when a pool runs the app.
     var inline: AppRunner?
     var pool: AppPool?
+    /// Connections with finished responses in `pendingOut`, written once the current batch
+    /// of events is handled: a client is woken once per batch rather than once per
+    /// response, and the app runs back to back with warm caches (bjoern does the same).
+    var held: [Connection] = []
     let accessLog: AccessLog?
     private var loopThreadState: UnsafeMutableRawPointer?
 
@@ -191,9 +197,10 @@ final class Worker {
                 } else if ev.data >= Self.listenerBase {
                     acceptOne(listeners[Int(ev.data - Self.listenerBase)], now: t)
                 } else if let conn = connections[Int(ev.data)] {
-                    readable(conn, now: t)
+                    if conn.writeBlocked { writePending(conn) } else { readable(conn, now: t) }
                 }
             }
+            while !held.isEmpty { writeHeld() }
             accessLog?.flush()
             if !fresh.isEmpty { expireFresh(now()) }
             if !accepting { updateAccepting() }
@@ -271,7 +278,19 @@ final class Worker {
         _ = apus_epoll_add(epfd, conn.fd, UInt32(APUS_EPOLLIN) | UInt32(APUS_EPOLLRDHUP), UInt64(fd))
     }
 
+    /// Closes now, or once the pending response is written.
+    func closeAfterPending(_ conn: Connection) {
+        if conn.pendingOut.isEmpty {
+            closeConnection(conn)
+        } else {
+            conn.state = .closing
+            hold(conn)
+        }
+    }
+
     func closeConnection(_ conn: Connection) {
+        conn.pendingOut = []
+        conn.pendingSent = 0
         notFresh(conn)
         _ = apus_epoll_del(epfd, conn.fd)
         connections[Int(conn.fd)] = nil
@@ -282,10 +301,77 @@ final class Worker {
         close(conn.fd)
     }
 
+    // MARK: Writing held responses
+
+    private func hold(_ conn: Connection) {
+        guard !conn.isHeld && !conn.writeBlocked else { return }
+        conn.isHeld = true
+        held.append(conn)
+    }
+
+    private func writeHeld() {
+        let batch = held
+        held.removeAll(keepingCapacity: true)
+        for conn in batch {
+            conn.isHeld = false
+            // A pipelined request may be in an app thread, which writes these bytes first.
+            if case .inApp = conn.state { continue }
+            if connections[Int(conn.fd)] === conn { writePending(conn) }
+        }
+    }
+
+    /// Writes a connection's pending bytes without blocking. When the socket is full the
+    /// connection waits for EPOLLOUT and reads no further requests until it drains.
+    private func writePending(_ conn: Connection) {
+        while conn.pendingSent < conn.pendingOut.count {
+            let n = conn.pendingOut.withUnsafeBytes {
+                send(conn.fd, $0.baseAddress! + conn.pendingSent, $0.count - conn.pendingSent, Int32(MSG_NOSIGNAL))
+            }
+            if n > 0 { conn.pendingSent += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if !conn.writeBlocked {
+                    conn.writeBlocked = true
+                    conn.since = now()
+                    _ = apus_epoll_mod(epfd, conn.fd, UInt32(APUS_EPOLLOUT), UInt64(conn.fd))
+                }
+                return
+            }
+            closeConnection(conn)  // the peer is gone
+            return
+        }
+        conn.pendingOut.removeAll(keepingCapacity: conn.pendingOut.capacity <= 16384)
+        conn.pendingSent = 0
+        let wasBlocked = conn.writeBlocked
+        conn.writeBlocked = false
+        if case .closing = conn.state {
+            closeConnection(conn)
+            return
+        }
+        if wasBlocked {
+            let t = now()
+            conn.since = t
+            _ = apus_epoll_mod(epfd, conn.fd, UInt32(APUS_EPOLLIN) | UInt32(APUS_EPOLLRDHUP), UInt64(conn.fd))
+            if conn.buffered > 0 { process(conn, now: t) }
+        }
+    }
+
+    /// Writes what is pending before an answer the loop writes itself (100 Continue, an
+    /// error): they are rare, and the order on the wire must hold.
+    private func writePendingNow(_ conn: Connection) {
+        guard !conn.pendingOut.isEmpty else { return }
+        _ = conn.pendingOut.withUnsafeBytes {
+            SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer(rebasing: $0[conn.pendingSent...]), timeout: 5)
+        }
+        conn.pendingOut.removeAll(keepingCapacity: true)
+        conn.pendingSent = 0
+    }
+
     // MARK: Reading and dispatching
 
     private func readable(_ conn: Connection, now t: Double) {
         if case .inApp = conn.state { return }
+        if case .closing = conn.state { return }
         if case .discarding = conn.state {
             var scratch = [UInt8](repeating: 0, count: 16384)
             while true {
@@ -303,7 +389,7 @@ final class Worker {
         default: break
         }
         if !open && conn.buffered == 0 {
-            closeConnection(conn)
+            closeAfterPending(conn)
             return
         }
         process(conn, now: t, peerClosed: !open)
@@ -313,16 +399,16 @@ final class Worker {
     func process(_ conn: Connection, now t: Double, peerClosed: Bool = false) {
         while true {
             switch conn.state {
-            case .inApp, .discarding:
+            case .inApp, .discarding, .closing:
                 return
             case .proxyHeader:
                 if conn.buffered == 0 {
-                    if draining || peerClosed { closeConnection(conn) }
+                    if draining || peerClosed { closeAfterPending(conn) }
                     return
                 }
                 switch parseProxyHeader(conn.bytes) {
                 case .incomplete:
-                    if peerClosed { closeConnection(conn) }
+                    if peerClosed { closeAfterPending(conn) }
                     return
                 case let .failure(why):
                     Log.warning("PROXY protocol header from \(conn.peerAddress) rejected: \(why)")
@@ -339,12 +425,12 @@ final class Worker {
                 }
             case .head where conn.listener.proto == .uwsgi:
                 if conn.buffered == 0 {
-                    if draining || peerClosed { closeConnection(conn) }
+                    if draining || peerClosed { closeAfterPending(conn) }
                     return
                 }
                 switch uwsgiParser.parseHead(conn.bytes, into: &conn.uwsgiHead) {
                 case .incomplete:
-                    if peerClosed { closeConnection(conn) }
+                    if peerClosed { closeAfterPending(conn) }
                     return
                 case let .failure(error):
                     // A broken packet is a broken front end: log it and close, never call the app.
@@ -358,13 +444,13 @@ final class Worker {
                 }
             case .head:
                 if conn.buffered == 0 {
-                    if draining || peerClosed { closeConnection(conn) }
+                    if draining || peerClosed { closeAfterPending(conn) }
                     return
                 }
                 let result = parser.parseHead(conn.bytes, into: &conn.head)
                 switch result {
                 case .incomplete:
-                    if peerClosed { closeConnection(conn) }
+                    if peerClosed { closeAfterPending(conn) }
                     return
                 case let .failure(error):
                     reject(conn, error)
@@ -488,6 +574,7 @@ final class Worker {
     private func sendContinue(_ conn: Connection) {
         guard !conn.sentContinue else { return }
         conn.sentContinue = true
+        writePendingNow(conn)
         let line = "HTTP/1.1 100 Continue\r\n\r\n"
         _ = line.utf8.withContiguousStorageIfAvailable { SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer($0), timeout: 5) }
     }
@@ -519,7 +606,7 @@ final class Worker {
         if case .file = job.body { /* the app's stream owned and closed the fd */ }
         conn.body.reset()
         if !keepAlive || conn.closeAfterResponse {
-            closeConnection(conn)
+            closeAfterPending(conn)
             return
         }
         conn.start += conn.head.headLength + job.bodyInBuffer + conn.deferredBodyRead
@@ -527,6 +614,7 @@ final class Worker {
         conn.shrinkIfIdle()
         conn.state = .head
         conn.since = t
+        if !conn.pendingOut.isEmpty { hold(conn) }
         if pool != nil {
             _ = apus_epoll_mod(epfd, conn.fd, UInt32(APUS_EPOLLIN) | UInt32(APUS_EPOLLRDHUP), UInt64(conn.fd))
             if conn.buffered > 0 { process(conn, now: t) }
@@ -539,6 +627,7 @@ final class Worker {
         let body = "\(error.status) \(reason)\n"
         let text = "HTTP/1.1 \(error.status) \(reason)\r\nServer: apus\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         var bytes = Array(text.utf8)
+        writePendingNow(conn)
         _ = bytes.withUnsafeMutableBytes { SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer($0), timeout: 1) }
         if case let .badRequest(why) = error { Log.warning("bad request from \(conn.peerAddress): \(why)") }
         // Half-close and drop what the client still sends for a moment: closing with
@@ -554,8 +643,12 @@ final class Worker {
 
     private func sweepTimeouts(_ t: Double) {
         for case let conn? in connections {
+            if conn.writeBlocked {
+                if t - conn.since > Self.sendTimeout { closeConnection(conn) }
+                continue
+            }
             switch conn.state {
-            case .inApp: continue
+            case .inApp, .closing: continue
             case let .discarding(until):
                 if t >= until { closeConnection(conn) }
             case .head where conn.buffered == 0:
@@ -590,11 +683,12 @@ final class Worker {
         for case let conn? in connections {
             conn.closeAfterResponse = true
             guard case .head = conn.state, conn.buffered == 0, conn.requestsServed > 0 else { continue }
+            if conn.writeBlocked { conn.state = .closing; continue }
             // An idle keep-alive connection may hold a request the loop has not read yet
             // (it was busy in the app): read before deciding it is idle.
             let open = conn.fill()
             if conn.buffered > 0 { process(conn, now: t, peerClosed: !open) }
-            else { closeConnection(conn) }
+            else { closeAfterPending(conn) }
         }
     }
 
