@@ -279,6 +279,15 @@ def _kib(text: str | None, key: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def mapped_libpython(pid: int) -> str | None:
+    """The libpython file a process has mapped, if any."""
+    for line in (_read(f"/proc/{pid}/maps") or "").splitlines():
+        path = line.split(None, 5)[-1] if line.count(" ") >= 5 else ""
+        if "/libpython" in path:
+            return path.strip()
+    return None
+
+
 def memory(root: int) -> dict:
     """RSS/PSS of the leader and of each other process in the tree (the workers)."""
     procs = []
@@ -286,7 +295,7 @@ def memory(root: int) -> dict:
         rss = _kib(_read(f"/proc/{pid}/status"), "VmRSS")
         pss = _kib(_read(f"/proc/{pid}/smaps_rollup"), "Pss")
         procs.append({"pid": pid, "comm": st[3], "leader": pid == root,
-                      "rss_kib": rss, "pss_kib": pss})
+                      "rss_kib": rss, "pss_kib": pss, "libpython": mapped_libpython(pid)})
     workers = [p for p in procs if not p["leader"] and p["rss_kib"]]
     leader = [p for p in procs if p["leader"]]
 
@@ -567,7 +576,24 @@ def server_env(venv: str) -> dict:
     env["PATH"] = os.path.join(venv, "bin") + os.pathsep + env.get("PATH", "/usr/bin:/bin")
     env.setdefault("LANG", "C.UTF-8")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # A server that links libpython itself (uWSGI) has no rpath: without this the dynamic
+    # loader picks the distribution's libpython3.X (Debian's is built with PGO and LTO, and
+    # runs pure Python about 25% faster here than pyenv's), not the venv's. Every server
+    # must run the same interpreter build; each cell records the file it mapped.
+    libdir = venv_libdir(venv)
+    if libdir:
+        env["LD_LIBRARY_PATH"] = libdir + (os.pathsep + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
     return env
+
+
+def venv_libdir(venv: str) -> str | None:
+    try:
+        out = subprocess.run([os.path.join(venv, "bin", "python"), "-c",
+                              "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')"],
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
 
 
 def run_cell(args, server: Server, app: App, workers: int, threads: int, repeat: int) -> dict:
@@ -675,6 +701,8 @@ def aggregate(runs: list[dict]) -> list[dict]:
                 "worker_rss_mib_median": _median([r["memory"]["worker_rss_mib"] for r in ok]),
                 "worker_pss_mib_median": _median([r["memory"]["worker_pss_mib"] for r in ok]),
                 "total_pss_mib_median": _median([r["memory"]["total_pss_mib"] for r in ok]),
+                "libpython": sorted({p["libpython"] for r in ok for p in r["memory"]["procs"]
+                                     if p.get("libpython") and not p["leader"]}),
                 "keepalive": ok[-1].get("keepalive"),
             })
         out.append(agg)
@@ -814,6 +842,15 @@ def render_md(meta: dict, aggs: list[dict], skipped: list[str]) -> str:
         L.append("")
         for s in skipped:
             L.append(f"- {s}")
+    libs: dict[str, set] = {}
+    for g in aggs:
+        libs.setdefault(g["server"], set()).update(g.get("libpython") or [])
+    if libs:
+        L.append("")
+        L.append("## libpython mapped by the workers")
+        L.append("")
+        for name, paths in libs.items():
+            L.append(f"- {name}: {', '.join(sorted(paths)) or '(none seen)'}")
     notes = [f"- {s.name}: {s.note}" for s in SERVERS if s.note and s.name in a["servers"]]
     if notes:
         L.append("")

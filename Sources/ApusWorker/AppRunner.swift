@@ -171,10 +171,14 @@ final class AppPool: @unchecked Sendable {
             runner.run(job)
             let keep = runner.writer.canKeepAlive
             pthread_mutex_lock(&lock)
+            // The loop is woken once for everything finished before it looks.
+            let wake = done.isEmpty
             done.append((job, keep))
             pthread_mutex_unlock(&lock)
-            var one: UInt64 = 1
-            _ = write(doneFD, &one, 8)
+            if wake {
+                var one: UInt64 = 1
+                _ = write(doneFD, &one, 8)
+            }
         }
     }
 }

@@ -64,6 +64,10 @@ final class Connection {
     var isHeld = false
     /// The socket was full: the loop waits for it to drain before reading more requests.
     var writeBlocked = false
+    /// The socket became readable while the request was in the app.
+    var eventWhileInApp = false
+    /// ... and that event reported the peer's hang-up.
+    var hangupWhileInApp = false
 
     init(fd: Int32, listener: Listener, peerAddress: String, peerPort: String, now: Double) {
         self.fd = fd
@@ -100,14 +104,17 @@ final class Connection {
         }
     }
 
-    /// Reads what the socket has. Returns false at end of stream or on error.
-    func fill() -> Bool {
+    /// Reads what the socket has. Returns false at end of stream or on error. A short read
+    /// means the socket is empty (a later arrival raises a new edge); `toEnd`, for an event
+    /// that also reported the peer's hang-up, reads on to the end of the stream, since no
+    /// further event will come for it.
+    func fill(toEnd: Bool = false) -> Bool {
         while true {
             reserve(4096)
             let n = recv(fd, buffer + end, capacity - end, 0)
             if n > 0 {
                 end += n
-                if end < capacity { return true }  // drained what was there
+                if end < capacity && !toEnd { return true }  // drained what was there
                 continue
             }
             if n == 0 { return false }

@@ -100,6 +100,11 @@ final class Worker {
     let accessLog: AccessLog?
     private var loopThreadState: UnsafeMutableRawPointer?
 
+    /// Connections are edge-triggered: the loop reads until the socket is empty, and an
+    /// event for a connection that is in the app is remembered instead of disarming the
+    /// connection for the app's time (two epoll_ctl calls per request saved).
+    static let connectionEvents = UInt32(APUS_EPOLLIN) | UInt32(APUS_EPOLLRDHUP) | UInt32(APUS_EPOLLET)
+    static let hangupEvents = UInt32(APUS_EPOLLRDHUP) | UInt32(APUS_EPOLLHUP) | UInt32(APUS_EPOLLERR)
     static let wakeToken: UInt64 = 1 << 40
     static let listenerBase: UInt64 = 1 << 32
 
@@ -197,7 +202,8 @@ final class Worker {
                 } else if ev.data >= Self.listenerBase {
                     acceptOne(listeners[Int(ev.data - Self.listenerBase)], now: t)
                 } else if let conn = connections[Int(ev.data)] {
-                    if conn.writeBlocked { writePending(conn) } else { readable(conn, now: t) }
+                    if conn.writeBlocked { writePending(conn) }
+                    else { readable(conn, now: t, hangup: ev.events & Self.hangupEvents != 0) }
                 }
             }
             while !held.isEmpty { writeHeld() }
@@ -275,7 +281,7 @@ final class Worker {
         liveConnections += 1
         if !draining { spec.tally.set(Int(spec.slot), liveConnections) }
         updateAccepting()
-        _ = apus_epoll_add(epfd, conn.fd, UInt32(APUS_EPOLLIN) | UInt32(APUS_EPOLLRDHUP), UInt64(fd))
+        _ = apus_epoll_add(epfd, conn.fd, Self.connectionEvents, UInt64(fd))
     }
 
     /// Closes now, or once the pending response is written.
@@ -292,7 +298,8 @@ final class Worker {
         conn.pendingOut = []
         conn.pendingSent = 0
         notFresh(conn)
-        _ = apus_epoll_del(epfd, conn.fd)
+        // close() takes the socket out of the epoll set: it is never shared with another
+        // process (accepted after the fork, close-on-exec).
         connections[Int(conn.fd)] = nil
         liveConnections -= 1
         if !draining { spec.tally.set(Int(spec.slot), liveConnections) }
@@ -333,7 +340,7 @@ final class Worker {
                 if !conn.writeBlocked {
                     conn.writeBlocked = true
                     conn.since = now()
-                    _ = apus_epoll_mod(epfd, conn.fd, UInt32(APUS_EPOLLOUT), UInt64(conn.fd))
+                    _ = apus_epoll_mod(epfd, conn.fd, UInt32(APUS_EPOLLOUT) | UInt32(APUS_EPOLLET), UInt64(conn.fd))
                 }
                 return
             }
@@ -351,7 +358,7 @@ final class Worker {
         if wasBlocked {
             let t = now()
             conn.since = t
-            _ = apus_epoll_mod(epfd, conn.fd, UInt32(APUS_EPOLLIN) | UInt32(APUS_EPOLLRDHUP), UInt64(conn.fd))
+            _ = apus_epoll_mod(epfd, conn.fd, Self.connectionEvents, UInt64(conn.fd))
             if conn.buffered > 0 { process(conn, now: t) }
         }
     }
@@ -369,8 +376,13 @@ final class Worker {
 
     // MARK: Reading and dispatching
 
-    private func readable(_ conn: Connection, now t: Double) {
-        if case .inApp = conn.state { return }
+    private func readable(_ conn: Connection, now t: Double, hangup: Bool = false) {
+        if case .inApp = conn.state {
+            // Read once the app is done: edge-triggered, this event will not come again.
+            conn.eventWhileInApp = true
+            conn.hangupWhileInApp = conn.hangupWhileInApp || hangup
+            return
+        }
         if case .closing = conn.state { return }
         if case .discarding = conn.state {
             var scratch = [UInt8](repeating: 0, count: 16384)
@@ -383,7 +395,7 @@ final class Worker {
                 return
             }
         }
-        let open = conn.fill()
+        let open = conn.fill(toEnd: hangup)
         switch conn.state {
         case .body, .chunked: conn.since = t  // the body timeout counts from the last progress
         default: break
@@ -589,7 +601,6 @@ final class Worker {
         conn.deferredBodyRead = 0
         let job = AppJob(conn: conn, body: body, contentLength: contentLength, bodyInBuffer: bodyInBuffer, chunkedMemory: chunkedMemory)
         if let pool {
-            _ = apus_epoll_mod(epfd, conn.fd, 0, UInt64(conn.fd))
             pool.submit(job)
         } else {
             inline!.run(job)
@@ -615,9 +626,13 @@ final class Worker {
         conn.state = .head
         conn.since = t
         if !conn.pendingOut.isEmpty { hold(conn) }
-        if pool != nil {
-            _ = apus_epoll_mod(epfd, conn.fd, UInt32(APUS_EPOLLIN) | UInt32(APUS_EPOLLRDHUP), UInt64(conn.fd))
-            if conn.buffered > 0 { process(conn, now: t) }
+        if conn.eventWhileInApp {
+            conn.eventWhileInApp = false
+            let hangup = conn.hangupWhileInApp
+            conn.hangupWhileInApp = false
+            readable(conn, now: t, hangup: hangup)
+        } else if pool != nil && conn.buffered > 0 {
+            process(conn, now: t)
         }
     }
 
