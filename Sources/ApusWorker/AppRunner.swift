@@ -116,7 +116,10 @@ final class AppRunner {
 final class AppPool: @unchecked Sendable {
     unowned let worker: Worker
     let doneFD: Int32
+    /// Jobs for the app threads; finished jobs for the loop. Two locks, so an app thread
+    /// reporting a finished job does not contend with the loop handing out the next one.
     private var lock = pthread_mutex_t()
+    private var doneLock = pthread_mutex_t()
     private var ready = pthread_cond_t()
     private var queue: [AppJob] = []
     private var done: [(AppJob, Bool)] = []
@@ -125,6 +128,7 @@ final class AppPool: @unchecked Sendable {
         self.worker = worker
         doneFD = apus_eventfd()
         pthread_mutex_init(&lock, nil)
+        pthread_mutex_init(&doneLock, nil)
         pthread_cond_init(&ready, nil)
         for i in 0..<threads {
             let box = Unmanaged.passRetained(ThreadStart(pool: self, index: i)).toOpaque()
@@ -148,10 +152,10 @@ final class AppPool: @unchecked Sendable {
     func collectFinished(_ t: Double) {
         var v: UInt64 = 0
         _ = read(doneFD, &v, 8)
-        pthread_mutex_lock(&lock)
+        pthread_mutex_lock(&doneLock)
         let finished = done
         done.removeAll(keepingCapacity: true)
-        pthread_mutex_unlock(&lock)
+        pthread_mutex_unlock(&doneLock)
         for (job, keep) in finished { worker.finish(job, keepAlive: keep, now: t) }
     }
 
@@ -170,11 +174,11 @@ final class AppPool: @unchecked Sendable {
             pthread_mutex_unlock(&lock)
             runner.run(job)
             let keep = runner.writer.canKeepAlive
-            pthread_mutex_lock(&lock)
+            pthread_mutex_lock(&doneLock)
             // The loop is woken once for everything finished before it looks.
             let wake = done.isEmpty
             done.append((job, keep))
-            pthread_mutex_unlock(&lock)
+            pthread_mutex_unlock(&doneLock)
             if wake {
                 var one: UInt64 = 1
                 _ = write(doneFD, &one, 8)

@@ -90,6 +90,8 @@ final class Worker {
     /// Whether the listeners are in the epoll set; they are taken out while every app thread
     /// has work or while this worker holds more connections than its share.
     var accepting = false
+    /// Inside `updateAccepting`, taking connections from the backlog.
+    private var takingBacklog = false
     /// Loop-thread app runner (threads == 1) or nil when a pool runs the app.
     var inline: AppRunner?
     var pool: AppPool?
@@ -222,10 +224,30 @@ final class Worker {
     /// EPOLLEXCLUSIVE: one sleeping worker is woken per new connection, not all of them.
     /// A worker with no free app thread, or with more connections than its share, takes its
     /// listeners out so that the kernel wakes another worker instead.
+    private func wantsConnections() -> Bool {
+        inFlight + fresh.count < config.threads && spec.tally.mayAccept(slot: Int(spec.slot), mine: liveConnections)
+    }
+
     private func updateAccepting() {
-        if draining { return }
-        let want = inFlight + fresh.count < config.threads && spec.tally.mayAccept(slot: Int(spec.slot), mine: liveConnections)
+        if draining || takingBacklog { return }
+        var want = wantsConnections()
         guard want != accepting else { return }
+        if want && pool != nil {
+            // An app thread came free: take what already waits in the backlog. Under load
+            // this keeps the listeners out of the epoll set instead of adding and deleting
+            // them once per request; only an empty backlog puts them back.
+            takingBacklog = true
+            var took = true
+            while took && wantsConnections() {
+                took = false
+                for l in listeners where wantsConnections() {
+                    if acceptOne(l, now: now()) { took = true }
+                }
+            }
+            takingBacklog = false
+            want = wantsConnections()
+            if !want { return }
+        }
         accepting = want
         for (i, l) in listeners.enumerated() {
             if want {
@@ -237,13 +259,14 @@ final class Worker {
     }
 
     /// Takes one connection per wake-up, so the other workers get their share.
-    private func acceptOne(_ listener: Listener, now t: Double) {
+    @discardableResult
+    private func acceptOne(_ listener: Listener, now t: Double) -> Bool {
         var addr = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let fd = withUnsafeMutablePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { apus_accept(listener.fd, $0, &len) }
         }
-        if fd < 0 { return }
+        if fd < 0 { return false }
         let (host, port) = listener.isUnix ? ("", "") : describe(addr)
         if !listener.isUnix { _ = apus_tcp_nodelay(fd) }
         let conn = Connection(fd: fd, listener: listener, peerAddress: host, peerPort: port, now: t)
@@ -253,6 +276,7 @@ final class Worker {
             fresh.append(conn)
         }
         register(conn)
+        return true
     }
 
     /// Fresh connections past the grace period stop counting (see `fresh`).
