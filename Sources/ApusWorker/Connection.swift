@@ -66,6 +66,8 @@ final class Connection {
     var writeBlocked = false
     /// The socket became readable while the request was in the app.
     var eventWhileInApp = false
+    /// In the loop's epoll set.
+    var armed = false
     /// ... and that event reported the peer's hang-up.
     var hangupWhileInApp = false
 

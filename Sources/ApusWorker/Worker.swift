@@ -276,7 +276,32 @@ final class Worker {
             fresh.append(conn)
         }
         register(conn)
+        // The request is often here already (nginx writes it as soon as it connects): read
+        // it now. The socket joins the epoll set only when the connection has to wait.
+        let open = conn.fill()
+        if conn.buffered > 0 {
+            process(conn, now: t, peerClosed: !open)
+        } else if !open {
+            closeConnection(conn)
+            return true
+        }
+        if connections[Int(fd)] === conn && !conn.armed {
+            switch conn.state {
+            case .inApp, .closing: break  // armed when the app is done, or to write
+            default: watch(conn, Self.connectionEvents)
+            }
+        }
         return true
+    }
+
+    /// Puts the connection in the epoll set, or changes what it waits for there.
+    private func watch(_ conn: Connection, _ events: UInt32) {
+        if conn.armed {
+            _ = apus_epoll_mod(epfd, conn.fd, events, UInt64(conn.fd))
+        } else {
+            conn.armed = true
+            _ = apus_epoll_add(epfd, conn.fd, events, UInt64(conn.fd))
+        }
     }
 
     /// Fresh connections past the grace period stop counting (see `fresh`).
@@ -305,7 +330,6 @@ final class Worker {
         liveConnections += 1
         if !draining { spec.tally.set(Int(spec.slot), liveConnections) }
         updateAccepting()
-        _ = apus_epoll_add(epfd, conn.fd, Self.connectionEvents, UInt64(fd))
     }
 
     /// Closes now, or once the pending response is written.
@@ -364,7 +388,7 @@ final class Worker {
                 if !conn.writeBlocked {
                     conn.writeBlocked = true
                     conn.since = now()
-                    _ = apus_epoll_mod(epfd, conn.fd, UInt32(APUS_EPOLLOUT) | UInt32(APUS_EPOLLET), UInt64(conn.fd))
+                    watch(conn, UInt32(APUS_EPOLLOUT) | UInt32(APUS_EPOLLET))
                 }
                 return
             }
@@ -382,7 +406,7 @@ final class Worker {
         if wasBlocked {
             let t = now()
             conn.since = t
-            _ = apus_epoll_mod(epfd, conn.fd, Self.connectionEvents, UInt64(conn.fd))
+            watch(conn, Self.connectionEvents)
             if conn.buffered > 0 { process(conn, now: t) }
         }
     }
@@ -650,6 +674,7 @@ final class Worker {
         conn.state = .head
         conn.since = t
         if !conn.pendingOut.isEmpty { hold(conn) }
+        if !conn.armed { watch(conn, Self.connectionEvents) }
         if conn.eventWhileInApp {
             conn.eventWhileInApp = false
             let hangup = conn.hangupWhileInApp
