@@ -94,7 +94,7 @@ public struct CPythonAPI: @unchecked Sendable {
     /// Opens `libpython` and resolves every symbol. A missing one is a `PythonLoadError`
     /// naming it: nothing is half-loaded.
     public init(libraryPath: String) throws(PythonLoadError) {
-        guard let handle = dlopen(libraryPath, RTLD_NOW | RTLD_GLOBAL) else {
+        guard let handle = dlopen(libraryPath, RTLD_LAZY | RTLD_GLOBAL) else {
             let reason = dlerror().map { String(cString: $0) } ?? "unknown error"
             throw PythonLoadError(message: "cannot load \(libraryPath): \(reason)")
         }

@@ -87,6 +87,8 @@ final class Worker {
     static let freshGrace = 0.02
     /// How long a response may wait for a client that does not read it.
     static let sendTimeout = 30.0
+    /// Pending response bytes past which a connection's pipelined requests wait.
+    static let pendingLimit = 65536
     /// Whether the listeners are in the epoll set; they are taken out while every app thread
     /// has work or while this worker holds more connections than its share.
     var accepting = false
@@ -458,6 +460,14 @@ final class Worker {
     /// Moves the connection forward with the bytes it has: parse, read the body, run the app.
     func process(_ conn: Connection, now t: Double, peerClosed: Bool = false) {
         while true {
+            if case .head = conn.state, !conn.pendingOut.isEmpty,
+               pool != nil || conn.pendingOut.count >= Self.pendingLimit {
+                // Answers go out before more pipelined requests are taken: an app thread
+                // would otherwise add to bytes the loop cannot write while it runs, and a
+                // client that does not read would make them grow without bound.
+                writePending(conn)
+                if conn.writeBlocked || connections[Int(conn.fd)] !== conn { return }
+            }
             switch conn.state {
             case .inApp, .discarding, .closing:
                 return
