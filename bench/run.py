@@ -106,6 +106,11 @@ def _apus(c: Ctx):
     return _apus_argv(c, ["--http", f"{HOST}:{c.port}"])
 
 
+def _apus_preload(c: Ctx):
+    # Imports the app once and forks the workers from it, as uWSGI does without --lazy-apps.
+    return _apus(c) + ["--preload"]
+
+
 def _apus_available(c: Ctx):
     if not (os.path.isfile(c.apus) and os.access(c.apus, os.X_OK)):
         return (f"no apus binary at {c.apus}: build it with `swift build -c release` "
@@ -131,10 +136,16 @@ def _uwsgi_argv(c: Ctx, http_opts: list) -> list:
     argv = [c.bin("uwsgi")] + http_opts + [
         "--master", "--processes", str(c.workers), "--threads", str(c.threads),
         "--chdir", c.appdir, "--module", module, "--callable", call or "application",
-        "--need-app", "--disable-logging", "--die-on-term", "--strict"]
+        "--need-app", "--disable-logging", "--die-on-term", "--strict",
+        "--auto-procname"]  # names the HTTP router, so it is not counted as a worker
     if c.threads > 1:
         argv.append("--enable-threads")
     return argv
+
+
+def _uwsgi_lazy(c: Ctx):
+    # Each worker imports the app itself, as apus does without --preload.
+    return _uwsgi(c) + ["--lazy-apps"]
 
 
 def _uwsgi(c: Ctx):
@@ -196,11 +207,15 @@ def _nginx_apus_available(c: Ctx):
 
 SERVERS = [
     Server("apus", _apus, available=_apus_available),
+    Server("apus-preload", _apus_preload, available=_apus_available, default=False,
+           note="--preload: the app imported once, workers forked from it (uWSGI's default)"),
     Server("bjoern", _bjoern, threads_ok=False,
            note="no threads; N forked processes on one socket (bench/servers/bjoern_workers.py)"),
     Server("granian", _granian, note="--interface wsgi --http 1"),
     Server("uwsgi", _uwsgi, stop_signal=signal.SIGINT,
            note="--http --http-keepalive (HTTP router process + workers), --master, no --lazy-apps"),
+    Server("uwsgi-lazy", _uwsgi_lazy, stop_signal=signal.SIGINT, default=False,
+           note="as uwsgi, plus --lazy-apps: each worker imports the app (apus's default)"),
     Server("uwsgi-http11", _uwsgi_http11, stop_signal=signal.SIGINT, default=False,
            note="--http11-socket: keeps alive but ties a worker thread to each connection "
                 "(STARVES with more connections than workers x threads); not in the default set"),
@@ -288,15 +303,23 @@ def mapped_libpython(pid: int) -> str | None:
     return None
 
 
+def is_helper(comm: str, cmdline: str) -> bool:
+    """Processes that serve no request themselves: uWSGI's HTTP router (named by
+    --auto-procname) and apus's preloader. They are not averaged into RSS per worker."""
+    return comm == "preloader" or cmdline.startswith("uWSGI http")
+
+
 def memory(root: int) -> dict:
     """RSS/PSS of the leader and of each other process in the tree (the workers)."""
     procs = []
     for pid, st in sorted(process_tree(root).items()):
         rss = _kib(_read(f"/proc/{pid}/status"), "VmRSS")
         pss = _kib(_read(f"/proc/{pid}/smaps_rollup"), "Pss")
+        cmdline = (_read(f"/proc/{pid}/cmdline") or "").replace("\0", " ").strip()
         procs.append({"pid": pid, "comm": st[3], "leader": pid == root,
+                      "helper": is_helper(st[3], cmdline),
                       "rss_kib": rss, "pss_kib": pss, "libpython": mapped_libpython(pid)})
-    workers = [p for p in procs if not p["leader"] and p["rss_kib"]]
+    workers = [p for p in procs if not p["leader"] and not p["helper"] and p["rss_kib"]]
     leader = [p for p in procs if p["leader"]]
 
     def mean(key, ps):
@@ -802,7 +825,8 @@ def render_md(meta: dict, aggs: list[dict], skipped: list[str]) -> str:
              "CPU µs/req = server process tree CPU (user+sys, reaped children included) during the "
              "measured run / requests completed, median; CPU% = that CPU per wall second "
              "(100 = one core); nginx CPU µs/req = the same for the nginx in front (nginx+* rows "
-             "only, not included in CPU µs/req); RSS/PSS per worker = mean over the non-leader processes, "
+             "only, not included in CPU µs/req); RSS/PSS per worker = mean over the processes that serve requests "
+             "(not the leader, uWSGI's HTTP router or apus's preloader), "
              "total PSS = whole tree incl. master; KA = keep-alive check before the load: as many "
              "connections as wrk opens, two GETs on each, all held open (yes / no: server closes / "
              "STARVES k/n: only k connections answered, so wrk's figure comes from k connections).")
