@@ -201,13 +201,13 @@ extension OptionSpec {
 
             // MARK: Python
             .custom("python", kind: .path, valueName: "PATH", section: .python,
-                    help: "Python interpreter whose libpython to load (must exist).") {
+                    help: "Python interpreter whose libpython to load (must exist; relative to where apus starts, not --chdir).") {
                 d, raw, ctx throws(ConfigError) in
                 guard ctx.fileSystem.isFile(raw) else { throw ctx.fail("no such file \(quoted(raw))") }
                 d.config.python = raw
             },
             .directory("venv", aliases: ["home", "virtualenv"], short: ["H"], valueName: "DIR", section: .python,
-                       help: "Virtual environment to use (must be a directory).",
+                       help: "Virtual environment to use (must be a directory; relative to where apus starts, not --chdir).",
                        into: \.config.venv),
             .list("pythonpath", aliases: ["python-path"], valueName: "DIR", section: .python, separator: ":",
                   help: "Add a directory to sys.path; repeatable.",

@@ -33,14 +33,16 @@ case .version:
     exit(0)
 case let .run(config):
     let startDirectory = currentDirectory()
-    if let dir = config.chdir, chdir(dir) != 0 {
-        fail("--chdir: cannot enter \(dir)", status: 2)
-    }
+    // --python and --venv are paths from where Apus was started, as the options' checks
+    // took them; --chdir is for the app.
     let python: PythonInstallation
     do {
         python = try PythonDiscovery.locate(python: config.python, venv: config.venv)
     } catch {
         fail(error.description, status: 2)
+    }
+    if let dir = config.chdir, chdir(dir) != 0 {
+        fail("--chdir: cannot enter \(dir)", status: 2)
     }
     for warning in config.warnings { Log.warning(warning) }
     let master = Master(
@@ -68,17 +70,19 @@ func rereadConfiguration(from startDirectory: String) -> Result<(Configuration, 
         chdir(here)
         return .failure(.init("the command line no longer runs a server"))
     }
+    let python: PythonInstallation
+    do {
+        python = try PythonDiscovery.locate(python: config.python, venv: config.venv)
+    } catch {
+        chdir(here)
+        return .failure(.init(error.description))
+    }
     if let dir = config.chdir, chdir(dir) != 0 {
         chdir(here)
         return .failure(.init("--chdir: cannot enter \(dir)"))
     }
-    do {
-        let python = try PythonDiscovery.locate(python: config.python, venv: config.venv)
-        for warning in config.warnings { Log.warning(warning) }
-        return .success((config, python))
-    } catch {
-        return .failure(.init(error.description))
-    }
+    for warning in config.warnings { Log.warning(warning) }
+    return .success((config, python))
 }
 
 func currentDirectory() -> String {

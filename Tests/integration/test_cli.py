@@ -172,6 +172,32 @@ def test_pythonpath_without_chdir(apus, tmp_path):
     assert get(srv.port, "/").body == b"app-only"
 
 
+def test_relative_venv_is_taken_from_the_start_directory_not_chdir(tmp_path):
+    """--venv and --python name paths from where apus was started, as their checks do;
+    --chdir only moves the app's working directory."""
+    import subprocess
+    import sys
+    from conftest import APUS_BIN, clean_env
+    from helpers import stop_process_group
+    port = free_port()
+    log = open(tmp_path / "stderr", "wb")
+    proc = subprocess.Popen(
+        [APUS_BIN, "--venv", os.path.basename(sys.prefix), "--chdir", str(APPS),
+         "--http", f"127.0.0.1:{port}", "apponly"],
+        cwd=os.path.dirname(sys.prefix), env=clean_env(), stdin=subprocess.DEVNULL,
+        stdout=log, stderr=log, start_new_session=True)
+    try:
+        def answers():
+            try:
+                return get(port, "/").body == b"app-only"
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "stderr").read_text()
+                return False
+        wait_until(answers, 30, what="apus with a relative --venv to answer")
+    finally:
+        stop_process_group(proc, 20)
+
+
 def wait_failed_start(srv, timeout=40):
     rc = srv.wait_exit(timeout)
     assert rc is not None, f"apus kept running although the app cannot load\n{srv.describe()}"
