@@ -1,5 +1,6 @@
 """How finished responses reach the socket: held per connection and written after each
 batch of events, in order, without blocking the worker on a client that does not read."""
+import socket
 import time
 
 import pytest
@@ -83,3 +84,21 @@ def test_next_request_sent_while_the_first_is_in_the_app(sized):
         r1, r2 = c.response(), c.response()
         assert r1.body == pattern("/sleep/0.4/100", 100)
         assert r2.body == pattern("/size/7", 7)
+
+
+def test_client_half_closes_while_its_request_is_in_the_app(sized):
+    s = connect(sized.port, timeout=10)
+    try:
+        s.sendall(build_request("GET", "/sleep/0.4/300"))
+        time.sleep(0.15)
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    r = parse_response(data)
+    assert r.status == 200 and r.body == pattern("/sleep/0.4/300", 300)
