@@ -347,6 +347,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def kill_group(proc: subprocess.Popen, pgid: int) -> None:
+    """SIGKILL to what is left of a process group, then reap its leader."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 class Running:
     def __init__(self, server: Server, ctx: Ctx, env: dict):
         self.server, self.ctx = server, ctx
@@ -416,10 +428,6 @@ class Running:
         except subprocess.TimeoutExpired:
             log(f"  {self.server.name}: still running {grace:.0f}s after signal, SIGKILL to its group")
         # whatever is left of the group (or of the tree we saw) gets SIGKILL
-        try:
-            os.killpg(self.pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         for pid in self.seen:
             st = _stat(pid)
             if st and (st[1] == self.pgid or pid == self.proc.pid):
@@ -427,10 +435,7 @@ class Running:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+        kill_group(self.proc, self.pgid)
         self.logf.close()
 
 
@@ -518,14 +523,7 @@ class NginxFront:
                 self.proc.wait(grace)
             except (subprocess.TimeoutExpired, ProcessLookupError):
                 pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+        kill_group(self.proc, self.proc.pid)
         self.out.close()
 
 

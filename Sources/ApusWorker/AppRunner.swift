@@ -94,11 +94,9 @@ final class AppRunner {
     /// For 100-continue: sends the interim response and reads the declared body.
     private func readDeferredBody(_ conn: Connection) -> WSGIBody? {
         guard case let .contentLength(n) = conn.head.framing else { return .empty }
-        if !conn.sentContinue {
-            conn.sentContinue = true
-            if !writer.flushPending() { return nil }
-            let line = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
-            if !line.withUnsafeBytes({ SocketIO.writeAll(conn.fd, $0, timeout: 5) }) { return nil }
+        if !conn.sendContinue(waiting: writer.waiting) {
+            writer.abort()
+            return nil
         }
         let needed = conn.head.headLength + n
         while conn.buffered < needed {
@@ -123,6 +121,8 @@ final class AppPool: @unchecked Sendable {
     private var ready = pthread_cond_t()
     private var queue: [AppJob] = []
     private var done: [(AppJob, Bool)] = []
+    /// The loop's side of `done`: swapped with it, so collecting allocates nothing.
+    private var collected: [(AppJob, Bool)] = []
 
     init(worker: Worker, threads: Int) {
         self.worker = worker
@@ -153,10 +153,10 @@ final class AppPool: @unchecked Sendable {
         var v: UInt64 = 0
         _ = read(doneFD, &v, 8)
         pthread_mutex_lock(&doneLock)
-        let finished = done
-        done.removeAll(keepingCapacity: true)
+        swap(&done, &collected)
         pthread_mutex_unlock(&doneLock)
-        for (job, keep) in finished { worker.finish(job, keepAlive: keep, now: t) }
+        for (job, keep) in collected { worker.finish(job, keepAlive: keep, now: t) }
+        collected.removeAll(keepingCapacity: true)
     }
 
     private final class ThreadStart {

@@ -64,12 +64,12 @@ final class Connection {
     var isHeld = false
     /// The socket was full: the loop waits for it to drain before reading more requests.
     var writeBlocked = false
-    /// The socket became readable while the request was in the app.
+    /// The socket became readable while the request was in the app...
     var eventWhileInApp = false
-    /// In the loop's epoll set.
-    var armed = false
     /// ... and that event reported the peer's hang-up.
     var hangupWhileInApp = false
+    /// In the loop's epoll set.
+    var armed = false
 
     init(fd: Int32, listener: Listener, peerAddress: String, peerPort: String, now: Double) {
         self.fd = fd
@@ -123,6 +123,29 @@ final class Connection {
             if errno == EINTR { continue }
             return errno == EAGAIN || errno == EWOULDBLOCK
         }
+    }
+
+    /// Writes the answers still pending, waiting for the socket as needed: before bytes that
+    /// must follow them on the wire (100 Continue, an error, a large body). False when the
+    /// peer is gone or stops reading for `timeout` seconds.
+    func writePendingBlocking(timeout: Double, waiting: SocketIO.Waiting = SocketIO.justWait) -> Bool {
+        guard !pendingOut.isEmpty else { return true }
+        let ok = pendingOut.withUnsafeBytes {
+            SocketIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[pendingSent...]), timeout: timeout, waiting: waiting)
+        }
+        pendingOut.removeAll(keepingCapacity: true)
+        pendingSent = 0
+        return ok
+    }
+
+    private static let continueLine = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+
+    /// Sends `100 Continue` once per request, after the answers still pending.
+    func sendContinue(waiting: SocketIO.Waiting = SocketIO.justWait) -> Bool {
+        if sentContinue { return true }
+        sentContinue = true
+        guard writePendingBlocking(timeout: 5, waiting: waiting) else { return false }
+        return Self.continueLine.withUnsafeBytes { SocketIO.writeAll(fd, $0, timeout: 5, waiting: waiting) }
     }
 
     /// Shrinks a buffer that grew for one large request back to the default size.

@@ -197,20 +197,12 @@ final class ResponseWriter: WSGIResponseSink {
 
     func readDeferredBody() -> WSGIBody? { readDeferred?(conn) }
 
-    /// Writes what is pending from earlier responses on the connection.
-    func flushPending() -> Bool {
-        guard !conn.pendingOut.isEmpty else { return true }
-        let ok = conn.pendingOut.withUnsafeBytes {
-            SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer(rebasing: $0[conn.pendingSent...]), timeout: sendTimeout, waiting: waiting)
-        }
-        conn.pendingOut.removeAll(keepingCapacity: true)
-        conn.pendingSent = 0
-        if !ok { broken = true }
-        return ok
-    }
-
     private func flushOut() -> Bool {
-        if !flushPending() { return false }
+        // Answers pending from earlier pipelined requests go first.
+        if !conn.writePendingBlocking(timeout: sendTimeout, waiting: waiting) {
+            broken = true
+            return false
+        }
         if out.isEmpty { return true }
         let ok = out.withUnsafeBytes { SocketIO.writeAll(conn.fd, $0, timeout: sendTimeout, waiting: waiting) }
         if ok { bytesWritten += out.count } else { broken = true }

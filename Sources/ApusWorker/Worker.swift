@@ -223,13 +223,14 @@ final class Worker {
 
     // MARK: Accepting
 
-    /// EPOLLEXCLUSIVE: one sleeping worker is woken per new connection, not all of them.
-    /// A worker with no free app thread, or with more connections than its share, takes its
-    /// listeners out so that the kernel wakes another worker instead.
+    /// Whether this worker has a free app thread and no more than its share of connections.
     private func wantsConnections() -> Bool {
         inFlight + fresh.count < config.threads && spec.tally.mayAccept(slot: Int(spec.slot), mine: liveConnections)
     }
 
+    /// EPOLLEXCLUSIVE: one sleeping worker is woken per new connection, not all of them.
+    /// A worker with no free app thread, or with more connections than its share, takes its
+    /// listeners out so that the kernel wakes another worker instead.
     private func updateAccepting() {
         if draining || takingBacklog { return }
         var want = wantsConnections()
@@ -411,17 +412,6 @@ final class Worker {
             watch(conn, Self.connectionEvents)
             if conn.buffered > 0 { process(conn, now: t) }
         }
-    }
-
-    /// Writes what is pending before an answer the loop writes itself (100 Continue, an
-    /// error): they are rare, and the order on the wire must hold.
-    private func writePendingNow(_ conn: Connection) {
-        guard !conn.pendingOut.isEmpty else { return }
-        _ = conn.pendingOut.withUnsafeBytes {
-            SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer(rebasing: $0[conn.pendingSent...]), timeout: 5)
-        }
-        conn.pendingOut.removeAll(keepingCapacity: true)
-        conn.pendingSent = 0
     }
 
     // MARK: Reading and dispatching
@@ -631,23 +621,16 @@ final class Worker {
                     conn.end = conn.start + conn.head.headLength
                 }
                 conn.state = .body(remaining: n - have)
-                if conn.head.expectContinue { sendContinue(conn) }
+                if conn.head.expectContinue { _ = conn.sendContinue() }
             }
         case .chunked:
             conn.chunkedDecoder = ChunkedDecoder(maxBodyBytes: config.limits.maxBodyBytes)
             conn.state = .chunked
-            if conn.head.expectContinue { sendContinue(conn) }
+            if conn.head.expectContinue { _ = conn.sendContinue() }
         }
         return true
     }
 
-    private func sendContinue(_ conn: Connection) {
-        guard !conn.sentContinue else { return }
-        conn.sentContinue = true
-        writePendingNow(conn)
-        let line = "HTTP/1.1 100 Continue\r\n\r\n"
-        _ = line.utf8.withContiguousStorageIfAvailable { SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer($0), timeout: 5) }
-    }
 
     /// Hands a complete request to the app: inline, or to the pool.
     private func dispatch(_ conn: Connection, body: WSGIBody, contentLength: Int?, bodyInBuffer: Int, chunkedMemory: Bool = false) {
@@ -701,7 +684,8 @@ final class Worker {
         let body = "\(error.status) \(reason)\n"
         let text = "HTTP/1.1 \(error.status) \(reason)\r\nServer: apus\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         var bytes = Array(text.utf8)
-        writePendingNow(conn)
+        // Rare, and the order on the wire must hold: what is pending goes first.
+        _ = conn.writePendingBlocking(timeout: 5)
         _ = bytes.withUnsafeMutableBytes { SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer($0), timeout: 1) }
         if case let .badRequest(why) = error { Log.warning("bad request from \(conn.peerAddress): \(why)") }
         // Half-close and drop what the client still sends for a moment: closing with

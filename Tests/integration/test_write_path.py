@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from helpers import Conn, build_request, connect, parse_response, raw_request
+from helpers import Conn, build_request, connect, parse_response, raw_request, read_until_close
 
 
 def pattern(tag, n):
@@ -92,12 +92,7 @@ def test_client_half_closes_while_its_request_is_in_the_app(sized):
         s.sendall(build_request("GET", "/sleep/0.4/300"))
         time.sleep(0.15)
         s.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_until_close(s)
     finally:
         s.close()
     r = parse_response(data)
