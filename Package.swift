@@ -7,27 +7,44 @@ import PackageDescription
 //   ApusWorker  -> ApusProtocols, ApusPython, ApusConfig, CApusSys
 //   ApusPython  -> ApusProtocols, CApusSys          (CPython loaded at run time with dlopen)
 //   ApusProtocols, ApusConfig: pure Swift, no syscalls
-let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+// Every function in its own section, so that the linker can place the code a worker runs
+// together (link/apus.order, see "Memory of a worker" in docs/architecture.md).
+let sections: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-function-sections"], .when(configuration: .release))]
+let optimize: [SwiftSetting] = sections + [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+// lld lays the functions out in the order of link/apus.order (scripts/order-file.sh writes it)
+// and aligns segments to 64 KiB, the unit in which the kernel maps code into a process.
+let layout: [LinkerSetting] = [.unsafeFlags([
+    "-use-ld=lld",
+    "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/link/apus.order",
+    "-Xlinker", "--no-warn-symbol-ordering",
+    "-Xlinker", "-z", "-Xlinker", "max-page-size=65536",
+    "-Xlinker", "\(Context.packageDirectory)/link/sections.ld",
+    "-Xlinker", "-z", "-Xlinker", "now",
+    "-Xlinker", "--no-export-dynamic",
+], .when(configuration: .release))]
 
 let package = Package(
     name: "apus",
     platforms: [.macOS(.v13)],
     products: [.executable(name: "apus", targets: ["apus"])],
     targets: [
-        .target(name: "CApusSys"),
-        .target(name: "ApusConfig", dependencies: ["ApusProtocols"]),
-        .target(name: "ApusObserve"),
-        .target(name: "ApusIPC"),
+        .target(name: "CApusSys", cSettings: [.unsafeFlags(["-ffunction-sections"])]),
+        .target(name: "ApusConfig", dependencies: ["ApusProtocols"], swiftSettings: sections),
+        .target(name: "ApusObserve", swiftSettings: sections),
+        .target(name: "ApusIPC", swiftSettings: sections),
         .target(name: "ApusProtocols", swiftSettings: optimize),
         .target(name: "ApusPython", dependencies: ["ApusProtocols", "ApusObserve", "CApusSys"], swiftSettings: optimize),
         .target(name: "ApusWorker",
                 dependencies: ["ApusProtocols", "ApusPython", "ApusConfig", "ApusObserve", "ApusIPC", "CApusSys"],
                 swiftSettings: optimize),
-        .target(name: "ApusMaster", dependencies: ["ApusConfig", "ApusObserve", "ApusIPC", "CApusSys"]),
+        .target(name: "ApusMaster", dependencies: ["ApusConfig", "ApusObserve", "ApusIPC", "CApusSys"],
+                swiftSettings: sections),
         // The Swift runtime is linked in: one self-contained binary to copy into an image,
         // and each worker maps only the runtime code it uses (about 1.5 MiB less RSS).
         .executableTarget(name: "apus", dependencies: ["ApusMaster", "ApusWorker", "ApusConfig", "ApusObserve"],
-                          linkerSettings: [.unsafeFlags(["-static-stdlib"])]),
+                          swiftSettings: sections,
+                          linkerSettings: [.unsafeFlags(["-static-stdlib"])] + layout),
         .testTarget(name: "ApusProtocolsTests", dependencies: ["ApusProtocols"],
                     resources: [.copy("Corpus")]),
         .testTarget(name: "ApusConfigTests", dependencies: ["ApusConfig"]),
