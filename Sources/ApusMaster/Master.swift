@@ -92,6 +92,8 @@ public final class Master {
     private var lastTouchCheck = 0.0
     /// Workers' open-connection counts, shared with them (accept balancing).
     private let tally = ConnectionTally()
+    /// libpython of the live generations, mapped before any worker is forked.
+    private var libraries = MappedLibraries()
 
     public init(config: Configuration, python: PythonInstallation, version: String,
                 startWorker: @escaping (WorkerLaunch) -> Never,
@@ -327,6 +329,7 @@ public final class Master {
     /// Starts what a generation needs before workers: its preloader, with --preload.
     private func startGeneration(_ g: UInt32) {
         guard let gen = generations[g] else { return }
+        mapLibraries()
         if gen.config.preload { spawnZygote(generation: g) }
         else if g == plan.serving && !plan.isReloading { manageWorkers(now: now()) }
     }
@@ -347,6 +350,11 @@ public final class Master {
         stopZygote(of: g)
         closeUnusedSockets()
         if generations[g]?.zygotePID == 0 { generations[g] = nil }
+        mapLibraries()
+    }
+
+    private func mapLibraries() {
+        libraries.keep(Set(generations.values.map(\.python.libraryPath)))
     }
 
     private func commitGeneration(_ g: UInt32, _ kind: ReloadKind) {
@@ -355,6 +363,7 @@ public final class Master {
         for old in generations.keys where old < g { stopZygote(of: old) }
         generations = generations.filter { $0.key >= g || $0.value.zygotePID > 0 }
         closeUnusedSockets()
+        mapLibraries()
         Log.info("\(kind) done: generation \(g) serving")
     }
 
