@@ -8,13 +8,16 @@ import ApusObserve
 
 /// What a forked child needs to become a worker (or the preloading zygote).
 public struct WorkerLaunch {
+    /// "worker 3" or "preloader": the child's name in the log and in `ps`, made before the
+    /// fork so that the child runs no string formatting of its own.
+    public let role: String
     public let slot: UInt32
     public let generation: UInt32
     public let configuration: Configuration
     public let python: PythonInstallation
     public let statusFD: Int32
     public let masterPID: pid_t
-    public let listeners: [(fd: Int32, bind: Bind)]
+    public let listeners: [BoundSocket]
     public let tally: ConnectionTally
 }
 
@@ -440,12 +443,16 @@ public final class Master {
             workers.append(WorkerRecord(slot: slot, pid: 0, generation: g, startedAt: now()))
             return
         }
-        let launch = makeLaunch(slot: slot, generation: g)
+        let launch = makeLaunch(slot: slot, generation: g, role: "worker \(slot)")
+        let keep = launch.listeners.map { $0.fd }
         let pid = fork()
         if pid == 0 {
-            closeMasterOnlyFDs(keeping: launch.listeners.map(\.fd))
+            closeMasterOnlyFDs(keeping: keep)
             startWorker(launch)
         }
+        // Keeps the launch (its role string above all) made before the fork: the optimizer
+        // may otherwise sink it into the child, which would then run that code itself.
+        withExtendedLifetime((launch, keep)) {}
         if pid < 0 {
             Log.error("fork failed: \(String(cString: strerror(errno)))")
             return
@@ -456,11 +463,12 @@ public final class Master {
     private func spawnZygote(generation g: UInt32) {
         var fds: [Int32] = [0, 0]
         _ = apus_pipe_cloexec(&fds, 0)
-        let launch = makeLaunch(slot: 0, generation: g)
+        let launch = makeLaunch(slot: 0, generation: g, role: "preloader")
+        let keep = launch.listeners.map { $0.fd } + [fds[0]]
         let pid = fork()
         if pid == 0 {
             close(fds[1])
-            closeMasterOnlyFDs(keeping: launch.listeners.map(\.fd) + [fds[0]])
+            closeMasterOnlyFDs(keeping: keep)
             startZygote(launch, fds[0])
         }
         close(fds[0])
@@ -478,10 +486,10 @@ public final class Master {
         if gen.zygotePID > 0 { kill(gen.zygotePID, SIGTERM) }
     }
 
-    private func makeLaunch(slot: UInt32, generation g: UInt32) -> WorkerLaunch {
+    private func makeLaunch(slot: UInt32, generation g: UInt32, role: String) -> WorkerLaunch {
         let gen = generations[g]!
-        let listeners = gen.config.binds.compactMap { bind in sockets[bind].map { (fd: $0, bind: bind) } }
-        return WorkerLaunch(slot: slot, generation: g, configuration: gen.config, python: gen.python,
+        let listeners = gen.config.binds.compactMap { bind in sockets[bind].map { BoundSocket(fd: $0, bind: bind) } }
+        return WorkerLaunch(role: role, slot: slot, generation: g, configuration: gen.config, python: gen.python,
                             statusFD: statusWrite, masterPID: getpid(), listeners: listeners, tally: tally)
     }
 

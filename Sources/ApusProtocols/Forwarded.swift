@@ -108,9 +108,8 @@ public struct TrustedProxies: Sendable, Equatable {
     public func trusts(_ address: String) -> Bool {
         if rules.contains(.everyone) { return true }
         if address.isEmpty { return rules.contains(.unixPeers) }
-        var text = address
-        if let percent = text.firstIndex(of: "%"), text.contains(":") { text = String(text[..<percent]) }
-        guard let parsed = parseIPAddress(text) else { return false }
+        var text = address  // bytes, not Characters: this runs for every connection
+        guard let parsed = text.withUTF8({ parseIPAddress(UnsafeRawBufferPointer($0), zoned: true) }) else { return false }
         var v4: [UInt8]? = nil
         var v6: [UInt8]? = nil
         switch parsed {

@@ -105,16 +105,22 @@ func parseIPv6(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>) -> [UInt8]
 /// Parses an IPv4 or IPv6 address given as text.
 func parseIPAddress(_ text: String) -> ProxyAddress? {
     var s = text
-    return s.withUTF8 { u8 -> ProxyAddress? in
-        let buffer = UnsafeRawBufferPointer(u8)
-        let range = 0..<buffer.count
-        var i = 0
-        while i < buffer.count {
-            if buffer[i] == colon { return parseIPv6(buffer, range).map { .ipv6($0) } }
-            i &+= 1
-        }
-        return parseIPv4(buffer, range).map { .ipv4($0) }
+    return s.withUTF8 { parseIPAddress(UnsafeRawBufferPointer($0), zoned: false) }
+}
+
+/// Parses an IPv4 or IPv6 address given as bytes; with `zoned`, an IPv6 zone (`%eth0`) is
+/// ignored.
+func parseIPAddress(_ buffer: UnsafeRawBufferPointer, zoned: Bool) -> ProxyAddress? {
+    var end = buffer.count
+    var v6 = false
+    var i = 0
+    while i < buffer.count {
+        if buffer[i] == colon { v6 = true }
+        if zoned && v6 && buffer[i] == UInt8(ascii: "%") { end = i; break }
+        i &+= 1
     }
+    if v6 { return parseIPv6(buffer, 0..<end).map { .ipv6($0) } }
+    return parseIPv4(buffer, 0..<end).map { .ipv4($0) }
 }
 
 /// The 4 bytes of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), else nil.

@@ -99,21 +99,21 @@ public struct CPythonAPI: @unchecked Sendable {
             throw PythonLoadError(message: "cannot load \(libraryPath): \(reason)")
         }
         var missing: [String] = []
-        func sym<T>(_ name: String) -> T {
-            guard let p = dlsym(handle, name) else {
-                missing.append(name)
+        func sym<T>(_ name: StaticString) -> T {
+            guard let p = dlsym(handle, cstr(name)) else {
+                missing.append("\(name)")
                 return unsafeBitCast(Self.unresolved, to: T.self)
             }
             return unsafeBitCast(p, to: T.self)
         }
-        func data(_ name: String) -> UnsafeMutableRawPointer {
-            guard let p = dlsym(handle, name) else {
-                missing.append(name)
+        func data(_ name: StaticString) -> UnsafeMutableRawPointer {
+            guard let p = dlsym(handle, cstr(name)) else {
+                missing.append("\(name)")
                 return Self.unresolved
             }
             return p
         }
-        func exc(_ name: String) -> PyRef {
+        func exc(_ name: StaticString) -> PyRef {
             // PyExc_* are `PyObject *` variables: the symbol is the address of the pointer.
             let slot = data(name)
             if slot == Self.unresolved { return slot }
@@ -254,4 +254,12 @@ public struct PythonLoadError: Error, CustomStringConvertible {
     public let message: String
     public init(message: String) { self.message = message }
     public var description: String { message }
+}
+
+/// A literal as a NUL-terminated C string. Passing a `String` to a C function instead makes
+/// a heap copy of a short one (15 bytes or less) on every call, through the standard
+/// library's string code; a worker should run none of that (docs/architecture.md, "Memory
+/// of a worker").
+@inline(__always) public func cstr(_ s: StaticString) -> UnsafePointer<CChar> {
+    UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
 }

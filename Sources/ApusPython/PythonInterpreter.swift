@@ -18,7 +18,10 @@ public final class PythonInterpreter: @unchecked Sendable {
     }
 
     /// Loads libpython, initialises the interpreter and prepends `sysPath` to `sys.path`.
-    public static func start(libraryPath: String, programPath: String, sysPath: [String]) throws(PythonLoadError) -> PythonInterpreter {
+    /// `sysPath` goes first on `sys.path`, after the working directory with
+    /// `workingDirectoryFirst` (asked of Python: a worker makes no path String of its own).
+    public static func start(libraryPath: String, programPath: String, sysPath: [String],
+                             workingDirectoryFirst: Bool = false) throws(PythonLoadError) -> PythonInterpreter {
         let api = try CPythonAPI(libraryPath: libraryPath)
         // The program name decides sys.prefix: a venv's bin/python makes CPython read
         // pyvenv.cfg. Deprecated since 3.11 but still honoured through 3.13, and unlike
@@ -27,16 +30,16 @@ public final class PythonInterpreter: @unchecked Sendable {
             api.Py_SetProgramName(UnsafeRawPointer(wide))  // must outlive the interpreter: never freed
         }
         api.Py_InitializeEx(0)  // 0: no Python signal handlers; the worker owns signals
-        guard let module = api.PyImport_AddModule("_apus"), let dict = api.PyModule_GetDict(module) else {
+        guard let module = api.PyImport_AddModule(cstr("_apus")), let dict = api.PyModule_GetDict(module) else {
             throw PythonLoadError(message: "cannot create the _apus helper module")
         }
-        if let builtins = api.PyImport_ImportModule("builtins") {
-            _ = api.PyDict_SetItemString(dict, "__builtins__", builtins)
+        if let builtins = api.PyImport_ImportModule(cstr("builtins")) {
+            _ = api.PyDict_SetItemString(dict, cstr("__builtins__"), builtins)
             api.decref(builtins)
         }
         // Register it so `import _apus` works for anyone who wants it.
-        if let modules = api.PySys_GetObject("modules") {
-            _ = api.PyDict_SetItemString(modules, "_apus", module)
+        if let modules = api.PySys_GetObject(cstr("modules")) {
+            _ = api.PyDict_SetItemString(modules, cstr("_apus"), module)
         }
         let interp = PythonInterpreter(api: api, helpers: dict)
         guard interp.run(bootstrapSource) else {
@@ -44,13 +47,16 @@ public final class PythonInterpreter: @unchecked Sendable {
         }
         // threading must be imported on the main thread first, or it mistakes the first
         // thread that imports it for the main one.
-        if let threading = api.PyImport_ImportModule("threading") { api.decref(threading) } else { api.PyErr_Clear() }
-        if let path = api.PySys_GetObject("path") {
+        if let threading = api.PyImport_ImportModule(cstr("threading")) { api.decref(threading) } else { api.PyErr_Clear() }
+        if let path = api.PySys_GetObject(cstr("path")) {
             for (i, entry) in sysPath.enumerated() {
                 let s = api.string(entry)
                 _ = api.PyList_Insert(path, i, s)
                 api.decref(s)
             }
+        }
+        if workingDirectoryFirst && !interp.run("import os as _os, sys as _sys\n_sys.path.insert(0, _os.getcwd())\ndel _os, _sys\n") {
+            throw PythonLoadError(message: "cannot put the working directory on sys.path")
         }
         return interp
     }
@@ -68,8 +74,8 @@ public final class PythonInterpreter: @unchecked Sendable {
     }
 
     /// A helper defined by the bootstrap (borrowed reference).
-    func helper(_ name: String) -> PyRef {
-        guard let f = api.PyDict_GetItemString(helpers, name) else { fatalError("_apus.\(name) missing") }
+    func helper(_ name: StaticString) -> PyRef {
+        guard let f = api.PyDict_GetItemString(helpers, cstr(name)) else { fatalError("_apus.\(name) missing") }
         return f
     }
 

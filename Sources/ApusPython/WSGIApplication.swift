@@ -26,8 +26,8 @@ public final class WSGIApplication: @unchecked Sendable {
         let api = interpreter.api
         self.api = api
         self.app = app
-        let io = api.PyImport_ImportModule("io")!
-        bytesIO = api.PyObject_GetAttrString(io, "BytesIO")!
+        let io = api.PyImport_ImportModule(cstr("io"))!
+        bytesIO = api.PyObject_GetAttrString(io, cstr("BytesIO"))!
         api.decref(io)
         fileWrapper = interpreter.helper("FileWrapper")
         continueInput = interpreter.helper("ContinueInput")
@@ -37,7 +37,7 @@ public final class WSGIApplication: @unchecked Sendable {
         let version = api.PyTuple_New(2)!
         _ = api.PyTuple_SetItem(version, 0, api.PyLong_FromLong(1))
         _ = api.PyTuple_SetItem(version, 1, api.PyLong_FromLong(0))
-        let stderr = api.PySys_GetObject("stderr") ?? api.none
+        let stderr = api.PySys_GetObject(cstr("stderr")) ?? api.none
         let constants: [(String, PyRef)] = [
             ("wsgi.version", version),
             ("wsgi.errors", stderr),

@@ -135,7 +135,7 @@ public final class WSGICaller {
     }
 
     private func closeIterable(_ result: PyRef) {
-        guard let close = api.PyObject_GetAttrString(result, "close") else {
+        guard let close = api.PyObject_GetAttrString(result, cstr("close")) else {
             api.PyErr_Clear()
             return
         }

@@ -351,16 +351,25 @@ struct HeaderKeyCache {
         return true
     }
 
+    /// "HTTP_" and the name upper-cased, "-" as "_", built as bytes. The HTTP parser admits
+    /// only tokens (ASCII) as names; anything else would be decoded as latin-1, not interned.
     private func makeKey(_ name: UnsafeRawBufferPointer) -> PyRef {
-        var s = "HTTP_"
+        var key: [UInt8] = []
+        key.reserveCapacity(name.count + 6)
+        for b in "HTTP_".utf8 { key.append(b) }
+        var ascii = true
         for b in name {
             switch b {
-            case UInt8(ascii: "-"): s.append("_")
-            case 97...122: s.append(Character(Unicode.Scalar(b - 32)))
-            default: s.append(Character(Unicode.Scalar(b)))
+            case UInt8(ascii: "-"): key.append(UInt8(ascii: "_"))
+            case 97...122: key.append(b - 32)
+            default:
+                ascii = ascii && b < 0x80
+                key.append(b)
             }
         }
-        return api.interned(s)
+        if !ascii { return key.withUnsafeBytes { api.latin1($0) } }
+        key.append(0)
+        return key.withUnsafeBufferPointer { api.PyUnicode_InternFromString(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self))! }
     }
 }
 

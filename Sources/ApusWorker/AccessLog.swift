@@ -3,24 +3,35 @@ import Glibc
 #endif
 
 /// One line per request in the common log format, buffered per loop iteration and written
-/// to stderr in one `write`.
+/// to stderr in one `write`. Lines are assembled from bytes: no `String` per request (and
+/// none of the standard library's string code in the worker, see docs/architecture.md,
+/// "Memory of a worker").
 final class AccessLog: @unchecked Sendable {
     private var pending: [UInt8] = []
     private var lock = pthread_mutex_t()
     private var second = -1
-    private var stamp = ""
+    /// "26/Nov/2026:22:10:01 +0000", rebuilt once a second.
+    private var stamp: [UInt8] = []
 
     init() { pthread_mutex_init(&lock, nil) }
 
     func record(conn: Connection, status: Int, bytes: Int, seconds: Double) {
         let head = conn.head
         let raw = UnsafeRawBufferPointer(start: conn.buffer + conn.start, count: conn.end - conn.start)
-        let method = String(decoding: raw[head.method], as: UTF8.self)
-        let target = String(decoding: raw[head.target], as: UTF8.self)
-        let version = head.versionMinor == 0 ? "HTTP/1.0" : "HTTP/1.1"
         pthread_mutex_lock(&lock)
-        let line = "\(conn.peerAddress.isEmpty ? "-" : conn.peerAddress) - - [\(timestamp())] \"\(method) \(target) \(version)\" \(status) \(bytes == 0 ? "-" : String(bytes))\n"
-        pending.append(contentsOf: line.utf8)
+        if conn.peerAddress.isEmpty { pending.append(UInt8(ascii: "-")) } else { conn.peerAddress.withUTF8 { pending.append(contentsOf: $0) } }
+        append(" - - [")
+        updateStamp()
+        pending.append(contentsOf: stamp)
+        append("] \"")
+        pending.append(contentsOf: raw[head.method])
+        pending.append(UInt8(ascii: " "))
+        pending.append(contentsOf: raw[head.target])
+        append(head.versionMinor == 0 ? " HTTP/1.0\" " : " HTTP/1.1\" ")
+        appendDecimal(status, to: &pending)
+        pending.append(UInt8(ascii: " "))
+        if bytes == 0 { pending.append(UInt8(ascii: "-")) } else { appendDecimal(bytes, to: &pending) }
+        pending.append(UInt8(ascii: "\n"))
         let big = pending.count > 32768
         pthread_mutex_unlock(&lock)
         if big { flush() }
@@ -34,16 +45,35 @@ final class AccessLog: @unchecked Sendable {
         pending.removeAll(keepingCapacity: true)
     }
 
-    /// "26/Nov/2026:22:10:01 +0000"
-    private func timestamp() -> String {
+    private func append(_ s: StaticString) {
+        pending.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
+    private static let months: StaticString = "JanFebMarAprMayJunJulAugSepOctNovDec"
+
+    private func updateStamp() {
         var t = time(nil)
-        if Int(t) == second { return stamp }
+        if Int(t) == second { return }
         second = Int(t)
         var tmv = tm()
         gmtime_r(&t, &tmv)
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        stamp = "\(two(tmv.tm_mday))/\(months[Int(tmv.tm_mon)])/\(tmv.tm_year + 1900):\(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec)) +0000"
-        return stamp
+        stamp.removeAll(keepingCapacity: true)
+        func two(_ v: Int32) {
+            stamp.append(UInt8(48 + v / 10))
+            stamp.append(UInt8(48 + v % 10))
+        }
+        two(tmv.tm_mday)
+        stamp.append(UInt8(ascii: "/"))
+        let m = Int(tmv.tm_mon) * 3
+        stamp.append(contentsOf: UnsafeBufferPointer(start: Self.months.utf8Start + m, count: 3))
+        stamp.append(UInt8(ascii: "/"))
+        appendDecimal(Int(tmv.tm_year) + 1900, to: &stamp)
+        stamp.append(UInt8(ascii: ":"))
+        two(tmv.tm_hour)
+        stamp.append(UInt8(ascii: ":"))
+        two(tmv.tm_min)
+        stamp.append(UInt8(ascii: ":"))
+        two(tmv.tm_sec)
+        stamp.append(contentsOf: UnsafeBufferPointer(start: (" +0000" as StaticString).utf8Start, count: 6))
     }
 }

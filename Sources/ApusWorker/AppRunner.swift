@@ -62,10 +62,10 @@ final class AppRunner {
         let listener = conn.listener
         if listener.pyServerName == nil {
             listener.pyServerName = api.string(listener.serverName)
-            listener.pyServerPort = api.string(listener.serverPort)
+            listener.pyServerPort = decimalString(listener.serverPort)
         }
         let remoteAddr = api.string(conn.peerAddress)
-        let remotePort = api.string(conn.peerPort)
+        let remotePort = decimalString(conn.peerPort)
         let info = WSGIConnectionInfo(remoteAddr: remoteAddr, remotePort: remotePort,
                                       serverName: listener.pyServerName!, serverPort: listener.pyServerPort!, https: false,
                                       trustedPeer: conn.trustedPeer,
@@ -184,5 +184,15 @@ final class AppPool: @unchecked Sendable {
                 _ = write(doneFD, &one, 8)
             }
         }
+    }
+}
+
+extension AppRunner {
+    /// A port as a Python str (REMOTE_PORT, SERVER_PORT): its digits, or "" for none.
+    private func decimalString(_ n: Int) -> PyRef {
+        var digits: [UInt8] = []
+        digits.reserveCapacity(8)
+        if n > 0 { appendDecimal(n, to: &digits) }
+        return digits.withUnsafeBytes { api.latin1($0) }
     }
 }

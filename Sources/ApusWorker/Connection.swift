@@ -53,7 +53,8 @@ final class Connection {
     var isFresh = false
     /// The client: the socket's peer, or what a PROXY header said.
     var peerAddress: String
-    var peerPort: String
+    /// Its port, 0 for none (a unix socket peer).
+    var peerPort: Int
     /// Whether the client may set X-Forwarded-* / Forwarded (--forwarded-allow-ips).
     var trustedPeer = false
     /// Finished responses the loop has not written yet (it writes them after each batch of
@@ -71,7 +72,7 @@ final class Connection {
     /// In the loop's epoll set.
     var armed = false
 
-    init(fd: Int32, listener: Listener, peerAddress: String, peerPort: String, now: Double) {
+    init(fd: Int32, listener: Listener, peerAddress: String, peerPort: Int, now: Double) {
         self.fd = fd
         self.listener = listener
         self.peerAddress = peerAddress
@@ -225,8 +226,9 @@ final class Listener {
     var pyServerPort: PyRef?
     let isUnix: Bool
     let serverName: String
-    let serverPort: String
-    init(fd: Int32, proto: Bind.Kind, proxyProtocol: Bool, isUnix: Bool, serverName: String, serverPort: String) {
+    /// 0 for a unix socket (SERVER_PORT is then empty).
+    let serverPort: Int
+    init(fd: Int32, proto: Bind.Kind, proxyProtocol: Bool, isUnix: Bool, serverName: String, serverPort: Int) {
         self.fd = fd
         self.proto = proto
         self.proxyProtocol = proxyProtocol

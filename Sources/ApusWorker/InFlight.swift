@@ -11,11 +11,21 @@ enum InFlight {
     nonisolated(unsafe) static var count = 0
     nonisolated(unsafe) static var prefix: [UInt8] = []
 
-    static func setUp(threads: Int, label: String) {
+    /// `role`: "worker 3", written as "[worker 3 pid 1234] cut at its deadline: ".
+    static func setUp(threads: Int, role: String) {
         count = threads
         lines = .allocate(capacity: threads * lineBytes)
         lines!.initialize(repeating: 0, count: threads * lineBytes)
-        prefix = Array("[\(label)] cut at its deadline: ".utf8)
+        // Bytes, not an interpolated String (see "Memory of a worker" in docs/architecture.md).
+        prefix = [UInt8(ascii: "[")]
+        for b in role.utf8 { prefix.append(b) }
+        append(" pid ")
+        appendDecimal(Int(getpid()), to: &prefix)
+        append("] cut at its deadline: ")
+    }
+
+    private static func append(_ s: StaticString) {
+        prefix.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
     }
 
     /// Records "METHOD target" for app thread `index`.

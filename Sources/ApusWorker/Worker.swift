@@ -10,10 +10,12 @@ import ApusPython
 
 /// What a worker process is given by the master when it is forked.
 public struct WorkerSpec {
+    /// "worker 3" or "preloader" (see `WorkerLaunch.role`).
+    public var role: String
     public var configuration: Configuration
     public var python: PythonInstallation
     /// Listening sockets inherited from the master, with what they were bound as.
-    public var listeners: [(fd: Int32, bind: Bind)]
+    public var listeners: [BoundSocket]
     public var slot: UInt32
     public var generation: UInt32
     /// Write end of the master's status pipe.
@@ -22,8 +24,9 @@ public struct WorkerSpec {
     /// Shared open-connection counts, for balancing accepts across workers.
     public var tally: ConnectionTally
 
-    public init(configuration: Configuration, python: PythonInstallation, listeners: [(fd: Int32, bind: Bind)],
+    public init(role: String, configuration: Configuration, python: PythonInstallation, listeners: [BoundSocket],
                 slot: UInt32, generation: UInt32, statusFD: Int32, masterPID: pid_t, tally: ConnectionTally) {
+        self.role = role
         self.configuration = configuration
         self.python = python
         self.listeners = listeners
@@ -149,13 +152,13 @@ final class Worker {
         } else {
             _ = apus_signal_ignore(SIGUSR1)
         }
-        InFlight.setUp(threads: config.threads, label: "worker \(spec.slot) pid \(getpid())")
+        InFlight.setUp(threads: config.threads, role: spec.role)
         for (i, l) in spec.listeners.enumerated() {
             _ = apus_set_nonblocking(l.fd, 1)
-            let (name, port): (String, String)
+            let (name, port): (String, Int)
             switch l.bind.address {
-            case let .tcp(host, p): (name, port) = (host.isEmpty ? "0.0.0.0" : host, String(p))
-            case .unix: (name, port) = ("localhost", "")
+            case let .tcp(host, p): (name, port) = (host.isEmpty ? "0.0.0.0" : host, Int(p))
+            case .unix: (name, port) = ("localhost", 0)
             }
             let isUnix: Bool
             if case .unix = l.bind.address { isUnix = true } else { isUnix = false }
@@ -270,7 +273,7 @@ final class Worker {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { apus_accept(listener.fd, $0, &len) }
         }
         if fd < 0 { return false }
-        let (host, port) = listener.isUnix ? ("", "") : describe(addr)
+        let (host, port) = listener.isUnix ? ("", 0) : describe(addr)
         if !listener.isUnix { _ = apus_tcp_nodelay(fd) }
         let conn = Connection(fd: fd, listener: listener, peerAddress: host, peerPort: port, now: t)
         conn.trustedPeer = trustedProxies.trusts(host)
@@ -477,7 +480,7 @@ final class Worker {
                 case let .complete(proxy):
                     if !proxy.isLocal, let source = proxy.source {
                         conn.peerAddress = formatIPAddress(source)
-                        conn.peerPort = proxy.sourcePort.map(String.init) ?? ""
+                        conn.peerPort = proxy.sourcePort ?? 0
                         conn.trustedPeer = trustedProxies.trusts(conn.peerAddress)
                     }
                     conn.start += proxy.length
@@ -763,8 +766,8 @@ final class Worker {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
-/// "127.0.0.1", "54321" for a peer address.
-func describe(_ addr: sockaddr_storage) -> (String, String) {
+/// "127.0.0.1", 54321 for a peer address.
+func describe(_ addr: sockaddr_storage) -> (String, Int) {
     var a = addr
     var host = [CChar](repeating: 0, count: 64)
     var port: UInt16 = 0
@@ -783,5 +786,5 @@ func describe(_ addr: sockaddr_storage) -> (String, String) {
             }
         }
     }
-    return (String(cString: host), String(port))
+    return (String(cString: host), Int(port))
 }

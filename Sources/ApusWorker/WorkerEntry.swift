@@ -12,7 +12,7 @@ import ApusPython
 public enum WorkerEntry {
     /// A worker that imports the app itself (the default, "lazy" mode).
     public static func runWorker(_ spec: WorkerSpec) -> Never {
-        becomeChild(of: spec.masterPID, role: "worker \(spec.slot)")
+        becomeChild(of: spec.masterPID, role: spec.role)
         let (interpreter, app) = loadApplication(spec)
         Worker(spec: spec, interpreter: interpreter, app: app).run()
     }
@@ -21,10 +21,11 @@ public enum WorkerEntry {
     /// (read from `commandFD`). Each worker is forked twice over so that it is re-parented
     /// to the master (a child subreaper), which then supervises it like any other worker.
     public static func runZygote(_ spec: WorkerSpec, commandFD: Int32) -> Never {
-        becomeChild(of: spec.masterPID, role: "preloader")
+        becomeChild(of: spec.masterPID, role: spec.role)
         let (interpreter, app) = loadApplication(spec)
         WorkerMessage(kind: .zygoteReady, slot: 0, pid: getpid(), generation: spec.generation).send(to: spec.statusFD)
         while let request = SpawnRequest.receive(from: commandFD) {
+            let role = "worker \(request.slot)"
             interpreter.beforeFork()
             let child = fork()
             if child == 0 {
@@ -34,7 +35,8 @@ public enum WorkerEntry {
                 var workerSpec = spec
                 workerSpec.slot = request.slot
                 workerSpec.generation = request.generation
-                becomeChild(of: spec.masterPID, role: "worker \(request.slot)")
+                workerSpec.role = role
+                becomeChild(of: spec.masterPID, role: role)
                 WorkerMessage(kind: .started, slot: request.slot, pid: getpid(), generation: request.generation).send(to: spec.statusFD)
                 Worker(spec: workerSpec, interpreter: interpreter, app: app).run()
             }
@@ -68,20 +70,28 @@ public enum WorkerEntry {
         }
         _ = apus_set_pdeathsig(SIGTERM)
         if getppid() != master { _exit(WorkerExit.bootError) }  // the master is already gone
-        _ = apus_set_name(String(role.prefix(15)))
+        // The kernel keeps 15 bytes. Copied by hand: passing `role` would copy a short
+        // String to the heap through the standard library's string code.
+        var name: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &name) { buf in
+            var i = 0
+            for b in role.utf8 where i < 15 {
+                buf[i] = b
+                i += 1
+            }
+            _ = apus_set_name(buf.baseAddress!.assumingMemoryBound(to: CChar.self))
+        }
     }
 
     private static func loadApplication(_ spec: WorkerSpec) -> (PythonInterpreter, PyRef) {
         let config = spec.configuration
         for (k, v) in config.env { setenv(k, v, 1) }
-        var sysPath: [String] = []
-        var cwd = [CChar](repeating: 0, count: 4096)
-        if getcwd(&cwd, cwd.count) != nil { sysPath.append(String(cString: cwd)) }
-        sysPath.append(contentsOf: config.pythonPath)
         let interpreter: PythonInterpreter
         do {
+            // sys.path: the working directory (the app's, after --chdir), then --pythonpath.
             interpreter = try PythonInterpreter.start(libraryPath: spec.python.libraryPath,
-                                                      programPath: spec.python.programPath, sysPath: sysPath)
+                                                      programPath: spec.python.programPath,
+                                                      sysPath: config.pythonPath, workingDirectoryFirst: true)
         } catch {
             Log.error("cannot start Python: \(error)")
             _exit(WorkerExit.bootError)

@@ -91,7 +91,7 @@ func currentDirectory() -> String {
 }
 
 func workerSpec(_ launch: WorkerLaunch) -> WorkerSpec {
-    WorkerSpec(configuration: launch.configuration, python: launch.python, listeners: launch.listeners, slot: launch.slot,
+    WorkerSpec(role: launch.role, configuration: launch.configuration, python: launch.python, listeners: launch.listeners, slot: launch.slot,
                generation: launch.generation, statusFD: launch.statusFD, masterPID: launch.masterPID,
                tally: launch.tally)
 }

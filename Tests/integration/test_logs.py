@@ -1,4 +1,5 @@
 """What the server writes to stderr: banner, access lines, wsgi.errors."""
+import datetime
 import re
 import uuid
 
@@ -50,6 +51,9 @@ def test_one_access_line_per_request(srv):
         assert m["status"] == "200"
         assert m["size"] == str(sizes[p])
         assert re.match(r"\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}$", m["time"]), m["time"]
+        logged = datetime.datetime.strptime(m["time"], "%d/%b/%Y:%H:%M:%S %z")
+        now = datetime.datetime.now(datetime.timezone.utc)
+        assert abs((now - logged).total_seconds()) < 60, (m["time"], now)
     m404 = ACCESS.search([l for l in got if "-404" in l][0])
     assert m404 and m404["status"] == "404"
 

@@ -1,0 +1,120 @@
+"""What a worker maps (docs/architecture.md, "Memory of a worker"): the binary laid out so a
+worker touches little of it, read-only data that stays read-only, and libpython mapped once
+by the master, also across a reload to another Python."""
+import os
+import signal
+import struct
+
+import pytest
+
+from conftest import APUS_BIN
+from helpers import APPS, EXAMPLES, REPO, Conn, get, wait_until
+from test_pythons import find_python
+
+SHF_WRITE = 0x1
+
+
+def elf_sections(path):
+    """{name: (type, flags, offset, size, link, entsize)} from an ELF64 little-endian file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1, "not an ELF64 LE file"
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    raw = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names = raw[shstrndx]
+    def name(off):
+        start = names[4] + off
+        return data[start:data.index(b"\0", start)].decode()
+    return data, {name(s[0]): (s[1], s[2], s[4], s[5], s[6], s[9]) for s in raw}, raw
+
+
+def elf_symbol_names(path):
+    data, sections, raw = elf_sections(path)
+    _, _, off, size, link, entsize = sections[".symtab"]
+    strtab_off = raw[link][4]
+    names = set()
+    for i in range(size // entsize):
+        st_name, = struct.unpack_from("<I", data, off + i * entsize)
+        if st_name:
+            start = strtab_off + st_name
+            names.add(data[start:data.index(b"\0", start)].decode("utf-8", "replace"))
+    return names
+
+
+def mapped_rss_kib(pid, path, perms):
+    """Resident KiB of the mappings of `path` with `perms` in process `pid`."""
+    total, current = 0, False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:
+                current = len(fields) >= 6 and os.path.realpath(fields[5]) == os.path.realpath(path) \
+                    and fields[1] == perms
+            elif current and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+
+def mapped_libpythons(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return {line.split()[-1] for line in f if "/libpython3" in line}
+
+
+def versions(libpythons):
+    """"3.11" for .../libpython3.11.so.1.0"""
+    return sorted(os.path.basename(p)[len("libpython"):].split(".so")[0] for p in libpythons)
+
+
+def test_read_only_data_is_not_writable():
+    # A writable .rodata would be copied with its page tables into every forked worker.
+    _, sections, _ = elf_sections(APUS_BIN)
+    assert not sections[".rodata"][1] & SHF_WRITE, ".rodata is writable: see link/sections.ld"
+
+
+def test_order_file_names_the_binary_functions():
+    # A stale list costs memory: most of its names must still be functions of the binary.
+    names = [n for n in (REPO / "link" / "apus.order").read_text().split() if n]
+    assert len(names) > 300
+    found = elf_symbol_names(APUS_BIN)
+    missing = [n for n in names if n not in found]
+    assert len(missing) <= len(names) // 10, \
+        f"{len(missing)} of {len(names)} names in link/apus.order are gone: run scripts/order-file.sh"
+
+
+def test_a_worker_maps_little_of_the_binary(apus):
+    srv = apus("hello", "--processes", "1", chdir=EXAMPLES)
+    with Conn(srv.port) as c:
+        for i in range(200):
+            assert c.request("GET", f"/?i={i}").status == 200
+    [worker] = srv.workers()
+    code = mapped_rss_kib(worker, APUS_BIN, "r-xp")
+    # About 1 MiB with the layout of link/apus.order; 2.8 MiB without it.
+    assert 0 < code <= 1536, f"the worker has {code} KiB of the binary's code resident"
+
+
+def test_the_master_maps_the_libpython_of_its_workers(apus):
+    srv = apus("echo_env", "--processes", "2")
+    assert get(srv.port, "/").status == 200
+    workers = srv.workers()
+    assert len(workers) == 2
+    master_libs = mapped_libpythons(srv.pid)
+    assert len(master_libs) == 1, master_libs
+    for w in workers:
+        assert mapped_libpythons(w) == master_libs
+
+
+def test_a_reload_to_another_python_maps_the_new_libpython(apus, tmp_path):
+    old, new = find_python(11), find_python(12)
+    if old is None or new is None:
+        pytest.skip("needs CPython 3.11 and 3.12 under pyenv")
+    ini = tmp_path / "apus.ini"
+    ini.write_text(f"[apus]\npython = {old}\nprocesses = 1\n")
+    srv = apus("echo_env", "--ini", ini, venv=False, chdir=APPS)
+    assert get(srv.port, "/").json()["python"][:2] == [3, 11]
+    assert versions(mapped_libpythons(srv.pid)) == ["3.11"]
+    ini.write_text(f"[apus]\npython = {new}\nprocesses = 1\n")
+    srv.signal(signal.SIGHUP)  # graceful reload: the ini is read again
+    wait_until(lambda: get(srv.port, "/").json()["python"][:2] == [3, 12], 30, what="a 3.12 worker")
+    wait_until(lambda: versions(mapped_libpythons(srv.pid)) == ["3.12"], 30,
+               what="the master mapping 3.12's libpython only")
