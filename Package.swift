@@ -43,7 +43,7 @@ let package = Package(
         // The Swift runtime is linked in: one self-contained binary to copy into an image,
         // and each worker maps only the runtime code it uses (about 1.5 MiB less RSS).
         .executableTarget(name: "apus", dependencies: ["ApusMaster", "ApusWorker", "ApusConfig", "ApusObserve"],
-                          swiftSettings: optimize,
+                          swiftSettings: sections,
                           linkerSettings: [.unsafeFlags(["-static-stdlib"])] + layout),
         .testTarget(name: "ApusProtocolsTests", dependencies: ["ApusProtocols"],
                     resources: [.copy("Corpus")]),

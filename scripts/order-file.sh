@@ -100,12 +100,16 @@ ar p "$TOOLCHAIN_LIB/libswiftCore.a" Swift.o > "$WORK/Swift.o"
 import glob, os, re, subprocess, sys
 work, dest, binary, stdlib = sys.argv[1:]
 
-def text_symbols(path):  # the functions of the main .text section of an object or binary
-    out = subprocess.run(["objdump", "-t", path], capture_output=True, text=True, check=True).stdout
-    return set(re.findall(r"^[0-9a-f]+ .{7} \.text\t[0-9a-f]+\s+(?:\.(?:hidden|protected|internal)\s+)?(\S+)$", out, re.M))
+def functions(*paths, section=r"\.text"):  # (flags, name) of the functions in `section`
+    out = subprocess.run(["objdump", "-t", *paths], capture_output=True, text=True, check=True).stdout
+    return re.findall(r"^[0-9a-f]+ (.{7}) " + section + r"\t[0-9a-f]+\s+(?:\.(?:hidden|protected|internal)\s+)?(\S+)$",
+                      out, re.M)
 
-defined = text_symbols(binary)
-in_blob = text_symbols(stdlib)
+defined = {name for _, name in functions(binary)}
+# A weak helper that Swift.o shares with our objects (__swift_instantiateConcreteTypeFromMangledName)
+# is linked from our object, which comes first: only Swift.o's own functions follow its section.
+ours = {name for _, name in functions(*glob.glob(".build/release/*.build/*.o"), section=r"\.text\S*")}
+in_blob = {name for flags, name in functions(stdlib) if "w" not in flags or name not in ours}
 workers, masters = set(), []
 for run in sorted(os.listdir(work)):
     dumps = sorted(glob.glob(os.path.join(work, run, "cg.*")), key=lambda p: int(p.rsplit(".", 1)[1]))

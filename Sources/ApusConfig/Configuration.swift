@@ -1,3 +1,4 @@
+import ApusProtocols
 /// Where the server listens and which protocol it speaks there.
 public struct Bind: Equatable, Hashable, Sendable, CustomStringConvertible {
     public enum Address: Equatable, Hashable, Sendable {
@@ -91,8 +92,9 @@ public struct Configuration: Equatable, Sendable {
     public var socketMode: UInt32?
     /// `--chown-socket`: "user" or "user:group" for unix sockets.
     public var socketOwner: String?
-    /// `--forwarded-allow-ips`: who may set X-Forwarded-* / Forwarded.
-    public var forwardedAllowIPs = "127.0.0.1,::1"
+    /// `--forwarded-allow-ips`: who may set X-Forwarded-* / Forwarded (parsed once, here,
+    /// not in every worker).
+    public var trustedProxies = TrustedProxies.default
     /// `--proxy-protocol`: HTTP listeners expect a PROXY header first.
     public var proxyProtocol = false
     /// `--master-fifo`: the control FIFO's path.

@@ -1,3 +1,4 @@
+import ApusProtocols
 // The option table: every Apus setting is declared exactly once, in `OptionSpec.all` below.
 //
 // Why no dependency (swift-argument-parser or similar): one declaration here has to yield the
@@ -178,8 +179,11 @@ extension OptionSpec {
                     section: .listening,
                     help: "Peers trusted to set X-Forwarded-* and Forwarded headers: addresses, CIDRs, * (any) and unix (unix-socket peers), comma-separated.") {
                 d, raw, ctx throws(ConfigError) in
-                if let problem = validateTrustedProxies(raw) { throw ctx.fail(problem) }
-                d.config.forwardedAllowIPs = raw
+                do throws(TrustedProxiesError) {
+                    d.config.trustedProxies = try TrustedProxies(parsing: raw)
+                } catch {
+                    throw ctx.fail("item \(quoted(error.item)): \(error.reason)")
+                }
             },
             .flag("proxy-protocol", section: .listening,
                   help: "HTTP listeners expect a PROXY protocol v1 or v2 header (HAProxy, cloud load balancers) before each connection's first request.",

@@ -233,13 +233,3 @@ func parseMount(_ raw: String, _ ctx: SetContext) throws(ConfigError) -> (prefix
     return (scriptName, AppChoice(kind: .module, value: app, option: "mount", layer: ctx.layer, origin: ctx.origin))
 }
 
-/// nil when `--forwarded-allow-ips` is well formed, else what is wrong with it (the same
-/// parser the workers use).
-func validateTrustedProxies(_ raw: String) -> String? {
-    do {
-        _ = try TrustedProxies(parsing: raw)
-        return nil
-    } catch {
-        return "item \(quoted(error.item)): \(error.reason)"
-    }
-}

@@ -66,8 +66,11 @@ public final class Master {
         var kind: ReloadKind? = nil
     }
 
-    let startWorker: (WorkerLaunch) -> Never
-    let startZygote: (WorkerLaunch, Int32) -> Never
+    /// Turn a launch into what the child runs, in the master before the fork: the child
+    /// then starts from values it only reads (see "Memory of a worker" in
+    /// docs/architecture.md). The second takes the preloader's command pipe.
+    let prepareWorker: (WorkerLaunch) -> () -> Never
+    let prepareZygote: (WorkerLaunch, Int32) -> () -> Never
     let reloadConfiguration: ConfigurationSource
     let version: String
 
@@ -99,12 +102,12 @@ public final class Master {
     private var libraries = MappedLibraries()
 
     public init(config: Configuration, python: PythonInstallation, version: String,
-                startWorker: @escaping (WorkerLaunch) -> Never,
-                startZygote: @escaping (WorkerLaunch, Int32) -> Never,
+                prepareWorker: @escaping (WorkerLaunch) -> () -> Never,
+                prepareZygote: @escaping (WorkerLaunch, Int32) -> () -> Never,
                 reloadConfiguration: @escaping ConfigurationSource) {
         self.version = version
-        self.startWorker = startWorker
-        self.startZygote = startZygote
+        self.prepareWorker = prepareWorker
+        self.prepareZygote = prepareZygote
         self.reloadConfiguration = reloadConfiguration
         generations[1] = Generation(config: config, python: python)
         plan = ReloadPlan(serving: 1)
@@ -445,14 +448,15 @@ public final class Master {
         }
         let launch = makeLaunch(slot: slot, generation: g, role: "worker \(slot)")
         let keep = launch.listeners.map { $0.fd }
+        let run = prepareWorker(launch)
         let pid = fork()
         if pid == 0 {
             closeMasterOnlyFDs(keeping: keep)
-            startWorker(launch)
+            run()
         }
-        // Keeps the launch (its role string above all) made before the fork: the optimizer
-        // may otherwise sink it into the child, which would then run that code itself.
-        withExtendedLifetime((launch, keep)) {}
+        // Keeps what was made for the child before the fork: the optimizer may otherwise
+        // sink it into the child, which would then run that code itself.
+        withExtendedLifetime((run, keep)) {}
         if pid < 0 {
             Log.error("fork failed: \(String(cString: strerror(errno)))")
             return
@@ -465,12 +469,14 @@ public final class Master {
         _ = apus_pipe_cloexec(&fds, 0)
         let launch = makeLaunch(slot: 0, generation: g, role: "preloader")
         let keep = launch.listeners.map { $0.fd } + [fds[0]]
+        let run = prepareZygote(launch, fds[0])
         let pid = fork()
         if pid == 0 {
             close(fds[1])
             closeMasterOnlyFDs(keeping: keep)
-            startZygote(launch, fds[0])
+            run()
         }
+        withExtendedLifetime((run, keep)) {}
         close(fds[0])
         generations[g]!.zygotePID = pid
         generations[g]!.zygoteReady = false

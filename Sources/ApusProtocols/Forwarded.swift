@@ -106,10 +106,16 @@ public struct TrustedProxies: Sendable, Equatable {
     /// (`fe80::1%eth0`) is ignored. Text that is not an address is trusted
     /// only under `*`.
     public func trusts(_ address: String) -> Bool {
+        var text = address
+        return text.withUTF8 { trusts(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// `address` as text ("10.1.2.3", "::1", "fe80::1%eth0"; empty for a unix-socket peer),
+    /// as bytes: this runs for every connection.
+    public func trusts(_ address: UnsafeRawBufferPointer) -> Bool {
         if rules.contains(.everyone) { return true }
         if address.isEmpty { return rules.contains(.unixPeers) }
-        var text = address  // bytes, not Characters: this runs for every connection
-        guard let parsed = text.withUTF8({ parseIPAddress(UnsafeRawBufferPointer($0), zoned: true) }) else { return false }
+        guard let parsed = parseIPAddress(address, zoned: true) else { return false }
         var v4: [UInt8]? = nil
         var v6: [UInt8]? = nil
         switch parsed {

@@ -94,7 +94,7 @@ public struct CPythonAPI: @unchecked Sendable {
     /// Opens `libpython` and resolves every symbol. A missing one is a `PythonLoadError`
     /// naming it: nothing is half-loaded.
     public init(libraryPath: String) throws(PythonLoadError) {
-        guard let handle = dlopen(libraryPath, RTLD_LAZY | RTLD_GLOBAL) else {
+        guard let handle = libraryPath.withCString({ dlopen($0, RTLD_LAZY | RTLD_GLOBAL) }) else {
             let reason = dlerror().map { String(cString: $0) } ?? "unknown error"
             throw PythonLoadError(message: "cannot load \(libraryPath): \(reason)")
         }
@@ -232,7 +232,7 @@ public struct CPythonAPI: @unchecked Sendable {
     }
 
     /// An interned `str` that lives for the whole process (environ keys).
-    public func interned(_ s: String) -> PyRef { PyUnicode_InternFromString(s)! }
+    public func interned(_ s: StaticString) -> PyRef { PyUnicode_InternFromString(cstr(s))! }
 
     /// The UTF-8 bytes of a `str` object (cached inside the object; valid while it lives).
     @inline(__always) func utf8(_ o: PyRef) -> UnsafeRawBufferPointer? {

@@ -26,7 +26,7 @@ public final class PythonInterpreter: @unchecked Sendable {
         // The program name decides sys.prefix: a venv's bin/python makes CPython read
         // pyvenv.cfg. Deprecated since 3.11 but still honoured through 3.13, and unlike
         // PyConfig its signature is the same in every version.
-        if let wide = api.Py_DecodeLocale(programPath, nil) {
+        if let wide = programPath.withCString({ api.Py_DecodeLocale($0, nil) }) {
             api.Py_SetProgramName(UnsafeRawPointer(wide))  // must outlive the interpreter: never freed
         }
         api.Py_InitializeEx(0)  // 0: no Python signal handlers; the worker owns signals
@@ -65,7 +65,7 @@ public final class PythonInterpreter: @unchecked Sendable {
     @discardableResult
     public func run(_ source: String) -> Bool {
         let fileInput: Int32 = 257  // Py_file_input
-        guard let r = api.PyRun_String(source, fileInput, helpers, helpers) else {
+        guard let r = source.withCString({ api.PyRun_String($0, fileInput, helpers, helpers) }) else {
             api.PyErr_PrintEx(0)
             return false
         }

@@ -38,15 +38,15 @@ public final class WSGIApplication: @unchecked Sendable {
         _ = api.PyTuple_SetItem(version, 0, api.PyLong_FromLong(1))
         _ = api.PyTuple_SetItem(version, 1, api.PyLong_FromLong(0))
         let stderr = api.PySys_GetObject(cstr("stderr")) ?? api.none
-        let constants: [(String, PyRef)] = [
-            ("wsgi.version", version),
-            ("wsgi.errors", stderr),
-            ("wsgi.multithread", multithread ? api.trueObject : api.falseObject),
-            ("wsgi.multiprocess", multiprocess ? api.trueObject : api.falseObject),
-            ("wsgi.run_once", api.falseObject),
-            ("wsgi.input_terminated", api.trueObject),
-            ("wsgi.file_wrapper", fileWrapper),
-            ("SERVER_SOFTWARE", api.string("apus")),
+        let constants = [
+            EnvironConstant(name: "wsgi.version", value: version),
+            EnvironConstant(name: "wsgi.errors", value: stderr),
+            EnvironConstant(name: "wsgi.multithread", value: multithread ? api.trueObject : api.falseObject),
+            EnvironConstant(name: "wsgi.multiprocess", value: multiprocess ? api.trueObject : api.falseObject),
+            EnvironConstant(name: "wsgi.run_once", value: api.falseObject),
+            EnvironConstant(name: "wsgi.input_terminated", value: api.trueObject),
+            EnvironConstant(name: "wsgi.file_wrapper", value: fileWrapper),
+            EnvironConstant(name: "SERVER_SOFTWARE", value: api.interned("apus")),
         ]
         environ = WSGIEnviron(api: api, constants: constants, scriptName: scriptName, trustedProxies: trustedProxies)
     }

@@ -7,7 +7,7 @@ final class WSGIEnviron {
     private let template: PyRef      // constant entries, copied per request
     private let k: Keys
     private var headerKeys: HeaderKeyCache
-    private let methods: [(name: [UInt8], object: PyRef)]
+    private let methods: [KnownMethod]
     private let http10: PyRef
     private let http11: PyRef
     private let schemeHTTP: PyRef
@@ -27,14 +27,14 @@ final class WSGIEnviron {
             urlScheme, input, https: PyRef
     }
 
-    init(api: CPythonAPI, constants: [(String, PyRef)], scriptName: String, trustedProxies: TrustedProxies) {
+    init(api: CPythonAPI, constants: [EnvironConstant], scriptName: String, trustedProxies: TrustedProxies) {
         self.api = api
         self.trustedProxies = trustedProxies
         varKeys = VarKeyCache(api: api)
         httpHost = api.interned("HTTP_HOST")
         slash = api.interned("/")
         get = api.interned("GET")
-        func key(_ s: String) -> PyRef { api.interned(s) }
+        func key(_ s: StaticString) -> PyRef { api.interned(s) }
         k = Keys(requestMethod: key("REQUEST_METHOD"), scriptName: key("SCRIPT_NAME"),
                  pathInfo: key("PATH_INFO"), queryString: key("QUERY_STRING"),
                  contentType: key("CONTENT_TYPE"), contentLength: key("CONTENT_LENGTH"),
@@ -43,9 +43,9 @@ final class WSGIEnviron {
                  remotePort: key("REMOTE_PORT"), requestURI: key("REQUEST_URI"), rawURI: key("RAW_URI"),
                  urlScheme: key("wsgi.url_scheme"), input: key("wsgi.input"), https: key("HTTPS"))
         headerKeys = HeaderKeyCache(api: api)
-        methods = ["GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"].map {
-            (Array($0.utf8), api.interned($0))
-        }
+        methods = [KnownMethod(api, "GET"), KnownMethod(api, "POST"), KnownMethod(api, "HEAD"),
+                   KnownMethod(api, "PUT"), KnownMethod(api, "DELETE"), KnownMethod(api, "PATCH"),
+                   KnownMethod(api, "OPTIONS")]
         http10 = api.interned("HTTP/1.0")
         http11 = api.interned("HTTP/1.1")
         schemeHTTP = api.interned("http")
@@ -54,8 +54,8 @@ final class WSGIEnviron {
         self.scriptName = api.string(scriptName)
         scriptNameBytes = Array(scriptName.utf8)
         template = api.PyDict_New()!
-        for (name, value) in constants {
-            _ = api.PyDict_SetItemString(template, name, value)
+        for c in constants {
+            _ = api.PyDict_SetItemString(template, cstr(c.name), c.value)
         }
     }
 
@@ -208,7 +208,7 @@ final class WSGIEnviron {
             // --mount: the prefix moves from PATH_INFO to SCRIPT_NAME, as uWSGI does.
             if !scriptNameBytes.isEmpty, let path = api.PyDict_GetItem(env, k.pathInfo), let p = api.utf8(path),
                p.starts(with: scriptNameBytes), p.count == scriptNameBytes.count || p[scriptNameBytes.count] == UInt8(ascii: "/") {
-                let rest = api.latin1(UnsafeRawBufferPointer(rebasing: p[scriptNameBytes.count...]))
+                let rest = api.latin1(UnsafeRawBufferPointer(rebasing: p[scriptNameBytes.count..<p.count]))
                 _ = api.PyDict_SetItem(env, k.pathInfo, rest)
                 api.decref(rest)
             }
@@ -284,16 +284,18 @@ extension WSGIEnviron {
 func splitHost(_ v: UnsafeRawBufferPointer) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer?) {
     if v.first == UInt8(ascii: "[") {
         if let close = v.firstIndex(of: UInt8(ascii: "]")) {
-            let name = UnsafeRawBufferPointer(rebasing: v[0...close])
+            // Half-open ranges only: a closed or partial range here goes through the
+            // standard library's unspecialized range code on every request.
+            let name = UnsafeRawBufferPointer(rebasing: v[0..<(close + 1)])
             if close + 1 < v.count, v[close + 1] == UInt8(ascii: ":") {
-                return (name, UnsafeRawBufferPointer(rebasing: v[(close + 2)...]))
+                return (name, UnsafeRawBufferPointer(rebasing: v[(close + 2)..<v.count]))
             }
             return (name, nil)
         }
         return (v, nil)
     }
     if let colon = v.lastIndex(of: UInt8(ascii: ":")) {
-        return (UnsafeRawBufferPointer(rebasing: v[..<colon]), UnsafeRawBufferPointer(rebasing: v[(colon + 1)...]))
+        return (UnsafeRawBufferPointer(rebasing: v[0..<colon]), UnsafeRawBufferPointer(rebasing: v[(colon + 1)..<v.count]))
     }
     return (v, nil)
 }
@@ -317,9 +319,33 @@ func utf8ToLatin1(_ u: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool 
 }
 
 /// Environ keys for request headers ("HTTP_USER_AGENT"), made once per distinct name.
+/// An environ entry every request starts with (`wsgi.version`, ...).
+struct EnvironConstant {
+    let name: StaticString
+    let value: PyRef
+}
+
+/// A method seen often enough to keep its str: its bytes, and the interned str.
+struct KnownMethod {
+    let name: [UInt8]
+    let object: PyRef
+
+    init(_ api: CPythonAPI, _ name: StaticString) {
+        self.name = Array(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+        object = api.interned(name)
+    }
+}
+
 struct HeaderKeyCache {
+    // Structs rather than tuples: the Swift runtime builds a tuple's type at run time, in
+    // every worker (see "Memory of a worker" in docs/architecture.md).
+    private struct Slot {
+        let name: [UInt8]
+        let key: PyRef
+    }
+
     private let api: CPythonAPI
-    private var slots: [(name: [UInt8], key: PyRef)?] = Array(repeating: nil, count: 512)
+    private var slots: [Slot?] = Array(repeating: nil, count: 512)
 
     init(api: CPythonAPI) { self.api = api }
 
@@ -333,7 +359,7 @@ struct HeaderKeyCache {
             } else {
                 let lower = name.map { ($0 >= 65 && $0 <= 90) ? $0 | 0x20 : $0 }
                 let key = makeKey(name)
-                slots[i] = (lower, key)
+                slots[i] = Slot(name: lower, key: key)
                 return key
             }
             i = (i + 1) & 511

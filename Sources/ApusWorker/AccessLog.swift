@@ -19,7 +19,7 @@ final class AccessLog: @unchecked Sendable {
         let head = conn.head
         let raw = UnsafeRawBufferPointer(start: conn.buffer + conn.start, count: conn.end - conn.start)
         pthread_mutex_lock(&lock)
-        if conn.peerAddress.isEmpty { pending.append(UInt8(ascii: "-")) } else { conn.peerAddress.withUTF8 { pending.append(contentsOf: $0) } }
+        if conn.peerAddress.isEmpty { pending.append(UInt8(ascii: "-")) } else { pending.append(contentsOf: conn.peerAddress) }
         append(" - - [")
         updateStamp()
         pending.append(contentsOf: stamp)

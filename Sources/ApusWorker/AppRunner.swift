@@ -64,7 +64,7 @@ final class AppRunner {
             listener.pyServerName = api.string(listener.serverName)
             listener.pyServerPort = decimalString(listener.serverPort)
         }
-        let remoteAddr = api.string(conn.peerAddress)
+        let remoteAddr = conn.peerAddress.withUnsafeBytes { api.latin1($0) }
         let remotePort = decimalString(conn.peerPort)
         let info = WSGIConnectionInfo(remoteAddr: remoteAddr, remotePort: remotePort,
                                       serverName: listener.pyServerName!, serverPort: listener.pyServerPort!, https: false,

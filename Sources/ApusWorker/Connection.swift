@@ -52,7 +52,9 @@ final class Connection {
     /// Counted in the worker's `fresh` connections.
     var isFresh = false
     /// The client: the socket's peer, or what a PROXY header said.
-    var peerAddress: String
+    /// As text ("127.0.0.1"), in bytes: no String per connection (see "Memory of a worker"
+    /// in docs/architecture.md). Empty for a unix-socket peer.
+    var peerAddress: [UInt8]
     /// Its port, 0 for none (a unix socket peer).
     var peerPort: Int
     /// Whether the client may set X-Forwarded-* / Forwarded (--forwarded-allow-ips).
@@ -72,7 +74,7 @@ final class Connection {
     /// In the loop's epoll set.
     var armed = false
 
-    init(fd: Int32, listener: Listener, peerAddress: String, peerPort: Int, now: Double) {
+    init(fd: Int32, listener: Listener, peerAddress: [UInt8], peerPort: Int, now: Double) {
         self.fd = fd
         self.listener = listener
         self.peerAddress = peerAddress
@@ -235,5 +237,12 @@ final class Listener {
         self.isUnix = isUnix
         self.serverName = serverName
         self.serverPort = serverPort
+    }
+}
+
+extension Connection {
+    /// The peer for a log line.
+    var peerDescription: String {
+        peerAddress.isEmpty ? "a unix socket peer" : String(decoding: peerAddress, as: UTF8.self)
     }
 }

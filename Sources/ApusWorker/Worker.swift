@@ -121,7 +121,7 @@ final class Worker {
         self.interpreter = interpreter
         application = WSGIApplication(interpreter: interpreter, app: app, scriptName: config.scriptName,
                                       multithread: config.threads > 1, multiprocess: config.processes > 1,
-                                      trustedProxies: (try? TrustedProxies(parsing: config.forwardedAllowIPs)) ?? .none)
+                                      trustedProxies: config.trustedProxies)
         var limits = HTTPParserLimits()
         limits.maxRequestLine = config.limits.maxRequestLine
         limits.maxHeaderBytes = config.limits.maxHeaderBytes
@@ -132,8 +132,7 @@ final class Worker {
         uwsgiLimits.maxVarsBytes = min(65535, config.limits.maxHeaderBytes)
         uwsgiLimits.maxBodyBytes = config.limits.maxBodyBytes
         uwsgiParser = UWSGIRequestParser(limits: uwsgiLimits)
-        // Validated when the options were read; an unparsable list trusts nobody.
-        trustedProxies = (try? TrustedProxies(parsing: config.forwardedAllowIPs)) ?? .none
+        trustedProxies = config.trustedProxies
         epfd = apus_epoll_create()
         accessLog = config.accessLog ? AccessLog() : nil
     }
@@ -273,10 +272,10 @@ final class Worker {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { apus_accept(listener.fd, $0, &len) }
         }
         if fd < 0 { return false }
-        let (host, port) = listener.isUnix ? ("", 0) : describe(addr)
+        let (host, port) = listener.isUnix ? ([], 0) : describe(addr)
         if !listener.isUnix { _ = apus_tcp_nodelay(fd) }
         let conn = Connection(fd: fd, listener: listener, peerAddress: host, peerPort: port, now: t)
-        conn.trustedPeer = trustedProxies.trusts(host)
+        conn.trustedPeer = host.withUnsafeBytes { trustedProxies.trusts($0) }
         if pool != nil && !draining {
             conn.isFresh = true
             fresh.append(conn)
@@ -474,14 +473,14 @@ final class Worker {
                     if peerClosed { closeAfterPending(conn) }
                     return
                 case let .failure(why):
-                    Log.warning("PROXY protocol header from \(conn.peerAddress) rejected: \(why)")
+                    Log.warning("PROXY protocol header from \(conn.peerDescription) rejected: \(why)")
                     closeConnection(conn)
                     return
                 case let .complete(proxy):
                     if !proxy.isLocal, let source = proxy.source {
-                        conn.peerAddress = formatIPAddress(source)
+                        conn.peerAddress = Array(formatIPAddress(source).utf8)
                         conn.peerPort = proxy.sourcePort ?? 0
-                        conn.trustedPeer = trustedProxies.trusts(conn.peerAddress)
+                        conn.trustedPeer = conn.peerAddress.withUnsafeBytes { trustedProxies.trusts($0) }
                     }
                     conn.start += proxy.length
                     conn.state = .head
@@ -497,7 +496,7 @@ final class Worker {
                     return
                 case let .failure(error):
                     // A broken packet is a broken front end: log it and close, never call the app.
-                    Log.warning("bad uwsgi packet from \(conn.peerAddress.isEmpty ? "a unix socket peer" : conn.peerAddress): \(error.logDescription)")
+                    Log.warning("bad uwsgi packet from \(conn.peerDescription): \(error.logDescription)")
                     closeConnection(conn)
                     return
                 case .complete:
@@ -690,7 +689,7 @@ final class Worker {
         // Rare, and the order on the wire must hold: what is pending goes first.
         _ = conn.writePendingBlocking(timeout: 5)
         _ = bytes.withUnsafeMutableBytes { SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer($0), timeout: 1) }
-        if case let .badRequest(why) = error { Log.warning("bad request from \(conn.peerAddress): \(why)") }
+        if case let .badRequest(why) = error { Log.warning("bad request from \(conn.peerDescription): \(why)") }
         // Half-close and drop what the client still sends for a moment: closing with
         // unread bytes would reset the connection and could destroy the answer in flight.
         shutdown(conn.fd, Int32(SHUT_WR))
@@ -766,8 +765,8 @@ final class Worker {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
-/// "127.0.0.1", 54321 for a peer address.
-func describe(_ addr: sockaddr_storage) -> (String, Int) {
+/// "127.0.0.1" (as bytes), 54321 for a peer address.
+func describe(_ addr: sockaddr_storage) -> ([UInt8], Int) {
     var a = addr
     var host = [CChar](repeating: 0, count: 64)
     var port: UInt16 = 0
@@ -786,5 +785,6 @@ func describe(_ addr: sockaddr_storage) -> (String, Int) {
             }
         }
     }
-    return (String(cString: host), Int(port))
+    let length = host.firstIndex(of: 0) ?? 0
+    return (host[0..<length].map { UInt8(bitPattern: $0) }, Int(port))
 }

@@ -47,8 +47,14 @@ case let .run(config):
     for warning in config.warnings { Log.warning(warning) }
     let master = Master(
         config: config, python: python, version: apusVersion,
-        startWorker: { launch in WorkerEntry.runWorker(workerSpec(launch)) },
-        startZygote: { launch, commandFD in WorkerEntry.runZygote(workerSpec(launch), commandFD: commandFD) },
+        prepareWorker: { launch in
+            let spec = workerSpec(launch)
+            return { WorkerEntry.runWorker(spec) }
+        },
+        prepareZygote: { launch, commandFD in
+            let spec = workerSpec(launch)
+            return { WorkerEntry.runZygote(spec, commandFD: commandFD) }
+        },
         reloadConfiguration: { rereadConfiguration(from: startDirectory) })
     exit(master.run())
 }

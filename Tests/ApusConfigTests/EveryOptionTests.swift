@@ -1,5 +1,6 @@
 import Testing
 @testable import ApusConfig
+import ApusProtocols
 
 /// One value for one option and the configuration it must produce.
 struct Sample: Sendable, CustomTestStringConvertible {
@@ -35,7 +36,7 @@ let samples: [Sample] = [
     Sample("backlog", "128") { $0.listenBacklog = 128 },
     Sample("chmod-socket", "666") { $0.socketMode = 0o666 },
     Sample("chown-socket", "www-data:www-data") { $0.socketOwner = "www-data:www-data" },
-    Sample("forwarded-allow-ips", "10.0.0.0/8, ::1,unix") { $0.forwardedAllowIPs = "10.0.0.0/8, ::1,unix" },
+    Sample("forwarded-allow-ips", "10.0.0.0/8, ::1,unix") { $0.trustedProxies = try! TrustedProxies(parsing: "10.0.0.0/8, ::1,unix") },
     Sample("proxy-protocol", "true") { $0.proxyProtocol = true },
     Sample("master-fifo", "/run/apus.fifo") { $0.masterFIFO = "/run/apus.fifo" },
     Sample("touch-reload", "/srv/reload") { $0.touchReload = "/srv/reload" },
