@@ -23,6 +23,4 @@ struct MappedLibraries {
             handles[path] = nil
         }
     }
-
-    var paths: Set<String> { Set(handles.keys) }
 }

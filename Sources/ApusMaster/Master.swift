@@ -599,6 +599,7 @@ public final class Master {
             spawnZygote(generation: g)
         } else if generations[g]!.zygotePID == 0 {
             generations[g] = nil  // an older generation's preloader, done
+            mapLibraries()
         }
     }
 

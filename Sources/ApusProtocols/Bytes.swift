@@ -103,3 +103,33 @@ func parseDecimal(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int?
     }
     return value
 }
+
+/// Appends the bytes of a literal.
+@inlinable
+public func appendLiteral(_ s: StaticString, _ out: inout [UInt8]) {
+    out.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+}
+
+/// Calls `body` with the decimal digits of `n` (0 or more), formatted on the stack: no
+/// allocation, no String.
+@inlinable
+public func withDecimalDigits<R>(_ n: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+    var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+    return withUnsafeMutableBytes(of: &digits) { d in
+        var i = d.count
+        var v = n
+        repeat {
+            i -= 1
+            d[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
+            v /= 10
+        } while v > 0
+        return body(UnsafeRawBufferPointer(rebasing: d[i..<d.count]))
+    }
+}
+
+/// Appends the decimal digits of `n` (0 or more).
+@inlinable
+public func appendDecimal(_ n: Int, to out: inout [UInt8]) {
+    if n < 10 { out.append(UInt8(truncatingIfNeeded: 48 + n)); return }
+    withDecimalDigits(n) { out.append(contentsOf: $0) }
+}

@@ -249,7 +249,4 @@ public struct ResponseHeadWriter: Sendable {
     }
 }
 
-@inline(__always)
-func appendLiteral(_ s: StaticString, _ out: inout [UInt8]) {
-    out.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
-}
+

@@ -17,11 +17,10 @@ public final class PythonInterpreter: @unchecked Sendable {
         self.helpers = helpers
     }
 
-    /// Loads libpython, initialises the interpreter and prepends `sysPath` to `sys.path`.
-    /// `sysPath` goes first on `sys.path`, after the working directory with
-    /// `workingDirectoryFirst` (asked of Python: a worker makes no path String of its own).
-    public static func start(libraryPath: String, programPath: String, sysPath: [String],
-                             workingDirectoryFirst: Bool = false) throws(PythonLoadError) -> PythonInterpreter {
+    /// Loads libpython, initialises the interpreter and puts the working directory, then
+    /// `sysPath`, first on `sys.path` (the working directory asked of Python: a worker makes
+    /// no path String of its own).
+    public static func start(libraryPath: String, programPath: String, sysPath: [String]) throws(PythonLoadError) -> PythonInterpreter {
         let api = try CPythonAPI(libraryPath: libraryPath)
         // The program name decides sys.prefix: a venv's bin/python makes CPython read
         // pyvenv.cfg. Deprecated since 3.11 but still honoured through 3.13, and unlike
@@ -55,7 +54,7 @@ public final class PythonInterpreter: @unchecked Sendable {
                 api.decref(s)
             }
         }
-        if workingDirectoryFirst && !interp.run("import os as _os, sys as _sys\n_sys.path.insert(0, _os.getcwd())\ndel _os, _sys\n") {
+        if !interp.run("import os as _os, sys as _sys\n_sys.path.insert(0, _os.getcwd())\ndel _os, _sys\n") {
             throw PythonLoadError(message: "cannot put the working directory on sys.path")
         }
         return interp

@@ -382,7 +382,7 @@ struct HeaderKeyCache {
     private func makeKey(_ name: UnsafeRawBufferPointer) -> PyRef {
         var key: [UInt8] = []
         key.reserveCapacity(name.count + 6)
-        for b in "HTTP_".utf8 { key.append(b) }
+        appendLiteral("HTTP_", &key)
         var ascii = true
         for b in name {
             switch b {

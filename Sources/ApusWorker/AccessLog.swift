@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ApusProtocols
 
 /// One line per request in the common log format, buffered per loop iteration and written
 /// to stderr in one `write`. Lines are assembled from bytes: no `String` per request (and
@@ -20,14 +21,14 @@ final class AccessLog: @unchecked Sendable {
         let raw = UnsafeRawBufferPointer(start: conn.buffer + conn.start, count: conn.end - conn.start)
         pthread_mutex_lock(&lock)
         if conn.peerAddress.isEmpty { pending.append(UInt8(ascii: "-")) } else { pending.append(contentsOf: conn.peerAddress) }
-        append(" - - [")
+        appendLiteral(" - - [", &pending)
         updateStamp()
         pending.append(contentsOf: stamp)
-        append("] \"")
+        appendLiteral("] \"", &pending)
         pending.append(contentsOf: raw[head.method])
         pending.append(UInt8(ascii: " "))
         pending.append(contentsOf: raw[head.target])
-        append(head.versionMinor == 0 ? " HTTP/1.0\" " : " HTTP/1.1\" ")
+        appendLiteral(head.versionMinor == 0 ? " HTTP/1.0\" " : " HTTP/1.1\" ", &pending)
         appendDecimal(status, to: &pending)
         pending.append(UInt8(ascii: " "))
         if bytes == 0 { pending.append(UInt8(ascii: "-")) } else { appendDecimal(bytes, to: &pending) }
@@ -43,10 +44,6 @@ final class AccessLog: @unchecked Sendable {
         if pending.isEmpty { return }
         _ = pending.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
         pending.removeAll(keepingCapacity: true)
-    }
-
-    private func append(_ s: StaticString) {
-        pending.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
     }
 
     private static let months: StaticString = "JanFebMarAprMayJunJulAugSepOctNovDec"
@@ -74,6 +71,6 @@ final class AccessLog: @unchecked Sendable {
         two(tmv.tm_min)
         stamp.append(UInt8(ascii: ":"))
         two(tmv.tm_sec)
-        stamp.append(contentsOf: UnsafeBufferPointer(start: (" +0000" as StaticString).utf8Start, count: 6))
+        appendLiteral(" +0000", &stamp)
     }
 }

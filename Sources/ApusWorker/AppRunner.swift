@@ -190,9 +190,6 @@ final class AppPool: @unchecked Sendable {
 extension AppRunner {
     /// A port as a Python str (REMOTE_PORT, SERVER_PORT): its digits, or "" for none.
     private func decimalString(_ n: Int) -> PyRef {
-        var digits: [UInt8] = []
-        digits.reserveCapacity(8)
-        if n > 0 { appendDecimal(n, to: &digits) }
-        return digits.withUnsafeBytes { api.latin1($0) }
+        n > 0 ? withDecimalDigits(n) { api.latin1($0) } : api.latin1(UnsafeRawBufferPointer(start: nil, count: 0))
     }
 }

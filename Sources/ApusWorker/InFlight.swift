@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ApusProtocols
 
 /// The request line each app thread is serving, kept in plain memory so that a signal
 /// handler can write them to the log when a worker's time is up (reload mercy or shutdown
@@ -19,13 +20,9 @@ enum InFlight {
         // Bytes, not an interpolated String (see "Memory of a worker" in docs/architecture.md).
         prefix = [UInt8(ascii: "[")]
         for b in role.utf8 { prefix.append(b) }
-        append(" pid ")
+        appendLiteral(" pid ", &prefix)
         appendDecimal(Int(getpid()), to: &prefix)
-        append("] cut at its deadline: ")
-    }
-
-    private static func append(_ s: StaticString) {
-        prefix.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+        appendLiteral("] cut at its deadline: ", &prefix)
     }
 
     /// Records "METHOD target" for app thread `index`.

@@ -211,16 +211,4 @@ final class ResponseWriter: WSGIResponseSink {
     }
 }
 
-@inline(__always) func appendDecimal(_ n: Int, to out: inout [UInt8]) {
-    if n < 10 { out.append(UInt8(48 + n)); return }
-    var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                 UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    var i = 20
-    var v = n
-    withUnsafeMutableBytes(of: &digits) { d in
-        while v > 0 { i -= 1; d[i] = UInt8(48 + v % 10); v /= 10 }
-        out.append(contentsOf: d[i..<20])
-    }
-}
 

@@ -768,23 +768,23 @@ final class Worker {
 /// "127.0.0.1" (as bytes), 54321 for a peer address.
 func describe(_ addr: sockaddr_storage) -> ([UInt8], Int) {
     var a = addr
-    var host = [CChar](repeating: 0, count: 64)
+    var host = [UInt8](repeating: 0, count: 64)
     var port: UInt16 = 0
     withUnsafePointer(to: &a) { p in
         if addr.ss_family == sa_family_t(AF_INET) {
             p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { s in
                 var ina = s.pointee.sin_addr
-                inet_ntop(AF_INET, &ina, &host, 64)
+                host.withUnsafeMutableBytes { _ = inet_ntop(AF_INET, &ina, $0.baseAddress!.assumingMemoryBound(to: CChar.self), 64) }
                 port = UInt16(bigEndian: s.pointee.sin_port)
             }
         } else if addr.ss_family == sa_family_t(AF_INET6) {
             p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { s in
                 var ina = s.pointee.sin6_addr
-                inet_ntop(AF_INET6, &ina, &host, 64)
+                host.withUnsafeMutableBytes { _ = inet_ntop(AF_INET6, &ina, $0.baseAddress!.assumingMemoryBound(to: CChar.self), 64) }
                 port = UInt16(bigEndian: s.pointee.sin6_port)
             }
         }
     }
-    let length = host.firstIndex(of: 0) ?? 0
-    return (host[0..<length].map { UInt8(bitPattern: $0) }, Int(port))
+    host.removeSubrange((host.firstIndex(of: 0) ?? 0)..<host.count)  // keeps the one allocation
+    return (host, Int(port))
 }

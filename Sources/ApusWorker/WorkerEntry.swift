@@ -91,7 +91,7 @@ public enum WorkerEntry {
             // sys.path: the working directory (the app's, after --chdir), then --pythonpath.
             interpreter = try PythonInterpreter.start(libraryPath: spec.python.libraryPath,
                                                       programPath: spec.python.programPath,
-                                                      sysPath: config.pythonPath, workingDirectoryFirst: true)
+                                                      sysPath: config.pythonPath)
         } catch {
             Log.error("cannot start Python: \(error)")
             _exit(WorkerExit.bootError)

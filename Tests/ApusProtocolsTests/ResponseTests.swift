@@ -204,3 +204,18 @@ let dateLine = "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
     #expect(r.data == bytes("Wikipedia"))
     #expect(r.result == .done(consumed: body.count))
 }
+
+@Test(arguments: [0, 7, 9, 10, 99, 100, 8000, 54321, 1 << 40, Int.max])
+func decimalDigitsMatchTheDescription(_ n: Int) {
+    var out: [UInt8] = Array("x".utf8)
+    appendDecimal(n, to: &out)
+    #expect(out == Array("x\(n)".utf8))
+    #expect(withDecimalDigits(n) { Array($0) } == Array("\(n)".utf8))
+}
+
+@Test func literalsAreAppendedWhole() {
+    var out: [UInt8] = []
+    appendLiteral("HTTP_", &out)
+    appendLiteral("", &out)
+    #expect(out == Array("HTTP_".utf8))
+}
