@@ -305,8 +305,9 @@ def mapped_libpython(pid: int) -> str | None:
 
 def is_helper(comm: str, cmdline: str) -> bool:
     """Processes that serve no request themselves: uWSGI's HTTP router (named by
-    --auto-procname) and apus's preloader. They are not averaged into RSS per worker."""
-    return comm == "preloader" or cmdline.startswith("uWSGI http")
+    --auto-procname) and apus's zygote (named "preloader" with --preload), which forks the
+    workers. They are not averaged into RSS per worker."""
+    return comm in ("zygote", "preloader") or cmdline.startswith("uWSGI http")
 
 
 def memory(root: int) -> dict:
@@ -824,7 +825,7 @@ def render_md(meta: dict, aggs: list[dict], skipped: list[str]) -> str:
              "measured run / requests completed, median; CPU% = that CPU per wall second "
              "(100 = one core); nginx CPU µs/req = the same for the nginx in front (nginx+* rows "
              "only, not included in CPU µs/req); RSS/PSS per worker = mean over the processes that serve requests "
-             "(not the leader, uWSGI's HTTP router or apus's preloader), "
+             "(not the leader, uWSGI's HTTP router or apus's zygote), "
              "total PSS = whole tree incl. master; KA = keep-alive check before the load: as many "
              "connections as wrk opens, two GETs on each, all held open (yes / no: server closes / "
              "STARVES k/n: only k connections answered, so wrk's figure comes from k connections).")

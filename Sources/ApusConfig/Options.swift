@@ -197,7 +197,7 @@ extension OptionSpec {
                  help: "Number of threads per worker process.",
                  into: \.config.threads),
             .flag("preload", aliases: ["preload-app"], negations: ["lazy-apps"], section: .workers,
-                  help: "Load the application in the master before forking workers (uWSGI's --lazy-apps turns this off).",
+                  help: "Import the application once, then fork the workers from that process (default: each worker imports it after the fork, as with uWSGI's --lazy-apps).",
                   into: \.config.preload),
             .duration("shutdown-timeout", aliases: ["graceful-timeout"], allowZero: true, section: .workers,
                       help: "Seconds workers get to finish their requests on shutdown or reload before they are killed.",

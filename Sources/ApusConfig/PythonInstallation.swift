@@ -8,10 +8,14 @@ public struct PythonInstallation: Equatable, Sendable {
     public var libraryPath: String
     /// "3.12.1".
     public var version: String
+    /// Libraries the standard library's hashing, TLS and compression modules load (paths):
+    /// the master maps them with libpython, so workers inherit them loaded and relocated.
+    public var sharedLibraries: [String]
 
-    public init(programPath: String, libraryPath: String, version: String) {
+    public init(programPath: String, libraryPath: String, version: String, sharedLibraries: [String] = []) {
         self.programPath = programPath
         self.libraryPath = libraryPath
         self.version = version
+        self.sharedLibraries = sharedLibraries
     }
 }

@@ -2,14 +2,14 @@
 import Glibc
 #endif
 
-/// What a worker (or the preloading zygote) tells the master over the shared status pipe.
+/// What a worker (or a zygote) tells the master over the shared status pipe.
 /// Fixed 16-byte records: writes up to PIPE_BUF are atomic, so many writers can share one
 /// pipe without framing.
 public struct WorkerMessage: Equatable, Sendable {
     public enum Kind: UInt32, Sendable {
         /// The worker imported the app and accepts connections.
         case ready = 1
-        /// The zygote imported the app and can fork workers.
+        /// The zygote started Python (and with --preload imported the app) and can fork workers.
         case zygoteReady = 2
         /// A worker forked by the zygote is running (tells the master its pid).
         case started = 3

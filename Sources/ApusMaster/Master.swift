@@ -6,9 +6,9 @@ import ApusConfig
 import ApusIPC
 import ApusObserve
 
-/// What a forked child needs to become a worker (or the preloading zygote).
+/// What a forked zygote needs to start Python and fork workers.
 public struct WorkerLaunch {
-    /// "worker 3" or "preloader": the child's name in the log and in `ps`, made before the
+    /// "zygote" or "preloader": the child's name in the log and in `ps`, made before the
     /// fork so that the child runs no string formatting of its own.
     public let role: String
     public let slot: UInt32
@@ -41,7 +41,7 @@ public final class Master {
 
     struct WorkerRecord {
         var slot: UInt32
-        /// 0 until a worker forked by a preloader says `started`.
+        /// 0 until the worker, forked by its generation's zygote, says `started`.
         var pid: pid_t
         var generation: UInt32
         var ready = false
@@ -53,23 +53,23 @@ public final class Master {
         var cutSent = false
     }
 
-    /// One generation's settings and, with --preload, its preloading process.
+    /// One generation's settings and its zygote: the process, with Python started (and with
+    /// --preload the app imported), that forks the generation's workers.
     struct Generation {
         var config: Configuration
         var python: PythonInstallation
         var zygotePID: pid_t = 0
         var zygoteReady = false
         var zygoteCommandFD: Int32 = -1
-        /// Workers asked for before the preloader was ready.
+        /// Workers asked for before the zygote was ready.
         var pendingSpawns = 0
         /// The reload that started it (nil for the first generation).
         var kind: ReloadKind? = nil
     }
 
-    /// Turn a launch into what the child runs, in the master before the fork: the child
-    /// then starts from values it only reads (see "Memory of a worker" in
-    /// docs/architecture.md). The second takes the preloader's command pipe.
-    let prepareWorker: (WorkerLaunch) -> () -> Never
+    /// Turn a launch and the zygote's command pipe into what the child runs, in the master
+    /// before the fork: the child then starts from values it only reads (see "Memory of a
+    /// worker" in docs/architecture.md).
     let prepareZygote: (WorkerLaunch, Int32) -> () -> Never
     let reloadConfiguration: ConfigurationSource
     let version: String
@@ -102,11 +102,9 @@ public final class Master {
     private var libraries = MappedLibraries()
 
     public init(config: Configuration, python: PythonInstallation, version: String,
-                prepareWorker: @escaping (WorkerLaunch) -> () -> Never,
                 prepareZygote: @escaping (WorkerLaunch, Int32) -> () -> Never,
                 reloadConfiguration: @escaping ConfigurationSource) {
         self.version = version
-        self.prepareWorker = prepareWorker
         self.prepareZygote = prepareZygote
         self.reloadConfiguration = reloadConfiguration
         generations[1] = Generation(config: config, python: python)
@@ -332,12 +330,11 @@ public final class Master {
         startGeneration(g)
     }
 
-    /// Starts what a generation needs before workers: its preloader, with --preload.
+    /// Starts what a generation needs before workers: its zygote.
     private func startGeneration(_ g: UInt32) {
-        guard let gen = generations[g] else { return }
+        guard generations[g] != nil else { return }
         mapLibraries()
-        if gen.config.preload { spawnZygote(generation: g) }
-        else if g == plan.serving && !plan.isReloading { manageWorkers(now: now()) }
+        spawnZygote(generation: g)
     }
 
     private func abandonGeneration(_ g: UInt32, _ reason: String) {
@@ -360,7 +357,7 @@ public final class Master {
     }
 
     private func mapLibraries() {
-        libraries.keep(Set(generations.values.map(\.python.libraryPath)))
+        libraries.keep(Set(generations.values.flatMap { [$0.python.libraryPath] + $0.python.sharedLibraries }))
     }
 
     private func commitGeneration(_ g: UInt32, _ kind: ReloadKind) {
@@ -373,9 +370,11 @@ public final class Master {
         Log.info("\(kind) done: generation \(g) serving")
     }
 
-    /// Sockets no live generation binds any more.
+    /// Sockets neither the serving generation nor the one starting binds. (An old
+    /// generation's zygote may still be exiting: it holds its own copies until then.)
     private func closeUnusedSockets() {
-        let wanted = Set(generations.values.flatMap { $0.config.binds })
+        let live = [plan.serving, plan.incoming].compactMap { $0 }
+        let wanted = Set(live.compactMap { generations[$0] }.flatMap { $0.config.binds })
         for (bind, fd) in sockets where !wanted.contains(bind) {
             close(fd)
             if case let .unix(path) = bind.address { unlink(path) }
@@ -412,7 +411,7 @@ public final class Master {
     /// Keeps the serving generation at strength: replaces dead workers (after the back-off
     /// when boots keep failing) and retires extra ones after SIGTTOU. Idle during a reload.
     private func manageWorkers(now t: Double) {
-        // A worker a preloader was asked for but that never said `started` died in birth.
+        // A worker a zygote was asked for but that never said `started` died in birth.
         workers.removeAll { $0.pid == 0 && t - $0.startedAt > 10 }
         guard !plan.isReloading, !stopping else { return }
         let g = plan.serving
@@ -429,7 +428,7 @@ public final class Master {
 
     private func spawnWorkers(generation g: UInt32, count: Int) {
         guard let gen = generations[g] else { return }
-        if gen.config.preload && !gen.zygoteReady {
+        if !gen.zygoteReady {
             generations[g]!.pendingSpawns += count
             return
         }
@@ -440,34 +439,15 @@ public final class Master {
         let gen = generations[g]!
         let slot = freeSlot()
         tally.slots = max(tally.slots, Int(slot) + 1)
-        if gen.config.preload {
-            guard gen.zygoteCommandFD >= 0, SpawnRequest(slot: slot, generation: g).send(to: gen.zygoteCommandFD) else { return }
-            // The pid arrives with the worker's `started` message.
-            workers.append(WorkerRecord(slot: slot, pid: 0, generation: g, startedAt: now()))
-            return
-        }
-        let launch = makeLaunch(slot: slot, generation: g, role: "worker \(slot)")
-        let keep = launch.listeners.map { $0.fd }
-        let run = prepareWorker(launch)
-        let pid = fork()
-        if pid == 0 {
-            closeMasterOnlyFDs(keeping: keep)
-            run()
-        }
-        // Keeps what was made for the child before the fork: the optimizer may otherwise
-        // sink it into the child, which would then run that code itself.
-        withExtendedLifetime((run, keep)) {}
-        if pid < 0 {
-            Log.error("fork failed: \(String(cString: strerror(errno)))")
-            return
-        }
-        workers.append(WorkerRecord(slot: slot, pid: pid, generation: g, startedAt: now()))
+        guard gen.zygoteCommandFD >= 0, SpawnRequest(slot: slot, generation: g).send(to: gen.zygoteCommandFD) else { return }
+        // The pid arrives with the worker's `started` message.
+        workers.append(WorkerRecord(slot: slot, pid: 0, generation: g, startedAt: now()))
     }
 
     private func spawnZygote(generation g: UInt32) {
         var fds: [Int32] = [0, 0]
         _ = apus_pipe_cloexec(&fds, 0)
-        let launch = makeLaunch(slot: 0, generation: g, role: "preloader")
+        let launch = makeLaunch(slot: 0, generation: g, role: zygoteName(g))
         let keep = launch.listeners.map { $0.fd } + [fds[0]]
         let run = prepareZygote(launch, fds[0])
         let pid = fork()
@@ -476,11 +456,18 @@ public final class Master {
             closeMasterOnlyFDs(keeping: keep)
             run()
         }
+        // Keeps what was made for the child before the fork: the optimizer may otherwise
+        // sink it into the child, which would then run that code itself.
         withExtendedLifetime((run, keep)) {}
         close(fds[0])
         generations[g]!.zygotePID = pid
         generations[g]!.zygoteReady = false
         generations[g]!.zygoteCommandFD = fds[1]
+    }
+
+    /// "preloader" when it imports the app (--preload), else "zygote".
+    private func zygoteName(_ g: UInt32) -> String {
+        generations[g]?.config.preload == true ? "preloader" : "zygote"
     }
 
     private func stopZygote(of g: UInt32) {
@@ -583,7 +570,7 @@ public final class Master {
         generations[g]!.zygoteCommandFD = -1
         if stopping { return }
         if g == plan.incoming {
-            perform(plan.failed(generation: g, reason: "the preloader of generation \(g) exited (\(how))\(exitCode == WorkerExit.appLoadError ? ": the application could not be imported (see the traceback above)" : "")",
+            perform(plan.failed(generation: g, reason: "the \(zygoteName(g)) of generation \(g) exited (\(how))\(exitCode == WorkerExit.appLoadError ? ": the application could not be imported (see the traceback above)" : "")",
                                 workers: workerCount(for: plan.pending)))
         } else if g == plan.serving {
             if exitCode == WorkerExit.appLoadError && !everReady {
@@ -592,13 +579,13 @@ public final class Master {
             }
             // Workers still being forked by it will never come.
             workers.removeAll { $0.generation == g && $0.pid == 0 }
-            Log.warning("the preloader exited (\(how))\(wasReady ? "" : " before it was ready"); starting a new one")
+            Log.warning("the \(zygoteName(g)) exited (\(how))\(wasReady ? "" : " before it was ready"); starting a new one")
             let delay = wasReady ? 0 : min(30.0, 0.25 * Double(1 << min(bootFailures, 7)))
             bootFailures += wasReady ? 0 : 1
             nextSpawnAt = now() + delay
             spawnZygote(generation: g)
         } else if generations[g]!.zygotePID == 0 {
-            generations[g] = nil  // an older generation's preloader, done
+            generations[g] = nil  // an older generation's zygote, done
             mapLibraries()
         }
     }
@@ -619,7 +606,8 @@ public final class Master {
                 let g = message.generation
                 guard generations[g]?.zygotePID == message.pid else { continue }
                 generations[g]!.zygoteReady = true
-                Log.info("generation \(g): application preloaded (pid \(message.pid))")
+                Log.info(generations[g]!.config.preload ? "generation \(g): application preloaded (pid \(message.pid))"
+                                                        : "generation \(g): Python started in the zygote (pid \(message.pid))")
                 let pending = generations[g]!.pendingSpawns
                 generations[g]!.pendingSpawns = 0
                 if pending > 0 { spawnWorkers(generation: g, count: pending) }
@@ -736,7 +724,7 @@ public final class Master {
         let processes = config.processes == 1 ? "1 worker" : "\(config.processes) workers"
         let python = generations[plan.serving]!.python
         Log.info("apus \(version) (pid \(getpid())), Python \(python.version) at \(python.programPath)")
-        Log.info("app \(config.app.description), \(processes) x \(threads), \(config.preload ? "preloaded once then forked" : "imported by each worker")")
+        Log.info("app \(config.app.description), \(processes) x \(threads), \(config.preload ? "preloaded once then forked" : "imported by each worker, forked with Python started")")
         Log.info("listening on \(binds)")
         if let fifo = config.masterFIFO { Log.info("master FIFO at \(fifo)") }
     }

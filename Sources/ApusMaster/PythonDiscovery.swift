@@ -27,8 +27,7 @@ public enum PythonDiscovery {
             program = found
         }
         guard access(program, X_OK) == 0 else { throw Failure(description: "--python: \(program) is not an executable") }
-        let script = "import sys, sysconfig, os; v = sysconfig.get_config_var; print(sys.version.split()[0]); print(os.path.join(v('LIBDIR') or '', v('LDLIBRARY') or '')); print(v('Py_ENABLE_SHARED')); print(sys.executable)"
-        guard let out = run(program, ["-c", script]) else {
+        guard let out = run(program, ["-c", discoveryScript]) else {
             throw Failure(description: "cannot run \(program) to find its libpython")
         }
         let lines = out.split(separator: "\n").map(String.init)
@@ -50,8 +49,35 @@ public enum PythonDiscovery {
         }
         // sys.executable, not the path we ran: a pyenv shim or a symlink would give CPython
         // the wrong prefix.
-        return PythonInstallation(programPath: lines[3], libraryPath: library, version: lines[0])
+        return PythonInstallation(programPath: lines[3], libraryPath: library, version: lines[0],
+                                  sharedLibraries: Array(lines.dropFirst(4)))
     }
+
+    /// Prints the version, the libpython path, Py_ENABLE_SHARED and sys.executable, one per
+    /// line, then the shared libraries that loading the standard library's hashing, TLS and
+    /// compression modules maps (libcrypto, libssl, libz, ...): what Django and Flask load
+    /// while they are imported, and what uWSGI links into its binary.
+    static let discoveryScript = """
+        import importlib.machinery, os, sys, sysconfig
+        v = sysconfig.get_config_var
+        print(sys.version.split()[0])
+        print(os.path.join(v('LIBDIR') or '', v('LDLIBRARY') or ''))
+        print(v('Py_ENABLE_SHARED'))
+        print(sys.executable)
+        def mapped():
+            with open('/proc/self/maps') as f:
+                return {p[5].strip() for p in (l.split(None, 5) for l in f) if len(p) == 6 and p[5].startswith('/')}
+        before = mapped()
+        for name in ('_hashlib', '_ssl', 'zlib', '_lzma', '_bz2'):
+            try:
+                __import__(name)
+            except Exception:
+                pass
+        extension = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+        for path in sorted(mapped() - before):
+            if not path.endswith(extension) and '\\n' not in path and os.path.isfile(path):
+                print(path)
+        """
 
     static func searchPath(_ name: String) -> String? {
         guard let path = getenv("PATH") else { return nil }

@@ -8,9 +8,9 @@ import ApusObserve
 import ApusProtocols
 import ApusPython
 
-/// What a worker process is given by the master when it is forked.
+/// What a worker process is given by the master (through its zygote).
 public struct WorkerSpec {
-    /// "worker 3" or "preloader" (see `WorkerLaunch.role`).
+    /// "worker 3", or "zygote" / "preloader" (see `WorkerLaunch.role`).
     public var role: String
     public var configuration: Configuration
     public var python: PythonInstallation

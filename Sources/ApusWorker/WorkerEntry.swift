@@ -7,22 +7,19 @@ import ApusIPC
 import ApusObserve
 import ApusPython
 
-/// Entry points for the processes that run Python. The master forks, then calls one of
-/// these in the child; they never return.
+/// Entry point for the process that runs Python first: the zygote. The master forks it,
+/// then it never returns.
 public enum WorkerEntry {
-    /// A worker that imports the app itself (the default, "lazy" mode).
-    public static func runWorker(_ spec: WorkerSpec) -> Never {
-        becomeChild(of: spec.masterPID, role: spec.role)
-        let (interpreter, app) = loadApplication(spec)
-        Worker(spec: spec, interpreter: interpreter, app: app).run()
-    }
-
-    /// `--preload`: imports the app once, then forks workers on the master's request
-    /// (read from `commandFD`). Each worker is forked twice over so that it is re-parented
-    /// to the master (a child subreaper), which then supervises it like any other worker.
+    /// Starts Python and, with `--preload`, imports the app; then forks workers on the
+    /// master's request (read from `commandFD`). Without `--preload` each worker imports the
+    /// app itself after the fork, as uWSGI's `--lazy-apps` does: the interpreter's start-up
+    /// is done once, and its code and tables are never touched by a worker. Each worker is
+    /// forked twice over so that it is re-parented to the master (a child subreaper), which
+    /// then supervises it like any other child.
     public static func runZygote(_ spec: WorkerSpec, commandFD: Int32) -> Never {
         becomeChild(of: spec.masterPID, role: spec.role)
-        let (interpreter, app) = loadApplication(spec)
+        let interpreter = startPython(spec)
+        let preloaded = spec.configuration.preload ? loadApplication(spec, interpreter) : nil
         WorkerMessage(kind: .zygoteReady, slot: 0, pid: getpid(), generation: spec.generation).send(to: spec.statusFD)
         while let request = SpawnRequest.receive(from: commandFD) {
             let role = "worker \(request.slot)"
@@ -38,6 +35,7 @@ public enum WorkerEntry {
                 workerSpec.role = role
                 becomeChild(of: spec.masterPID, role: role)
                 WorkerMessage(kind: .started, slot: request.slot, pid: getpid(), generation: request.generation).send(to: spec.statusFD)
+                let app = preloaded ?? loadApplication(workerSpec, interpreter)
                 Worker(spec: workerSpec, interpreter: interpreter, app: app).run()
             }
             interpreter.afterForkParent()
@@ -83,22 +81,25 @@ public enum WorkerEntry {
         }
     }
 
-    private static func loadApplication(_ spec: WorkerSpec) -> (PythonInterpreter, PyRef) {
+    /// The --env variables, then the interpreter, with the working directory (the app's,
+    /// after --chdir) and then --pythonpath first on sys.path.
+    private static func startPython(_ spec: WorkerSpec) -> PythonInterpreter {
         let config = spec.configuration
         for (k, v) in config.env { setenv(k, v, 1) }
-        let interpreter: PythonInterpreter
         do {
-            // sys.path: the working directory (the app's, after --chdir), then --pythonpath.
-            interpreter = try PythonInterpreter.start(libraryPath: spec.python.libraryPath,
-                                                      programPath: spec.python.programPath,
-                                                      sysPath: config.pythonPath)
+            return try PythonInterpreter.start(libraryPath: spec.python.libraryPath,
+                                               programPath: spec.python.programPath,
+                                               sysPath: config.pythonPath)
         } catch {
             Log.error("cannot start Python: \(error)")
             _exit(WorkerExit.bootError)
         }
+    }
+
+    private static func loadApplication(_ spec: WorkerSpec, _ interpreter: PythonInterpreter) -> PyRef {
+        let app = spec.configuration.app
         do {
-            let app = try interpreter.loadApp(module: config.app.module, file: config.app.wsgiFile, callable: config.app.callable)
-            return (interpreter, app)
+            return try interpreter.loadApp(module: app.module, file: app.wsgiFile, callable: app.callable)
         } catch {
             Log.error("\(error)")
             _exit(WorkerExit.appLoadError)

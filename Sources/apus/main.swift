@@ -47,10 +47,6 @@ case let .run(config):
     for warning in config.warnings { Log.warning(warning) }
     let master = Master(
         config: config, python: python, version: apusVersion,
-        prepareWorker: { launch in
-            let spec = workerSpec(launch)
-            return { WorkerEntry.runWorker(spec) }
-        },
         prepareZygote: { launch, commandFD in
             let spec = workerSpec(launch)
             return { WorkerEntry.runZygote(spec, commandFD: commandFD) }

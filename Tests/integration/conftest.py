@@ -140,7 +140,7 @@ class ApusServer:
                 f"\n--- stdout (tail) ---\n{self.stdout()[-2000:]}")
 
     def workers(self):
-        return helpers.children_of(self.pid)
+        return helpers.workers_of(self.pid)
 
     def get(self, path="/", **kw):
         return helpers.get(self.port, path, **kw)

@@ -420,6 +420,24 @@ def children_of(pid):
     return sorted(out)
 
 
+def process_name(pid):
+    """The process's name (what apus sets: "worker 3", "zygote", "preloader"), or None."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+ZYGOTE_NAMES = ("zygote", "preloader")
+
+
+def workers_of(pid):
+    """The master's children that serve requests: all but its zygotes (a worker the zygote
+    just forked carries the zygote's name until it has named itself)."""
+    return [c for c in children_of(pid) if process_name(c) not in ZYGOTE_NAMES]
+
+
 def session_members(sid):
     """Live (non-zombie) processes of session `sid` (apus is started with setsid, so this is
     the master and everything it forked, even processes re-parented away from it)."""

@@ -1,13 +1,19 @@
 """What a worker maps (docs/architecture.md, "Memory of a worker"): the binary laid out so a
-worker touches little of it, read-only data that stays read-only, and libpython mapped once
-by the master, also across a reload to another Python."""
+worker touches little of it, read-only data that stays read-only, libpython and the libraries
+of hashlib and zlib mapped once by the master, also across a reload to another Python, and
+Python started once per generation, in the zygote."""
 import os
+import re
 import signal
 import struct
+import subprocess
+import sys
+import time
 
 import pytest
 
 from conftest import APUS_BIN
+import helpers
 from helpers import APPS, EXAMPLES, REPO, Conn, get, wait_until
 from test_pythons import find_python
 
@@ -118,3 +124,90 @@ def test_a_reload_to_another_python_maps_the_new_libpython(apus, tmp_path):
     wait_until(lambda: get(srv.port, "/").json()["python"][:2] == [3, 12], 30, what="a 3.12 worker")
     wait_until(lambda: versions(mapped_libpythons(srv.pid)) == ["3.12"], 30,
                what="the master mapping 3.12's libpython only")
+
+
+def loaded_by_stdlib_modules(python):
+    """The shared libraries that importing _hashlib, zlib, ... maps in `python`."""
+    script = ("def m():\n"
+              "    return {l.split(None, 5)[5].strip() for l in open('/proc/self/maps') if len(l.split()) >= 6}\n"
+              "b = m()\n"
+              "import _hashlib, zlib\n"
+              "print('\\n'.join(p for p in m() - b if '.cpython-' not in p))\n")
+    out = subprocess.run([python, "-c", script], capture_output=True, text=True, check=True).stdout
+    return {os.path.realpath(p) for p in out.split()}
+
+
+HASHING_APP = """
+import hashlib, zlib
+
+def application(environ, start_response):
+    body = hashlib.sha256(zlib.compress(b"apus")).hexdigest().encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def test_workers_inherit_the_libraries_of_hashlib_and_zlib(apus, tmp_path):
+    # The master maps them before forking (as uWSGI, which links them): a worker whose app
+    # imports hashlib finds libcrypto loaded and does not load or initialise it again.
+    libs = loaded_by_stdlib_modules(sys.executable)
+    if not libs:
+        pytest.skip("this Python's _hashlib and zlib load no shared library of their own")
+    app = tmp_path / "hashing.py"
+    app.write_text(HASHING_APP)
+    srv = apus(None, "--wsgi-file", app, "--processes", "2", env={"LD_DEBUG": "files"})
+    assert get(srv.port, "/").status == 200
+    workers = srv.workers()
+    assert len(workers) == 2
+    with open(f"/proc/{srv.pid}/maps") as f:
+        in_master = {os.path.realpath(line.split(None, 5)[5].strip()) for line in f if len(line.split()) >= 6}
+    assert libs <= in_master, sorted(libs - in_master)
+    # ld.so's LD_DEBUG=files lines: "PID: calling init: PATH" for each library it initialises
+    inits = re.findall(r"^\s*(\d+):\s+calling init: (\S+)", srv.log(), re.M)
+    assert inits, "no LD_DEBUG output in the log"
+    again = [(pid, path) for pid, path in inits if int(pid) in workers and os.path.realpath(path) in libs]
+    assert not again, f"workers initialised these themselves: {again}"
+
+
+STARTUP_MARKER = """
+import os
+with open(os.path.join(os.path.dirname(__file__), "started-%d" % os.getpid()), "w"):
+    pass
+"""
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["lazy", "preload"])
+def test_python_starts_once_per_generation_not_in_each_worker(apus, tmp_path, preload):
+    # sitecustomize runs during the interpreter's start-up: in the zygote only, and again in
+    # the new zygote of a reload. The app is still imported by each worker without --preload.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(STARTUP_MARKER)
+    srv = apus("pidapp", "--processes", "2", *(["--preload"] if preload else []),
+               chdir=APPS, env={"PYTHONPATH": str(site)})
+    workers = wait_until(lambda: (w := srv.workers()) and len(w) == 2 and w, 20, what="2 workers")
+
+    def started():
+        """Processes that ran the start-up (also apus's one-off `python -c` that finds
+        libpython, which is gone by now)."""
+        return {int(p.name.split("-")[1]) for p in site.glob("started-*")}
+
+    def zygotes():
+        return {p for p in started() if helpers.alive(p)}
+
+    [zygote] = zygotes()
+    assert zygote not in workers and zygote in helpers.children_of(srv.pid)
+    answers = {}
+    deadline = time.monotonic() + 20
+    while len(answers) < 2 and time.monotonic() < deadline:
+        j = get(srv.port, "/sleep?s=0.1").json()
+        answers[j["pid"]] = j["import_pid"]
+    assert set(answers) == set(workers), answers
+    for pid, imported in answers.items():
+        assert imported == (zygote if preload else pid)
+    srv.signal(signal.SIGHUP)
+    new = wait_until(lambda: (w := srv.workers()) and len(w) == 2 and not set(w) & set(workers) and w,
+                     30, what="2 new workers")
+    [second] = wait_until(lambda: (z := zygotes()) and z != {zygote} and z, 30, what="the new zygote alone")
+    assert second in helpers.children_of(srv.pid)
+    assert not started() & (set(workers) | set(new)), "a worker ran Python's start-up"

@@ -65,7 +65,7 @@ class Reloadable:
         fifo_send(self.fifo, cmd)
 
     def others(self):
-        """Every process of the server's session but the master: workers, preloaders."""
+        """Every process of the server's session but the master: workers, zygotes."""
         return set(session_members(self.srv.pid)) - {self.srv.pid}
 
     def log_len(self):
@@ -393,8 +393,9 @@ def test_failed_new_version_rolls_back(reloadapp, broken):
     lg.stop()
     assert_no_failures(lg)
     assert_only_code_after(lg, t, "v3")
-    wait_until(lambda: len(app.others()) == 2, 20,
-               what="2 worker processes, none left over from the failed generation")
+    # two workers and the zygote that forked them
+    wait_until(lambda: len(app.others()) == 3 and len(app.workers()) == 2, 20,
+               what="2 worker processes and a zygote, none left over from the failed generation")
 
 
 # -- ready means ready: --warmup ------------------------------------------------------------------
@@ -437,11 +438,12 @@ def test_graceful_reload_reads_ini_changes(reloadapp, tmp_path):
     wait_until(lambda: len(app.workers()) == 3, 20, what="3 workers after the graceful reload")
 
 
-def test_graceful_reload_changes_binds(reloadapp, tmp_path):
+@pytest.mark.parametrize("preload", [False, True], ids=["lazy", "preload"])
+def test_graceful_reload_changes_binds(reloadapp, tmp_path, preload):
     p1, p2 = conftest.free_port(), conftest.free_port()
     ini = tmp_path / "binds.ini"
     _ini(ini, f"http = 127.0.0.1:{p1}")
-    app = reloadapp("--ini", ini, bind=False, port=p1)
+    app = reloadapp("--ini", ini, *(["--preload"] if preload else []), bind=False, port=p1)
     with pytest.raises(OSError):
         get(p2, timeout=2)
     # add a second listener; load on the first one all along
