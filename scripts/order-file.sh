@@ -6,7 +6,8 @@
 # (the kernel maps code 64 KiB at a time), so the fewer windows the worker's code spans, the
 # smaller each worker's RSS. The list comes from callgrind: apus serves the Django example
 # and the hello app (lazy and --preload, 1 and 3 threads, HTTP and uwsgi) under valgrind,
-# and every function that ran in a worker is kept, then every one that ran in the master.
+# and every function that ran in a worker is kept, then every one that ran in the zygote, then
+# in the master.
 #
 # Usage: scripts/order-file.sh [VENV]     (VENV: a venv with Django; default bench/.venv)
 # Needs valgrind. A stale list only costs memory: names it no longer finds are skipped.
@@ -89,9 +90,10 @@ serve django-lazy --chdir examples/djecho djecho.wsgi
 serve django-preload --chdir examples/djecho djecho.wsgi --preload --threads 3
 serve hello --chdir examples hello --threads 1
 
-# The list: functions that ran in a worker or the preloader (callgrind counts from zero in a
-# child, since every process zeroes its counts as it enters fork), then those that ran in the
-# master after its last fork. The standard library's
+# The list: functions that ran in a worker (callgrind counts from zero in a child, since every
+# process zeroes its counts as it enters fork), then those that ran only in the zygote
+# (Python's start-up: a lazy worker no longer runs it), then those that ran in the master
+# after its last fork. The standard library's
 # Swift.o keeps most of its code in one 1.6 MB section that no order can split; its functions
 # go last in each group, so that section follows the small ones instead of sitting among them.
 TOOLCHAIN_LIB=$(dirname "$(dirname "$(readlink -f "$(command -v swiftc)")")")/lib/swift_static/linux
@@ -110,17 +112,20 @@ defined = {name for _, name in functions(binary)}
 # is linked from our object, which comes first: only Swift.o's own functions follow its section.
 ours = {name for _, name in functions(*glob.glob(".build/release/*.build/*.o"), section=r"\.text\S*")}
 in_blob = {name for flags, name in functions(stdlib) if "w" not in flags or name not in ours}
-workers, masters = set(), []
+workers, zygotes, masters = set(), set(), []
 for run in sorted(os.listdir(work)):
+    # by pid: the master, then its zygote (forked first), then the workers the zygote forked
     dumps = sorted(glob.glob(os.path.join(work, run, "cg.*")), key=lambda p: int(p.rsplit(".", 1)[1]))
     for i, path in enumerate(dumps):
         names = re.findall(r"^fn=(?:\(\d+\) )?(\S+)", open(path, errors="replace").read(), re.M)
         if i == 0:
             masters += names
+        elif i == 1:
+            zygotes.update(names)
         else:
             workers.update(names)
 order, seen = [], set()
-for group in (sorted(workers), masters):
+for group in (sorted(workers), sorted(zygotes), masters):
     group = [n for n in group if n in defined and n not in seen]
     seen.update(group)
     order += [n for n in group if n not in in_blob] + [n for n in group if n in in_blob]
