@@ -421,9 +421,13 @@ public final class Master {
                 retire(pid: w.pid, slot: w.slot)
             }
         }
-        let pending = generations[g]?.pendingSpawns ?? 0
-        let missing = desiredWorkers - serving.count - pending
-        if missing > 0 && t >= nextSpawnAt { spawnWorkers(generation: g, count: missing) }
+        guard t >= nextSpawnAt, let gen = generations[g] else { return }
+        if gen.zygotePID == 0 {
+            spawnZygote(generation: g)  // it died (or could not be forked): after the back-off
+            return
+        }
+        let missing = desiredWorkers - serving.count - gen.pendingSpawns
+        if missing > 0 { spawnWorkers(generation: g, count: missing) }
     }
 
     private func spawnWorkers(generation g: UInt32, count: Int) {
@@ -456,10 +460,22 @@ public final class Master {
             closeMasterOnlyFDs(keeping: keep)
             run()
         }
+        let forkError = errno
         // Keeps what was made for the child before the fork: the optimizer may otherwise
         // sink it into the child, which would then run that code itself.
         withExtendedLifetime((run, keep)) {}
         close(fds[0])
+        if pid < 0 {
+            close(fds[1])
+            let reason = "cannot fork the \(zygoteName(g)) of generation \(g): \(String(cString: strerror(forkError)))"
+            if g == plan.incoming {
+                perform(plan.failed(generation: g, reason: reason, workers: workerCount(for: plan.pending)))
+            } else {
+                Log.error("\(reason); retrying in 1 s")
+                nextSpawnAt = now() + 1
+            }
+            return
+        }
         generations[g]!.zygotePID = pid
         generations[g]!.zygoteReady = false
         generations[g]!.zygoteCommandFD = fds[1]
@@ -579,11 +595,10 @@ public final class Master {
             }
             // Workers still being forked by it will never come.
             workers.removeAll { $0.generation == g && $0.pid == 0 }
-            Log.warning("the \(zygoteName(g)) exited (\(how))\(wasReady ? "" : " before it was ready"); starting a new one")
             let delay = wasReady ? 0 : min(30.0, 0.25 * Double(1 << min(bootFailures, 7)))
             bootFailures += wasReady ? 0 : 1
             nextSpawnAt = now() + delay
-            spawnZygote(generation: g)
+            Log.warning("the \(zygoteName(g)) exited (\(how))\(wasReady ? "" : " before it was ready"); starting a new one\(delay > 0 ? " in \(delay) s" : "")")
         } else if generations[g]!.zygotePID == 0 {
             generations[g] = nil  // an older generation's zygote, done
             mapLibraries()

@@ -1,6 +1,8 @@
 """Processes and threads: real parallelism, crash recovery, balance under keep-alive,
 --preload, and a slow client that must not block anyone."""
 import collections
+import os
+import signal
 import socket
 import threading
 import time
@@ -68,6 +70,36 @@ def test_crashed_worker_is_respawned(apus, how):
         with ThreadPoolExecutor(8) as ex:
             seen |= set(ex.map(lambda _: int(get(srv.port, "/", timeout=10).body), range(8)))
     assert new_pid in seen, f"the respawned worker {new_pid} never answered (saw {seen})"
+    assert srv.proc.poll() is None, "the master died"
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["lazy", "preload"])
+def test_killed_zygote_is_replaced(apus, preload):
+    """The zygote forks every worker: when it dies the workers keep serving, a new one
+    starts, and a worker that dies afterwards is replaced from it."""
+    srv = apus("pidapp", "--processes", "2", *(["--preload"] if preload else []))
+    workers = wait_until(lambda: (w := srv.workers()) and len(w) == 2 and w, 20, what="2 workers")
+
+    def zygotes():
+        return [p for p in helpers.children_of(srv.pid) if p not in srv.workers()]
+
+    [zygote] = wait_until(lambda: (z := zygotes()) and len(z) == 1 and z, 20, what="the zygote")
+    os.kill(zygote, signal.SIGKILL)
+    [second] = wait_until(lambda: (z := zygotes()) and z != [zygote] and len(z) == 1 and z, 20,
+                          what="a new zygote")
+    assert sorted(srv.workers()) == sorted(workers), "the workers did not outlive their zygote"
+    for _ in range(4):
+        assert get(srv.port, "/").status == 200
+    os.kill(workers[0], signal.SIGKILL)
+    after = wait_until(lambda: (w := srv.workers()) and len(w) == 2 and workers[0] not in w and w, 20,
+                       what="a replacement worker")
+    [new] = set(after) - set(workers)
+    seen = set()
+    deadline = time.monotonic() + 20
+    while new not in seen and time.monotonic() < deadline:
+        with ThreadPoolExecutor(8) as ex:
+            seen |= {j["pid"] for j in ex.map(lambda _: get(srv.port, "/sleep?s=0.05").json(), range(8))}
+    assert new in seen, f"the new worker {new} never answered (saw {seen})"
     assert srv.proc.poll() is None, "the master died"
 
 
