@@ -50,7 +50,7 @@ public enum PythonDiscovery {
         // sys.executable, not the path we ran: a pyenv shim or a symlink would give CPython
         // the wrong prefix.
         return PythonInstallation(programPath: lines[3], libraryPath: library, version: lines[0],
-                                  sharedLibraries: Array(lines.dropFirst(4)))
+                                  sharedLibraries: lines.dropFirst(4).filter { $0.hasPrefix("/") })
     }
 
     /// Prints the version, the libpython path, Py_ENABLE_SHARED and sys.executable, one per
