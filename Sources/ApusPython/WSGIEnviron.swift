@@ -6,7 +6,7 @@ final class WSGIEnviron {
     let api: CPythonAPI
     private let template: PyRef      // constant entries, copied per request
     private let k: Keys
-    private var headerKeys: HeaderKeyCache
+    private var headerKeys: EnvironKeyTable
     private let methods: [KnownMethod]
     private let http10: PyRef
     private let http11: PyRef
@@ -16,7 +16,7 @@ final class WSGIEnviron {
     let scriptName: PyRef
     private let scriptNameBytes: [UInt8]
     private let trustedProxies: TrustedProxies
-    private var varKeys: VarKeyCache
+    private var varKeys: EnvironKeyTable
     private let httpHost: PyRef
     private let slash: PyRef
     private let get: PyRef
@@ -30,7 +30,7 @@ final class WSGIEnviron {
     init(api: CPythonAPI, constants: [EnvironConstant], scriptName: String, trustedProxies: TrustedProxies) {
         self.api = api
         self.trustedProxies = trustedProxies
-        varKeys = VarKeyCache(api: api)
+        varKeys = EnvironKeyTable(api: api, kind: .uwsgiVar)
         httpHost = api.interned("HTTP_HOST")
         slash = api.interned("/")
         get = api.interned("GET")
@@ -42,7 +42,7 @@ final class WSGIEnviron {
                  serverProtocol: key("SERVER_PROTOCOL"), remoteAddr: key("REMOTE_ADDR"),
                  remotePort: key("REMOTE_PORT"), requestURI: key("REQUEST_URI"), rawURI: key("RAW_URI"),
                  urlScheme: key("wsgi.url_scheme"), input: key("wsgi.input"), https: key("HTTPS"))
-        headerKeys = HeaderKeyCache(api: api)
+        headerKeys = EnvironKeyTable(api: api, kind: .httpHeader)
         methods = [KnownMethod(api, "GET"), KnownMethod(api, "POST"), KnownMethod(api, "HEAD"),
                    KnownMethod(api, "PUT"), KnownMethod(api, "DELETE"), KnownMethod(api, "PATCH"),
                    KnownMethod(api, "OPTIONS")]
@@ -336,69 +336,6 @@ struct KnownMethod {
     }
 }
 
-struct HeaderKeyCache {
-    // Structs rather than tuples: the Swift runtime builds a tuple's type at run time, in
-    // every worker (see "Memory of a worker" in docs/architecture.md).
-    private struct Slot {
-        let name: [UInt8]
-        let key: PyRef
-    }
-
-    private let api: CPythonAPI
-    private var slots: [Slot?] = Array(repeating: nil, count: 512)
-
-    init(api: CPythonAPI) { self.api = api }
-
-    mutating func key(for name: UnsafeRawBufferPointer) -> PyRef {
-        var h: UInt32 = 2166136261
-        for b in name { h = (h ^ UInt32(b | 0x20)) &* 16777619 }
-        var i = Int(h & 511)
-        for _ in 0..<8 {
-            if let s = slots[i] {
-                if s.name.count == name.count, Self.equalFolded(s.name, name) { return s.key }
-            } else {
-                let lower = name.map { ($0 >= 65 && $0 <= 90) ? $0 | 0x20 : $0 }
-                let key = makeKey(name)
-                slots[i] = Slot(name: lower, key: key)
-                return key
-            }
-            i = (i + 1) & 511
-        }
-        // The table is crowded (many distinct names): the key is interned, so each distinct
-        // name keeps one immortal str rather than a growing cache.
-        return makeKey(name)
-    }
-
-    @inline(__always) private static func equalFolded(_ lower: [UInt8], _ b: UnsafeRawBufferPointer) -> Bool {
-        for i in 0..<lower.count {
-            let c = b[i]
-            if lower[i] != ((c >= 65 && c <= 90) ? c | 0x20 : c) { return false }
-        }
-        return true
-    }
-
-    /// "HTTP_" and the name upper-cased, "-" as "_", built as bytes. The HTTP parser admits
-    /// only tokens (ASCII) as names; anything else would be decoded as latin-1, not interned.
-    private func makeKey(_ name: UnsafeRawBufferPointer) -> PyRef {
-        var key: [UInt8] = []
-        key.reserveCapacity(name.count + 6)
-        appendLiteral("HTTP_", &key)
-        var ascii = true
-        for b in name {
-            switch b {
-            case UInt8(ascii: "-"): key.append(UInt8(ascii: "_"))
-            case 97...122: key.append(b - 32)
-            default:
-                ascii = ascii && b < 0x80
-                key.append(b)
-            }
-        }
-        if !ascii { return key.withUnsafeBytes { api.latin1($0) } }
-        key.append(0)
-        return key.withUnsafeBufferPointer { api.PyUnicode_InternFromString(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self))! }
-    }
-}
-
 /// The forwarding headers of one request (ranges in its buffer), collected while the
 /// environ is built, for a trusted peer only.
 struct ForwardedFields {
@@ -428,22 +365,5 @@ struct ForwardedFields {
         case .xForwardedPort: xForwardedPort = value
         case .forwarded: forwarded.append(value)
         }
-    }
-}
-
-/// Environ keys for uwsgi vars, made once per distinct name.
-struct VarKeyCache {
-    private let api: CPythonAPI
-    private var keys: [[UInt8]: PyRef] = [:]
-
-    init(api: CPythonAPI) { self.api = api }
-
-    mutating func key(for name: UnsafeRawBufferPointer) -> PyRef {
-        let bytes = Array(name)
-        if let k = keys[bytes] { return k }
-        let k = api.latin1(name)
-        if keys.count < 1024 { keys[bytes] = k }  // beyond that, one more str per request (freed by the dict)
-        else { return k }
-        return k
     }
 }
