@@ -451,7 +451,7 @@ public final class Master {
     private func spawnZygote(generation g: UInt32) {
         var fds: [Int32] = [0, 0]
         _ = apus_pipe_cloexec(&fds, 0)
-        let launch = makeLaunch(slot: 0, generation: g, role: zygoteName(g))
+        let launch = makeLaunch(generation: g)
         let keep = launch.listeners.map { $0.fd } + [fds[0]]
         let run = prepareZygote(launch, fds[0])
         let pid = fork()
@@ -495,10 +495,11 @@ public final class Master {
         if gen.zygotePID > 0 { kill(gen.zygotePID, SIGTERM) }
     }
 
-    private func makeLaunch(slot: UInt32, generation g: UInt32, role: String) -> WorkerLaunch {
+    /// What generation `g`'s zygote is given (it sets each worker's slot itself).
+    private func makeLaunch(generation g: UInt32) -> WorkerLaunch {
         let gen = generations[g]!
         let listeners = gen.config.binds.compactMap { bind in sockets[bind].map { BoundSocket(fd: $0, bind: bind) } }
-        return WorkerLaunch(role: role, slot: slot, generation: g, configuration: gen.config, python: gen.python,
+        return WorkerLaunch(role: zygoteName(g), slot: 0, generation: g, configuration: gen.config, python: gen.python,
                             statusFD: statusWrite, masterPID: getpid(), listeners: listeners, tally: tally)
     }
 

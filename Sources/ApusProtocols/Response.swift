@@ -248,5 +248,3 @@ public struct ResponseHeadWriter: Sendable {
         out.append(lf)
     }
 }
-
-

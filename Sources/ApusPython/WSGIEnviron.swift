@@ -318,7 +318,6 @@ func utf8ToLatin1(_ u: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool 
     return true
 }
 
-/// Environ keys for request headers ("HTTP_USER_AGENT"), made once per distinct name.
 /// An environ entry every request starts with (`wsgi.version`, ...).
 struct EnvironConstant {
     let name: StaticString

@@ -210,5 +210,3 @@ final class ResponseWriter: WSGIResponseSink {
         return ok
     }
 }
-
-

@@ -633,7 +633,6 @@ final class Worker {
         return true
     }
 
-
     /// Hands a complete request to the app: inline, or to the pool.
     private func dispatch(_ conn: Connection, body: WSGIBody, contentLength: Int?, bodyInBuffer: Int, chunkedMemory: Bool = false) {
         conn.state = .inApp

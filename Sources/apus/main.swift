@@ -89,7 +89,8 @@ func rereadConfiguration(from startDirectory: String) -> Result<(Configuration, 
 
 func currentDirectory() -> String {
     var buf = [CChar](repeating: 0, count: 4096)
-    return getcwd(&buf, buf.count) != nil ? String(cString: buf) : "."
+    guard getcwd(&buf, buf.count) != nil else { return "." }
+    return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 func workerSpec(_ launch: WorkerLaunch) -> WorkerSpec {
