@@ -60,8 +60,12 @@ public struct RequestLimits: Equatable, Sendable {
     public var maxBodyBytes = 1 << 30
     /// Bodies up to this size are kept in memory; larger ones go to a temporary file.
     public var bodyMemoryBytes = 1 << 20
+    /// Longest header line (name, colon, value) → 431. 0 means only `maxHeaderBytes` applies.
+    public var maxFieldBytes = 8190
     /// Seconds to receive a whole request head once its first byte arrived.
     public var headTimeout = 30.0
+    /// Seconds to receive a whole request body once its head is in (nil: `headTimeout`).
+    public var bodyTimeout: Double? = nil
     /// Seconds a keep-alive connection may stay idle between requests.
     public var keepAliveTimeout = 5.0
 
@@ -97,6 +101,10 @@ public struct Configuration: Equatable, Sendable {
     public var trustedProxies = TrustedProxies.default
     /// `--proxy-protocol`: HTTP listeners expect a PROXY header first.
     public var proxyProtocol = false
+    /// `--proxy-allow-ips`: the socket peers whose PROXY header is believed.
+    public var proxyAllowed = TrustedProxies.default
+    /// `--max-connections`: open connections per worker (0: derived from RLIMIT_NOFILE).
+    public var maxConnections = 0
     /// `--master-fifo`: the control FIFO's path.
     public var masterFIFO: String?
     public var touchReload: String?

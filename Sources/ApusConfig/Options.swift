@@ -188,6 +188,16 @@ extension OptionSpec {
             .flag("proxy-protocol", section: .listening,
                   help: "HTTP listeners expect a PROXY protocol v1 or v2 header (HAProxy, cloud load balancers) before each connection's first request.",
                   into: \.config.proxyProtocol),
+            .custom("proxy-allow-ips", kind: .string, valueName: "LIST", defaultText: "127.0.0.1,::1",
+                    section: .listening,
+                    help: "Peers whose PROXY protocol header is believed (with --proxy-protocol): addresses, CIDRs, * (any) and unix (unix-socket peers), comma-separated. A connection from any other peer is refused.") {
+                d, raw, ctx throws(ConfigError) in
+                do throws(TrustedProxiesError) {
+                    d.config.proxyAllowed = try TrustedProxies(parsing: raw)
+                } catch {
+                    throw ctx.fail("item \(quoted(error.item)): \(error.reason)")
+                }
+            },
 
             // MARK: Workers
             .int("processes", aliases: ["workers"], short: ["w", "p"], range: 1...1024, section: .workers,
@@ -199,6 +209,9 @@ extension OptionSpec {
             .flag("preload", aliases: ["preload-app"], negations: ["lazy-apps"], section: .workers,
                   help: "Import the application once, then fork the workers from that process (default: each worker imports it after the fork, as with uWSGI's --lazy-apps).",
                   into: \.config.preload),
+            .int("max-connections", aliases: ["worker-connections"], range: 0...1_000_000, section: .workers,
+                 help: "Most connections one worker holds open; at the cap it stops accepting and leaves new ones to the other workers (0 = derived from the open-files limit, which the master raises to its hard limit).",
+                 into: \.config.maxConnections),
             .duration("shutdown-timeout", aliases: ["graceful-timeout"], allowZero: true, section: .workers,
                       help: "Seconds workers get to finish their requests on shutdown or reload before they are killed.",
                       into: \.config.shutdownTimeout),
@@ -236,6 +249,9 @@ extension OptionSpec {
             .size("limit-request-line", range: 16...(1 << 20), section: .limits,
                   help: "Longest request line (method, target, version) accepted; longer ones get 414.",
                   into: \.config.limits.maxRequestLine),
+            .size("limit-request-field-size", range: 0...(16 << 20), section: .limits,
+                  help: "Longest header line (name, colon and value) accepted, in bytes (0 = only --limit-request-headers-size applies); longer ones get 431.",
+                  into: \.config.limits.maxFieldBytes),
             .int("limit-request-fields", range: 1...10000, section: .limits,
                  help: "Most header fields accepted in a request; more get 431.",
                  into: \.config.limits.maxHeaderCount),
@@ -251,6 +267,11 @@ extension OptionSpec {
             .duration("header-timeout", allowZero: false, section: .limits,
                       help: "Seconds a client gets to send a whole request head once it started.",
                       into: \.config.limits.headTimeout),
+            .custom("body-timeout", kind: .duration, valueName: "SECONDS", defaultText: "the header timeout", section: .limits,
+                    help: "Seconds a client gets to send a whole request body once its head is in; slower ones are closed.") {
+                d, raw, ctx throws(ConfigError) in
+                d.config.limits.bodyTimeout = try parseSeconds(raw, allowZero: false, ctx)
+            },
             .duration("keep-alive", aliases: ["http-keepalive"], allowZero: true, section: .limits,
                       help: "Seconds an idle keep-alive connection stays open (0 = close after each response).",
                       into: \.config.limits.keepAliveTimeout),

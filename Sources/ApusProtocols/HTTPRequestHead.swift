@@ -12,6 +12,9 @@ public struct HTTPParserLimits: Sendable, Equatable {
     public var maxHeaderBytes = 65536
     /// Maximum number of header fields (431 beyond).
     public var maxHeaderCount = 100
+    /// Maximum length of one header line (name, colon, value; CRLF excluded) (431
+    /// beyond). 0 means only `maxHeaderBytes` applies.
+    public var maxFieldBytes = 8190
     /// Maximum body size, for Content-Length and for decoded chunked bodies
     /// (413 beyond). 0 means unlimited.
     public var maxBodyBytes = 1 << 30

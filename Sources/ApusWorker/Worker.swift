@@ -126,6 +126,7 @@ final class Worker {
         limits.maxRequestLine = config.limits.maxRequestLine
         limits.maxHeaderBytes = config.limits.maxHeaderBytes
         limits.maxHeaderCount = config.limits.maxHeaderCount
+        limits.maxFieldBytes = config.limits.maxFieldBytes
         limits.maxBodyBytes = config.limits.maxBodyBytes
         parser = HTTPRequestParser(limits: limits)
         var uwsgiLimits = UWSGIParserLimits()
