@@ -121,6 +121,7 @@ public final class Master {
     public func run() -> Int32 {
         Log.role = "master"
         _ = apus_set_child_subreaper()  // workers forked by a preloader become ours
+        _ = apus_raise_open_files_limit()  // the workers' --max-connections default follows it
         SignalQueue.install()
         guard setUp() else { return Self.startFailed }
         logBanner()
@@ -454,7 +455,7 @@ public final class Master {
         let launch = makeLaunch(generation: g)
         let keep = launch.listeners.map { $0.fd } + [fds[0]]
         let run = prepareZygote(launch, fds[0])
-        let pid = fork()
+        let pid = apus_fork_clean()
         if pid == 0 {
             close(fds[1])
             closeMasterOnlyFDs(keeping: keep)

@@ -64,33 +64,6 @@ def sendable_file(wrapper):
         return None
 
 
-class ContinueInput:
-    """wsgi.input for a request sent with `Expect: 100-continue`: the interim response is
-    sent and the body read only when the app first reads."""
-
-    def __init__(self, fetch):
-        self._fetch = fetch
-        self._stream = None
-
-    def _s(self):
-        if self._stream is None:
-            self._stream = self._fetch()
-            self._fetch = None
-        return self._stream
-
-    def read(self, size=-1):
-        return self._s().read(size)
-
-    def readline(self, size=-1):
-        return self._s().readline(size)
-
-    def readlines(self, hint=-1):
-        return self._s().readlines(hint)
-
-    def __iter__(self):
-        return iter(self._s())
-
-
 def body_stream(data):
     return io.BytesIO(data)
 

@@ -55,6 +55,7 @@ public struct CPythonAPI: @unchecked Sendable {
     let PyDict_SetItemString: @convention(c) (PyRef, UnsafePointer<CChar>, PyRef) -> Int32
     let PyDict_GetItemString: @convention(c) (PyRef, UnsafePointer<CChar>) -> PyRef?
     let PyDict_GetItem: @convention(c) (PyRef, PyRef) -> PyRef?
+    let PyDict_Size: @convention(c) (PyRef) -> Int
     let PySequence_GetItem: @convention(c) (PyRef, Int) -> PyRef?
     let PySequence_Size: @convention(c) (PyRef) -> Int
     // Scalars.
@@ -160,6 +161,7 @@ public struct CPythonAPI: @unchecked Sendable {
         PyDict_SetItemString = sym("PyDict_SetItemString")
         PyDict_GetItemString = sym("PyDict_GetItemString")
         PyDict_GetItem = sym("PyDict_GetItem")
+        PyDict_Size = sym("PyDict_Size")
         PySequence_GetItem = sym("PySequence_GetItem")
         PySequence_Size = sym("PySequence_Size")
         PyUnicode_FromStringAndSize = sym("PyUnicode_FromStringAndSize")

@@ -10,7 +10,6 @@ public final class WSGIApplication: @unchecked Sendable {
     let environ: WSGIEnviron
     let bytesIO: PyRef
     let fileWrapper: PyRef
-    let continueInput: PyRef
     let sendableFile: PyRef
     let fileStream: PyRef
     let emptyBytes: PyRef
@@ -30,7 +29,6 @@ public final class WSGIApplication: @unchecked Sendable {
         bytesIO = api.PyObject_GetAttrString(io, cstr("BytesIO"))!
         api.decref(io)
         fileWrapper = interpreter.helper("FileWrapper")
-        continueInput = interpreter.helper("ContinueInput")
         sendableFile = interpreter.helper("sendable_file")
         fileStream = interpreter.helper("file_stream")
         emptyBytes = api.PyBytes_FromStringAndSize(nil, 0)!
@@ -55,7 +53,7 @@ public final class WSGIApplication: @unchecked Sendable {
     public func makeCaller() -> WSGICaller { WSGICaller(application: self) }
 
     /// A new `wsgi.input` stream for `body` (new reference), or nil with a Python error set.
-    func inputStream(_ body: WSGIBody, caller: WSGICaller) -> PyRef? {
+    func inputStream(_ body: WSGIBody) -> PyRef? {
         switch body {
         case .empty:
             return interpreter.call(bytesIO, [emptyBytes])
@@ -67,8 +65,6 @@ public final class WSGIApplication: @unchecked Sendable {
             let n = api.PyLong_FromLong(Int(fd))!
             defer { api.decref(n) }
             return interpreter.call(fileStream, [n])
-        case .onFirstRead:
-            return interpreter.call(continueInput, [caller.fetchBody])
         }
     }
 }

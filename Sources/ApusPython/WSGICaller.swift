@@ -7,10 +7,9 @@ import ApusProtocols
 public final class WSGICaller {
     let application: WSGIApplication
     let api: CPythonAPI
-    /// `start_response`, `write` and the deferred-body fetcher, bound to this caller.
+    /// `start_response` and `write`, bound to this caller.
     private(set) var startResponse: PyRef! = nil
     private(set) var write: PyRef! = nil
-    private(set) var fetchBody: PyRef! = nil
 
     // State of the request being served.
     private var status: PyRef?
@@ -27,19 +26,19 @@ public final class WSGICaller {
         api = application.api
         let me = Unmanaged.passUnretained(self).toOpaque()  // the caller lives as long as its thread
         let capsule = api.PyCapsule_New(me, nil, nil)!
-        startResponse = makeFunction("start_response", startResponseEntry, flags: 1, capsule)
-        write = makeFunction("write", writeEntry, flags: 8, capsule)
-        fetchBody = makeFunction("fetch_body", fetchBodyEntry, flags: 4, capsule)
+        // METH_VARARGS | METH_KEYWORDS: `start_response(status, headers, exc_info=...)`.
+        startResponse = makeFunction("start_response", unsafeBitCast(startResponseEntry, to: UnsafeRawPointer.self), flags: 3, capsule)
+        write = makeFunction("write", unsafeBitCast(writeEntry, to: UnsafeRawPointer.self), flags: 8, capsule)
         api.decref(capsule)
     }
 
-    private func makeFunction(_ name: StaticString, _ entry: @convention(c) (PyRef?, PyRef?) -> PyRef?, flags: Int32, _ capsule: PyRef) -> PyRef {
+    private func makeFunction(_ name: StaticString, _ entry: UnsafeRawPointer, flags: Int32, _ capsule: PyRef) -> PyRef {
         // A PyMethodDef {name, meth, flags, doc} laid out by hand: it must outlive the
         // function object, so it is never freed (three per app thread).
         let def = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 8)
         def.initializeMemory(as: UInt8.self, repeating: 0, count: 32)
         def.storeBytes(of: UnsafeRawPointer(name.utf8Start), toByteOffset: 0, as: UnsafeRawPointer.self)
-        def.storeBytes(of: unsafeBitCast(entry, to: UnsafeRawPointer.self), toByteOffset: 8, as: UnsafeRawPointer.self)
+        def.storeBytes(of: entry, toByteOffset: 8, as: UnsafeRawPointer.self)
         def.storeBytes(of: flags, toByteOffset: 16, as: Int32.self)
         return api.PyCFunction_NewEx(def, capsule, nil)!
     }
@@ -60,7 +59,7 @@ public final class WSGICaller {
             api.decref(headers); headers = nil
             self.sink = nil
         }
-        guard let input = application.inputStream(body, caller: self) else {
+        guard let input = application.inputStream(body) else {
             appFailed("cannot make wsgi.input")
             return
         }
@@ -204,7 +203,10 @@ public final class WSGICaller {
             return "status must be a 3-digit code and a reason phrase"
         }
         head.statusCode = Int(line[0] - 48) * 100 + Int(line[1] - 48) * 10 + Int(line[2] - 48)
-        if head.statusCode < 100 { return "status code below 100" }
+        if head.statusCode < 200 {
+            // 1xx responses are the server's to send (100 Continue); never a final answer.
+            return head.statusCode < 100 ? "status code below 100" : "a 1xx status is not a final response"
+        }
         let list = api.isExactList(headers)
         let n = list ? api.PyList_Size(headers) : api.PySequence_Size(headers)
         if n < 0 { api.PyErr_Clear(); return "headers must be a list of (name, value) tuples" }
@@ -288,14 +290,37 @@ public final class WSGICaller {
 
     // MARK: Entry points called by Python
 
-    fileprivate func startResponseCall(_ args: PyRef) -> PyRef? {
+    /// `start_response(status, headers, exc_info=None)`, each also by keyword.
+    fileprivate func startResponseCall(_ args: PyRef, _ kwargs: PyRef?) -> PyRef? {
         let n = api.PyTuple_Size(args)
-        guard n == 2 || n == 3 else {
+        var status = n > 0 ? api.PyTuple_GetItem(args, 0) : nil
+        var headers = n > 1 ? api.PyTuple_GetItem(args, 1) : nil
+        var exc = n > 2 ? api.PyTuple_GetItem(args, 2) : nil
+        if let kwargs, api.PyDict_Size(kwargs) > 0 {
+            var known = 0
+            for (name, slot) in [(cstr("status"), 0), (cstr("headers"), 1), (cstr("response_headers"), 1), (cstr("exc_info"), 2)] {
+                guard let value = api.PyDict_GetItemString(kwargs, name) else { continue }
+                known += 1
+                if slot < n {
+                    api.PyErr_SetString(api.excTypeError, "start_response() got multiple values for an argument")
+                    return nil
+                }
+                switch slot {
+                case 0: status = value
+                case 1: headers = value
+                default: exc = value
+                }
+            }
+            if known != api.PyDict_Size(kwargs) {
+                api.PyErr_SetString(api.excTypeError, "start_response() got an unexpected keyword argument")
+                return nil
+            }
+        }
+        guard n <= 3, let status, let headers else {
             api.PyErr_SetString(api.excTypeError, "start_response(status, headers, exc_info=None)")
             return nil
         }
-        let exc = n == 3 ? api.PyTuple_GetItem(args, 2)! : api.none
-        if exc != api.none {
+        if let exc, hasException(exc) {
             if committed {
                 // Too late to change the response: re-raise the app's exception (PEP 3333).
                 guard api.isExactTuple(exc), api.PyTuple_Size(exc) == 3 else {
@@ -307,17 +332,27 @@ public final class WSGICaller {
                 api.PyErr_Restore(t, v, tb)
                 return nil
             }
-        } else if status != nil {
+        } else if self.status != nil {
             api.PyErr_SetString(api.excAssertionError, "start_response called a second time without exc_info")
             return nil
         }
-        let s = api.PyTuple_GetItem(args, 0)!, h = api.PyTuple_GetItem(args, 1)!
-        api.incref(s); api.incref(h)
-        api.decref(status); api.decref(headers)
-        status = s
-        headers = h
+        api.incref(status); api.incref(headers)
+        api.decref(self.status); api.decref(self.headers)
+        self.status = status
+        self.headers = headers
         api.incref(write)
         return write
+    }
+
+    /// Whether `exc_info` names an exception: not None, and not `(None, None, None)` (what
+    /// `sys.exc_info()` gives outside an `except` block).
+    private func hasException(_ exc: PyRef) -> Bool {
+        if exc == api.none { return false }
+        if api.isExactTuple(exc), api.PyTuple_Size(exc) == 3,
+           api.PyTuple_GetItem(exc, 0) == api.none, api.PyTuple_GetItem(exc, 1) == api.none {
+            return false
+        }
+        return true
     }
 
     fileprivate func writeCall(_ data: PyRef) -> PyRef? {
@@ -356,23 +391,6 @@ public final class WSGICaller {
         api.incref(api.none)
         return api.none
     }
-
-    fileprivate func fetchBodyCall() -> PyRef? {
-        guard let sink else {
-            api.PyErr_SetString(api.excRuntimeError, "wsgi.input read outside of its request")
-            return nil
-        }
-        let ts = api.PyEval_SaveThread()
-        let body = sink.readDeferredBody()
-        api.PyEval_RestoreThread(ts)
-        guard let body else {
-            clientGone = true
-            api.PyErr_SetString(api.excOSError, "client disconnected while sending the body")
-            return nil
-        }
-        if case .onFirstRead = body { return application.inputStream(.empty, caller: self) }
-        return application.inputStream(body, caller: self)
-    }
 }
 
 private func caller(_ capsule: PyRef?, _ api: (WSGICaller) -> PyRef?) -> PyRef? {
@@ -387,13 +405,9 @@ private func caller(_ capsule: PyRef?, _ api: (WSGICaller) -> PyRef?) -> PyRef? 
     capsule.load(fromByteOffset: 16, as: UnsafeMutableRawPointer.self)
 }
 
-private let startResponseEntry: @convention(c) (PyRef?, PyRef?) -> PyRef? = { capsule, args in
-    caller(capsule) { $0.startResponseCall(args!) }
+private let startResponseEntry: @convention(c) (PyRef?, PyRef?, PyRef?) -> PyRef? = { capsule, args, kwargs in
+    caller(capsule) { $0.startResponseCall(args!, kwargs) }
 }
 private let writeEntry: @convention(c) (PyRef?, PyRef?) -> PyRef? = { capsule, data in
     caller(capsule) { $0.writeCall(data!) }
 }
-private let fetchBodyEntry: @convention(c) (PyRef?, PyRef?) -> PyRef? = { capsule, _ in
-    caller(capsule) { $0.fetchBodyCall() }
-}
-

@@ -7,9 +7,6 @@ public enum WSGIBody {
     case memory(UnsafeRawBufferPointer)
     /// Spooled to an unlinked temporary file positioned at 0; the app's stream takes the fd.
     case file(fd: Int32, length: Int)
-    /// `Expect: 100-continue` with a Content-Length: nothing read yet. The interim response
-    /// goes out and the body is read when the app first reads `wsgi.input`.
-    case onFirstRead(length: Int)
 }
 
 /// What the worker knows about the listening socket and the peer of a connection, as
@@ -81,6 +78,4 @@ public protocol WSGIResponseSink: AnyObject {
     func fail()
     /// The app failed after the head went out: close the connection.
     func abort()
-    /// For `WSGIBody.onFirstRead`: send `100 Continue`, read the body; nil on error.
-    func readDeferredBody() -> WSGIBody?
 }

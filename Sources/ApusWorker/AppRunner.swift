@@ -40,7 +40,6 @@ final class AppRunner {
         caller = worker.application.makeCaller()
         if poolThread { threadState = worker.interpreter.releaseGIL() }
         writer = ResponseWriter(sendTimeout: 30)
-        writer.readDeferred = { [unowned self] conn in self.readDeferredBody(conn) }
         writer.waiting = { [unowned self] wait in
             let interpreter = self.worker.interpreter
             if self.onLoopThread {
@@ -83,30 +82,7 @@ final class AppRunner {
         api.decref(remoteAddr)
         api.decref(remotePort)
         if onLoopThread { worker.loopState = worker.interpreter.releaseGIL() } else { threadState = worker.interpreter.releaseGIL() }
-        if case .onFirstRead = job.body, !conn.sentContinue {
-            // The app never read the body: it is still on the wire, so the connection
-            // cannot carry another request.
-            conn.keepAlive = false
-        }
         worker.accessLog?.record(conn: conn, status: writer.status, bytes: writer.bodyBytes, seconds: now() - started)
-    }
-
-    /// For 100-continue: sends the interim response and reads the declared body.
-    private func readDeferredBody(_ conn: Connection) -> WSGIBody? {
-        guard case let .contentLength(n) = conn.head.framing else { return .empty }
-        if !conn.sendContinue(waiting: writer.waiting) {
-            writer.abort()
-            return nil
-        }
-        let needed = conn.head.headLength + n
-        while conn.buffered < needed {
-            conn.reserve(needed - conn.buffered)
-            let got = SocketIO.readSome(conn.fd, UnsafeMutableRawBufferPointer(start: conn.buffer + conn.end, count: conn.capacity - conn.end), timeout: worker.config.limits.headTimeout)
-            if got <= 0 { return nil }
-            conn.end += got
-        }
-        conn.deferredBodyRead = n
-        return .memory(UnsafeRawBufferPointer(start: conn.buffer + conn.start + conn.head.headLength, count: n))
     }
 }
 

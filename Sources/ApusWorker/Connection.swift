@@ -42,12 +42,10 @@ final class Connection {
     var chunkedDecoder = ChunkedDecoder(maxBodyBytes: 0)
     var keepAlive = true
     var closeAfterResponse = false
-    /// Whether a `100 Continue` went out for the current request.
-    var sentContinue = false
-    /// Body bytes the app pulled into the buffer after the head (100-continue), to skip.
-    var deferredBodyRead = 0
     /// When the current head started arriving or the connection went idle (seconds).
     var since: Double
+    /// When the body of the current request must be in (`--body-timeout`).
+    var bodyDeadline = 0.0
     var requestsServed = 0
     /// Counted in the worker's `fresh` connections.
     var isFresh = false
@@ -91,8 +89,11 @@ final class Connection {
 
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: buffer + start, count: end - start) }
 
-    /// Makes room for at least `n` more bytes after `end`, compacting first.
+    /// Makes room for at least `n` more bytes after `end`, compacting first. This may move
+    /// `buffer`: never while the request is in the app, which reads its head and body in
+    /// place (a check that stays in release builds).
     func reserve(_ n: Int) {
+        if case .inApp = state { preconditionFailure("connection buffer moved while its request is in the app") }
         if start > 0 && (start == end || capacity - end < n) {
             if start < end { memmove(buffer, buffer + start, end - start) }
             end -= start
@@ -141,14 +142,13 @@ final class Connection {
         return ok
     }
 
-    private static let continueLine = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+    private static let continueLine: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
 
-    /// Sends `100 Continue` once per request, after the answers still pending.
-    func sendContinue(waiting: SocketIO.Waiting = SocketIO.justWait) -> Bool {
-        if sentContinue { return true }
-        sentContinue = true
-        guard writePendingBlocking(timeout: 5, waiting: waiting) else { return false }
-        return Self.continueLine.withUnsafeBytes { SocketIO.writeAll(fd, $0, timeout: 5, waiting: waiting) }
+    /// Queues `100 Continue` after the answers still pending; the loop writes it without
+    /// blocking, like any pending answer. Only before the body is read, so never inside a
+    /// final response.
+    func queueContinue() {
+        pendingOut.append(contentsOf: Self.continueLine)
     }
 
     /// Shrinks a buffer that grew for one large request back to the default size.

@@ -28,8 +28,6 @@ final class ResponseWriter: WSGIResponseSink {
     private(set) var status = 0
     private var broken = false
     private var began = false
-    /// Reads the rest of a deferred (100-continue) body for the connection.
-    var readDeferred: ((Connection) -> WSGIBody?)?
     /// Runs a wait for a slow client without the GIL (set by the app runner).
     var waiting: SocketIO.Waiting = SocketIO.justWait
 
@@ -194,8 +192,6 @@ final class ResponseWriter: WSGIResponseSink {
     }
 
     func abort() { broken = true }
-
-    func readDeferredBody() -> WSGIBody? { readDeferred?(conn) }
 
     private func flushOut() -> Bool {
         // Answers pending from earlier pipelined requests go first.

@@ -97,6 +97,16 @@ final class Worker {
     var accepting = false
     /// Inside `updateAccepting`, taking connections from the backlog.
     private var takingBacklog = false
+    /// Open connections this worker holds at most (`--max-connections`, or derived from
+    /// RLIMIT_NOFILE): at the cap it stops accepting and the kernel's queue and the other
+    /// workers take the load.
+    let maxConnections: Int
+    /// accept() ran out of file descriptors (EMFILE/ENFILE): the listeners stay out of the
+    /// epoll set until then (a level-triggered listener would otherwise wake the loop for
+    /// ever), and the episode is logged once.
+    private var acceptPausedUntil = 0.0
+    private var acceptFailureLogged = false
+    static let acceptPause = 0.25
     /// Loop-thread app runner (threads == 1) or nil when a pool runs the app.
     var inline: AppRunner?
     var pool: AppPool?
@@ -136,6 +146,14 @@ final class Worker {
         trustedProxies = config.trustedProxies
         epfd = apus_epoll_create()
         accessLog = config.accessLog ? AccessLog() : nil
+        maxConnections = config.maxConnections > 0 ? config.maxConnections : Self.derivedMaxConnections()
+    }
+
+    /// Half of what the open-files limit leaves after a reserve for the app's own files: a
+    /// connection can hold a second descriptor (a body spooled to a temporary file).
+    static func derivedMaxConnections() -> Int {
+        let files = apus_open_files_limit()
+        return files < 0 ? 1024 : max(4, (files - 32) / 2)
     }
 
     /// Runs until drained. Called on the main thread with the GIL held.
@@ -146,6 +164,9 @@ final class Worker {
         _ = apus_signal(SIGINT, handleStop)
         _ = apus_signal(SIGQUIT, handleQuit)
         _ = apus_signal(SIGUSR2, handleDeadline)
+        // The master's reload and scaling signals mean nothing to a worker (and TTIN/TTOU
+        // would stop it): a stray one, or one sent to the process group, is ignored.
+        for sig in [SIGHUP, SIGTTIN, SIGTTOU] { _ = apus_signal_ignore(sig) }
         if let file = config.logFile {
             logFilePath = strdup(file)
             _ = apus_signal(SIGUSR1, handleReopenLog)
@@ -226,9 +247,17 @@ final class Worker {
 
     // MARK: Accepting
 
-    /// Whether this worker has a free app thread and no more than its share of connections.
+    /// Whether this worker has a free app thread, is under its connection cap, holds no more
+    /// than its share of connections, and is not pausing after running out of descriptors.
     private func wantsConnections() -> Bool {
-        inFlight + fresh.count < config.threads && spec.tally.mayAccept(slot: Int(spec.slot), mine: liveConnections)
+        inFlight + fresh.count < config.threads && mayTakeConnection()
+    }
+
+    /// Everything `wantsConnections` asks but a free app thread.
+    private func mayTakeConnection() -> Bool {
+        liveConnections < maxConnections
+            && spec.tally.mayAccept(slot: Int(spec.slot), mine: liveConnections)
+            && (acceptPausedUntil == 0 || now() >= acceptPausedUntil)
     }
 
     /// EPOLLEXCLUSIVE: one sleeping worker is woken per new connection, not all of them.
@@ -272,8 +301,22 @@ final class Worker {
         let fd = withUnsafeMutablePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { apus_accept(listener.fd, $0, &len) }
         }
-        if fd < 0 { return false }
+        if fd < 0 {
+            acceptFailed(errno, t)
+            return false
+        }
+        if acceptPausedUntil != 0 {
+            acceptPausedUntil = 0
+            acceptFailureLogged = false
+        }
         let (host, port) = listener.isUnix ? ([], 0) : describe(addr)
+        if listener.proxyProtocol && !host.isEmpty && !host.withUnsafeBytes({ config.proxyAllowed.trusts($0) }) {
+            // A PROXY header says who the client is: believed only from the listed
+            // balancers (--proxy-allow-ips), else anyone could claim any address.
+            Log.warning("connection from \(String(decoding: host, as: UTF8.self)) refused: not in --proxy-allow-ips, so its PROXY header would not be believed")
+            close(fd)
+            return true
+        }
         if !listener.isUnix { _ = apus_tcp_nodelay(fd) }
         let conn = Connection(fd: fd, listener: listener, peerAddress: host, peerPort: port, now: t)
         conn.trustedPeer = host.withUnsafeBytes { trustedProxies.trusts($0) }
@@ -298,6 +341,36 @@ final class Worker {
             }
         }
         return true
+    }
+
+    /// accept() failed. Out of descriptors (this process's or the system's) or kernel memory:
+    /// take the listeners out of the epoll set for a moment and say so once per episode.
+    private func acceptFailed(_ error: Int32, _ t: Double) {
+        switch error {
+        case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+            acceptPausedUntil = t + Self.acceptPause
+            if !acceptFailureLogged {
+                acceptFailureLogged = true
+                let what = error == EMFILE ? "this worker's open-files limit" : error == ENFILE ? "the system's open-files limit" : "kernel memory"
+                Log.warning("cannot accept connections: out of \(what) with \(liveConnections) open; new ones wait in the queue (or go to other workers) until some close. Raise the limit (ulimit -n) or lower --max-connections")
+            }
+            if accepting && !takingBacklog { updateAccepting() }
+        default:
+            break  // EAGAIN (taken by another worker), ECONNABORTED and the like
+        }
+    }
+
+    /// Every app thread is busy and requests are queued: a finished request lets one
+    /// connection in from the backlog, so that new connections take their turn in the queue
+    /// with the keep-alive ones. Without this a worker accepts only when a thread is free, and
+    /// the keep-alive clients' next requests always take the freed thread first: a health
+    /// check or a new browser would wait for as long as the load lasts. The backlog is not
+    /// empty only when no worker has a free thread, so taking from it here costs no balance.
+    private func acceptInTurn(_ t: Double) {
+        guard mayTakeConnection() else { return }
+        for l in listeners {
+            if acceptOne(l, now: t) { return }
+        }
     }
 
     /// Puts the connection in the epoll set, or changes what it waits for there.
@@ -438,11 +511,10 @@ final class Worker {
                 return
             }
         }
+        let wasIdle = conn.buffered == 0
         let open = conn.fill(toEnd: hangup)
-        switch conn.state {
-        case .body, .chunked: conn.since = t  // the body timeout counts from the last progress
-        default: break
-        }
+        // The head timeout counts from the head's first byte, not from the idle time before.
+        if case .head = conn.state, wasIdle, conn.buffered > 0 { conn.since = t }
         if !open && conn.buffered == 0 {
             closeAfterPending(conn)
             return
@@ -503,7 +575,7 @@ final class Worker {
                 case .complete:
                     conn.head.adoptUWSGI(conn.uwsgiHead, in: conn.bytes)
                     conn.keepAlive = false  // uwsgi: one request per connection
-                    if !startBody(conn) { return }
+                    if !startBody(conn, now: t) { return }
                 }
             case .head:
                 if conn.buffered == 0 {
@@ -520,7 +592,7 @@ final class Worker {
                     return
                 case .complete:
                     conn.keepAlive = conn.head.keepAlive
-                    if !startBody(conn) { return }
+                    if !startBody(conn, now: t) { return }
                 }
             case let .body(remaining):
                 if case let .contentLength(total) = conn.head.framing, total > config.limits.bodyMemoryBytes {
@@ -597,39 +669,42 @@ final class Worker {
     }
 
     /// A request head is complete (HTTP, or derived from a uwsgi packet): dispatch it when
-    /// its body is already here or the app should decide (100-continue), else start reading
-    /// the body, spooling to a file past --body-buffer-size. False: the connection closed.
-    private func startBody(_ conn: Connection) -> Bool {
-        conn.sentContinue = false
+    /// its body is already here, else start reading the body, spooling to a file past
+    /// --body-buffer-size. The loop always reads the whole body before the app runs, so an
+    /// app that ignores the body leaves nothing on the wire and a slow uploader holds no app
+    /// thread; `Expect: 100-continue` gets its interim answer here, before any byte of the
+    /// final response can exist. False: the connection closed.
+    private func startBody(_ conn: Connection, now t: Double) -> Bool {
         conn.body.reset()
+        let have = conn.buffered - conn.head.headLength
         switch conn.head.framing {
         case .none:
             dispatch(conn, body: .empty, contentLength: nil, bodyInBuffer: 0)
+            return true
         case let .contentLength(n):
-            let have = conn.buffered - conn.head.headLength
             if have >= n {
                 dispatch(conn, body: n == 0 ? .empty : .memory(UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength..<(conn.head.headLength + n)])),
                          contentLength: n, bodyInBuffer: n)
-            } else if conn.head.expectContinue && have == 0 && n <= config.limits.bodyMemoryBytes {
-                // The app decides whether it wants the body (100-continue).
-                dispatch(conn, body: .onFirstRead(length: n), contentLength: n, bodyInBuffer: 0)
-            } else {
-                if n > config.limits.bodyMemoryBytes {
-                    // Spool: move what we have into the accumulator.
-                    let piece = UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength...])
-                    if !conn.body.append(piece, memoryLimit: config.limits.bodyMemoryBytes) {
-                        closeConnection(conn)
-                        return false
-                    }
-                    conn.end = conn.start + conn.head.headLength
-                }
-                conn.state = .body(remaining: n - have)
-                if conn.head.expectContinue { _ = conn.sendContinue() }
+                return true
             }
+            if n > config.limits.bodyMemoryBytes {
+                // Spool: move what we have into the accumulator.
+                let piece = UnsafeRawBufferPointer(rebasing: conn.bytes[conn.head.headLength...])
+                if !conn.body.append(piece, memoryLimit: config.limits.bodyMemoryBytes) {
+                    closeConnection(conn)
+                    return false
+                }
+                conn.end = conn.start + conn.head.headLength
+            }
+            conn.state = .body(remaining: n - have)
         case .chunked:
             conn.chunkedDecoder = ChunkedDecoder(maxBodyBytes: config.limits.maxBodyBytes)
             conn.state = .chunked
-            if conn.head.expectContinue { _ = conn.sendContinue() }
+        }
+        conn.bodyDeadline = t + (config.limits.bodyTimeout ?? config.limits.headTimeout)
+        if conn.head.expectContinue && have == 0 && conn.listener.proto == .http {
+            conn.queueContinue()
+            hold(conn)
         }
         return true
     }
@@ -641,7 +716,6 @@ final class Worker {
         notFresh(conn)
         if pool != nil { updateAccepting() }
         if draining { conn.closeAfterResponse = true }
-        conn.deferredBodyRead = 0
         let job = AppJob(conn: conn, body: body, contentLength: contentLength, bodyInBuffer: bodyInBuffer, chunkedMemory: chunkedMemory)
         if let pool {
             pool.submit(job)
@@ -657,13 +731,14 @@ final class Worker {
         conn.requestsServed += 1
         inFlight -= 1
         if !accepting { updateAccepting() }
+        if pool != nil && !accepting && !draining && inFlight >= config.threads { acceptInTurn(t) }
         if case .file = job.body { /* the app's stream owned and closed the fd */ }
         conn.body.reset()
         if !keepAlive || conn.closeAfterResponse {
             closeAfterPending(conn)
             return
         }
-        conn.start += conn.head.headLength + job.bodyInBuffer + conn.deferredBodyRead
+        conn.start += conn.head.headLength + job.bodyInBuffer
         if conn.start > conn.end { conn.start = conn.end }
         conn.shrinkIfIdle()
         conn.state = .head
@@ -715,6 +790,9 @@ final class Worker {
                 let idle = draining ? 0 : config.limits.keepAliveTimeout
                 if conn.requestsServed > 0 && t - conn.since > idle { closeConnection(conn) }
                 else if conn.requestsServed == 0 && t - conn.since > config.limits.headTimeout { closeConnection(conn) }
+            case .body, .chunked:
+                // One deadline for the whole body, however steadily it trickles in.
+                if t >= conn.bodyDeadline { closeConnection(conn) }
             default:
                 if t - conn.since > config.limits.headTimeout { closeConnection(conn) }
             }

@@ -24,9 +24,9 @@ public enum WorkerEntry {
         while let request = SpawnRequest.receive(from: commandFD) {
             let role = "worker \(request.slot)"
             interpreter.beforeFork()
-            let child = fork()
+            let child = apus_fork_clean()
             if child == 0 {
-                if fork() != 0 { _exit(0) }  // the middle process leaves at once
+                if apus_fork_clean() != 0 { _exit(0) }  // the middle process leaves at once
                 interpreter.afterForkChild()
                 close(commandFD)
                 var workerSpec = spec

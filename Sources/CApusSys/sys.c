@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <unistd.h>
 #include <netinet/in.h>
@@ -111,6 +112,49 @@ int apus_signal_ignore(int sig) { return apus_signal(sig, SIG_IGN); }
 int apus_unblock_all_signals(void) {
     sigset_t s; sigemptyset(&s);
     return sigprocmask(SIG_SETMASK, &s, NULL);
+}
+
+pid_t apus_fork_clean(void) {
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old);
+    pid_t pid = fork();
+    if (pid != 0) {
+        int saved = errno;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        errno = saved;
+        return pid;
+    }
+    // The child: no handler of the parent's may run here. They write to descriptors the
+    // child closes and then reuses for its own sockets.
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        struct sigaction sa;
+        if (sigaction(sig, NULL, &sa) != 0) continue;
+        if (sa.sa_handler == SIG_IGN && !(sa.sa_flags & SA_SIGINFO)) continue;
+        if (sa.sa_handler == SIG_DFL && !(sa.sa_flags & SA_SIGINFO)) continue;
+        apus_signal(sig, SIG_DFL);
+    }
+    apus_signal(SIGPIPE, SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    return 0;
+}
+
+long apus_open_files_limit(void) {
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0) return -1;
+    return r.rlim_cur == RLIM_INFINITY || r.rlim_cur > (1L << 30) ? (1L << 30) : (long)r.rlim_cur;
+}
+
+long apus_raise_open_files_limit(void) {
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &r);
+    }
+    return apus_open_files_limit();
 }
 
 int apus_tmpfile(const char *dir) { return open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600); }

@@ -52,8 +52,9 @@ def run_apus(args, env=None, timeout=30):
 
 class ApusServer:
     def __init__(self, app, args=(), *, workdir, env=None, chdir=APPS, venv=True,
-                 bind=True, port=None, name="apus"):
+                 bind=True, port=None, name="apus", open_files=None):
         self.app = app
+        self.open_files = open_files  # RLIMIT_NOFILE (soft and hard) for the server, if set
         self.port = port or free_port()
         self.workdir = Path(workdir)
         self.log_path = self.workdir / f"{name}-{self.port}.stderr"
@@ -76,9 +77,14 @@ class ApusServer:
     def start(self, wait=True, ready_path="/", timeout=30.0):
         self._err = open(self.log_path, "wb")
         self._out = open(self.out_path, "wb")
+        preexec = None
+        if self.open_files:
+            import resource
+            n = self.open_files
+            preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))  # noqa: E731
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=self._out, stderr=self._err,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=preexec)
         LIVE.append(self)
         if wait:
             self.wait_ready(ready_path, timeout)

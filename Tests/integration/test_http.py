@@ -185,7 +185,9 @@ def test_head_raw_bytes_end_after_head(badlen):
     assert sep and rest == b"", data
 
 
-def test_expect_100_continue_sent_when_app_reads(echo, tmp_path):
+def test_expect_100_continue_sent_before_the_app_runs(echo, tmp_path):
+    """The worker answers `100 Continue` as soon as the head is in and reads the body itself;
+    the app runs once the whole body is there (as Gunicorn and uWSGI do)."""
     mark = tmp_path / "app-started-reading"
     body = b"expected body"
     head = build_request("POST", f"/expect?mark={mark}",
@@ -194,20 +196,39 @@ def test_expect_100_continue_sent_when_app_reads(echo, tmp_path):
         c.send(head)
         interim = c.response(skip_interim=False, timeout=10)
         assert interim.status == 100, interim
-        assert interim.raw_head.startswith(b"HTTP/1.1 100")
-        assert mark.exists(), "100 Continue was sent before the app started reading"
+        assert interim.raw_head == b"HTTP/1.1 100 Continue\r\n\r\n"
+        assert not mark.exists(), "the app ran before its body was in"
         c.send(body)
         r = c.response()
         assert r.status == 200
         assert r.json()["body_latin1"] == "expected body"
+        assert mark.exists()
 
 
-def test_expect_100_continue_not_sent_when_app_does_not_read(inp):
+def test_expect_100_continue_body_an_app_ignores_is_still_read(inp):
+    """An app that never reads wsgi.input: its body was read before the app ran, so the
+    connection stays in step and serves the next request."""
     head = build_request("POST", "/none", {"Expect": "100-continue", "Content-Length": "10"})
     with Conn(inp.port) as c:
         c.send(head)
-        first = c.response(skip_interim=False, timeout=10)
-        assert first.status == 200, f"expected the final response first, got {first}"
+        interim = c.response(skip_interim=False, timeout=10)
+        assert interim.status == 100, interim
+        c.send(b"0123456789")
+        first = c.response(timeout=10)
+        assert first.status == 200, first
+        assert first.keep_alive_hint
+        after = c.request("POST", "/read", body=b"next")
+        assert after.status == 200 and after.json()["pieces"] == ["next"]
+
+
+def test_expect_100_continue_on_http10_is_not_answered(echo):
+    """Expect means nothing in HTTP/1.0: no interim response; the body is read as usual."""
+    with Conn(echo.port) as c:
+        c.send(build_request("POST", "/ten", {"Expect": "100-continue", "Content-Length": "3"}, version="HTTP/1.0"))
+        assert c.read_some(0.5) == b""
+        c.send(b"abc")
+        r = c.response(skip_interim=False, timeout=10)
+        assert r.status == 200 and r.json()["body_latin1"] == "abc"
 
 
 def test_expect_100_continue_when_client_sends_body_anyway(echo):

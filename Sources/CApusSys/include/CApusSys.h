@@ -43,6 +43,14 @@ int apus_signal(int sig, void (*handler)(int));
 int apus_signal_default(int sig);
 int apus_signal_ignore(int sig);
 int apus_unblock_all_signals(void);
+/// fork(2) with every signal blocked around it; the child resets every handled signal to
+/// its default, ignores SIGPIPE and unblocks everything before it returns 0, so no handler
+/// of the parent's ever runs in it.
+pid_t apus_fork_clean(void);
+/// The soft RLIMIT_NOFILE (capped at 2^30), or -1.
+long apus_open_files_limit(void);
+/// Raises the soft RLIMIT_NOFILE to the hard one; returns the new soft limit.
+long apus_raise_open_files_limit(void);
 
 /// An unnamed temporary file in `dir` (O_TMPFILE), or -1.
 int apus_tmpfile(const char *dir);
