@@ -3,7 +3,7 @@
 /ignore       answers without reading the body
 /read         reads the whole body; answers its length, its first bytes and the path
 /read-raise   reads the whole body, then raises
-/big          64 KiB of "b"
+/big?n=N      N bytes of "b" (default 64 KiB)
 /write-read   write()s a first piece, then reads the body and returns it
 /sleep?ms=N   sleeps N ms, then answers the path
 /kw           start_response with every argument by keyword, exc_info=None
@@ -30,8 +30,9 @@ def application(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]
     if path == "/big":
-        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "65536")])
-        return [b"b" * 65536]
+        n = int(qs.get("n", ["65536"])[0])
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(n))])
+        return [b"b" * n]
     if path == "/write-read":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"first;")
