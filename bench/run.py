@@ -111,6 +111,23 @@ def _apus_preload(c: Ctx):
     return _apus(c) + ["--preload"]
 
 
+# --apus-b: a second apus binary, run as the server "apus-b" in the same cells as "apus", to
+# compare two builds side by side (build flags, a change to the worker).
+APUS_B = ""
+
+
+def _apus_b(c: Ctx):
+    argv = _apus(c)
+    argv[0] = APUS_B
+    return argv
+
+
+def _apus_b_available(c: Ctx):
+    if not (APUS_B and os.path.isfile(APUS_B) and os.access(APUS_B, os.X_OK)):
+        return "no second apus binary: pass --apus-b PATH"
+    return None
+
+
 def _apus_available(c: Ctx):
     if not (os.path.isfile(c.apus) and os.access(c.apus, os.X_OK)):
         return (f"no apus binary at {c.apus}: build it with `swift build -c release` "
@@ -207,6 +224,8 @@ def _nginx_apus_available(c: Ctx):
 
 SERVERS = [
     Server("apus", _apus, available=_apus_available),
+    Server("apus-b", _apus_b, available=_apus_b_available, default=False,
+           note="the binary given with --apus-b, to compare two builds side by side"),
     Server("apus-preload", _apus_preload, available=_apus_available, default=False,
            note="--preload: the app imported once, workers forked from it (uWSGI's default)"),
     Server("bjoern", _bjoern, threads_ok=False,
@@ -799,6 +818,8 @@ def reproduce_cmd(args) -> str:
              "--shapes", ",".join(f"{w}x{t}" for w, t in args.shapes),
              "--apps", ",".join(args.apps), "--servers", ",".join(args.servers),
              "--apus", args.apus]
+    if args.apus_b:
+        parts += ["--apus-b", args.apus_b]
     return "cd " + shlex.quote(REPO) + " && " + shlex.join(parts)
 
 
@@ -901,6 +922,7 @@ def main(argv=None):
     p.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (2)")
     p.add_argument("--apus", default=os.path.join(REPO, ".build", "release", "apus"),
                    help="apus binary (default: .build/release/apus in the repo)")
+    p.add_argument("--apus-b", default="", help="a second apus binary, served as 'apus-b'")
     p.add_argument("--venv", default=default_venv, help="venv with the servers and Django (bench/.venv)")
     p.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
     p.add_argument("--ready-timeout", type=float, default=30)
@@ -910,6 +932,8 @@ def main(argv=None):
 
     args.venv = os.path.abspath(args.venv)
     args.apus = os.path.abspath(args.apus)
+    global APUS_B
+    APUS_B = os.path.abspath(args.apus_b) if args.apus_b else ""
     args.shapes = [parse_shape(s) for s in args.shapes.split(",") if s.strip()]
     args.apps = [a.strip() for a in args.apps.split(",") if a.strip()]
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
