@@ -60,7 +60,7 @@ public struct RequestLimits: Equatable, Sendable {
     public var maxBodyBytes = 1 << 30
     /// Bodies up to this size are kept in memory; larger ones go to a temporary file.
     public var bodyMemoryBytes = 1 << 20
-    /// Longest header line (name, colon, value) → 431. 0 means only `maxHeaderBytes` applies.
+    /// Longest header line, its CRLF included → 431. 0 means only `maxHeaderBytes` applies.
     public var maxFieldBytes = 8190
     /// Seconds to receive a whole request head once its first byte arrived.
     public var headTimeout = 30.0

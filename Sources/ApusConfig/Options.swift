@@ -250,7 +250,7 @@ extension OptionSpec {
                   help: "Longest request line (method, target, version) accepted; longer ones get 414.",
                   into: \.config.limits.maxRequestLine),
             .size("limit-request-field-size", range: 0...(16 << 20), section: .limits,
-                  help: "Longest header line (name, colon and value) accepted, in bytes (0 = only --limit-request-headers-size applies); longer ones get 431.",
+                  help: "Longest header line accepted, in bytes, its CRLF included as Gunicorn counts it (0 = only --limit-request-headers-size applies); longer ones get 431.",
                   into: \.config.limits.maxFieldBytes),
             .int("limit-request-fields", range: 1...10000, section: .limits,
                  help: "Most header fields accepted in a request; more get 431.",

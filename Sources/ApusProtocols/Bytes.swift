@@ -55,6 +55,36 @@ func equalsIgnoringCase(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>, _
     return true
 }
 
+/// Case-insensitive comparison of a field name with `lowercased`, which holds only
+/// lower-case letters, digits and '-'. Compares up to 8 bytes at a time: setting
+/// bit 0x20 of every byte folds case exactly here, because `range` must hold only
+/// `tchar` (as every name the parser keeps does), and the only tchar that bit maps
+/// onto a lower-case letter, a digit or '-' are that letter's upper case and the
+/// byte itself.
+@inline(__always) @usableFromInline
+func nameEquals(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercased: StaticString) -> Bool {
+    let count = lowercased.utf8CodeUnitCount
+    guard range.count == count, let base = buffer.baseAddress else { return false }
+    let s = base + range.lowerBound
+    let l = UnsafeRawPointer(lowercased.utf8Start)
+    @inline(__always) func same<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> Bool {
+        (s.loadUnaligned(fromByteOffset: offset, as: T.self) | T(truncatingIfNeeded: 0x2020_2020_2020_2020 as UInt64))
+            == l.loadUnaligned(fromByteOffset: offset, as: T.self)
+    }
+    // Two loads that overlap when the length is not a multiple of their size.
+    if count >= 8 {
+        var i = 0
+        while i &+ 8 < count {
+            if !same(i, UInt64.self) { return false }
+            i &+= 8
+        }
+        return same(count &- 8, UInt64.self)
+    }
+    if count >= 4 { return same(0, UInt32.self) && same(count &- 4, UInt32.self) }
+    if count >= 2 { return same(0, UInt16.self) && same(count &- 2, UInt16.self) }
+    return count == 0 || same(0, UInt8.self)
+}
+
 /// Case-sensitive comparison of `buffer[range]` with `literal`.
 @inline(__always) @usableFromInline
 func equalsExactly(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool {

@@ -12,8 +12,8 @@ public struct HTTPParserLimits: Sendable, Equatable {
     public var maxHeaderBytes = 65536
     /// Maximum number of header fields (431 beyond).
     public var maxHeaderCount = 100
-    /// Maximum length of one header line (name, colon, value; CRLF excluded) (431
-    /// beyond). 0 means only `maxHeaderBytes` applies.
+    /// Maximum size of one header line, its CRLF included as Gunicorn counts it
+    /// (431 beyond). 0 means only `maxHeaderBytes` applies.
     public var maxFieldBytes = 8190
     /// Maximum body size, for Content-Length and for decoded chunked bodies
     /// (413 beyond). 0 means unlimited.
@@ -49,18 +49,24 @@ public enum BodyFraming: Sendable, Equatable {
 public struct HTTPRequestHead: Sendable {
     /// The method token (case-sensitive).
     public var method: Range<Int>
-    /// The raw request-target.
+    /// The raw request-target, a `#fragment` included.
     public var target: Range<Int>
-    /// The path part of the target:
-    /// - origin-form `/p?q`: `/p`;
+    /// The path part of the target (never includes a `#fragment`):
+    /// - origin-form `/p?q#f`: `/p`;
     /// - absolute-form `http://h/p?q`: `/p`; for `http://h` or `http://h?q`
     ///   the range is EMPTY (positioned right after the authority) and the
     ///   caller must treat it as `/`;
     /// - asterisk-form: `*`;
     /// - authority-form (CONNECT): empty range at the end of the target.
     public var path: Range<Int>
-    /// The query after `?` (possibly empty), nil if the target has no `?`.
+    /// The query after `?` up to a `#` or the end (possibly empty), nil if the
+    /// target has no `?` before any `#`.
     public var query: Range<Int>?
+    /// absolute-form only: the host and optional port of the target's
+    /// authority (`h:8080` in `http://user@h:8080/p`, userinfo left out),
+    /// which stands for the Host header (RFC 9112 section 3.2.2); nil for
+    /// the other forms.
+    public var authority: Range<Int>?
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     public var versionMinor: Int
     /// The header fields in order of appearance (duplicates kept).
@@ -82,6 +88,7 @@ public struct HTTPRequestHead: Sendable {
         target = 0..<0
         path = 0..<0
         query = nil
+        authority = nil
         versionMinor = 1
         headers = []
         headLength = 0
@@ -97,6 +104,7 @@ public struct HTTPRequestHead: Sendable {
         target = 0..<0
         path = 0..<0
         query = nil
+        authority = nil
         versionMinor = 1
         headers.removeAll(keepingCapacity: true)
         headLength = 0
@@ -113,13 +121,17 @@ public enum HTTPRequestError: Error, Sendable, Equatable {
     case badRequest(String)
     /// 414: request line longer than `maxRequestLine`.
     case uriTooLong
-    /// 431: head larger than `maxHeaderBytes`, more than `maxHeaderCount`
-    /// fields, or a chunked trailer section that is too large.
+    /// 431: head larger than `maxHeaderBytes`, a header line larger than
+    /// `maxFieldBytes`, more than `maxHeaderCount` fields, or a chunked trailer
+    /// section that is too large.
     case headerFieldsTooLarge
     /// 413: body larger than `maxBodyBytes`.
     case payloadTooLarge
     /// 505: a well-formed `HTTP/x.y` version other than 1.0 and 1.1.
     case versionNotSupported
+    /// 501: a well-formed Transfer-Encoding that names a coding other than
+    /// `chunked` (gzip, deflate, compress, identity, unknown tokens).
+    case notImplemented
 
     /// The HTTP status code to answer with.
     public var status: Int {
@@ -129,6 +141,7 @@ public enum HTTPRequestError: Error, Sendable, Equatable {
         case .headerFieldsTooLarge: return 431
         case .payloadTooLarge: return 413
         case .versionNotSupported: return 505
+        case .notImplemented: return 501
         }
     }
 
@@ -140,6 +153,7 @@ public enum HTTPRequestError: Error, Sendable, Equatable {
         case .headerFieldsTooLarge: return "Request Header Fields Too Large"
         case .payloadTooLarge: return "Content Too Large"
         case .versionNotSupported: return "HTTP Version Not Supported"
+        case .notImplemented: return "Not Implemented"
         }
     }
 }

@@ -1,7 +1,13 @@
 // HTTP/1.1 request head parser (RFC 9112), strict in the places where the RFC
 // leaves a choice (as Gunicorn is): CRLF only, no obs-fold, no whitespace
-// before the colon, one Host, no Transfer-Encoding other than a single
-// `chunked`, no Transfer-Encoding with Content-Length.
+// before the colon, no Transfer-Encoding with Content-Length, no
+// Transfer-Encoding on HTTP/1.0, one Content-Length field holding one number,
+// no second field line for the single-value fields of `SingleValueField`
+// (Host, Content-Type, Authorization, ...). Transfer-Encoding must be a list of
+// tokens in which `chunked` comes once and last: anything else is 400; a
+// well-formed list naming another coding is 501, as Apus implements none. A
+// `#fragment` in the target is kept in `target` and left out of `path` and
+// `query`. Header lines longer than `maxFieldBytes` (CRLF included) are 431.
 //
 // The parser is a single left-to-right pass over the buffer. It keeps no
 // state between calls: on `.incomplete` the caller reads more and calls again
@@ -22,7 +28,8 @@ public struct HTTPRequestParser: Sendable {
     /// `.incomplete` means: read more bytes and call again with the whole
     /// buffer. The limits are enforced on incomplete input too: a request line
     /// longer than `maxRequestLine` without its CRLF gives `.uriTooLong`, a
-    /// head longer than `maxHeaderBytes` without its end gives
+    /// head longer than `maxHeaderBytes` without its end, or a header line
+    /// longer than `maxFieldBytes` without its CRLF, gives
     /// `.headerFieldsTooLarge`.
     public func parseHead(_ buffer: UnsafeRawBufferPointer, into head: inout HTTPRequestHead) -> HeadParseResult {
         head.reset()
@@ -31,6 +38,9 @@ public struct HTTPRequestParser: Sendable {
         let maxHead = limits.maxHeaderBytes > 0 ? limits.maxHeaderBytes : Int.max / 4
         let maxLine = limits.maxRequestLine > 0 ? limits.maxRequestLine : Int.max / 4
         let maxCount = limits.maxHeaderCount > 0 ? limits.maxHeaderCount : Int.max
+        // Longest header line without its CRLF (`maxFieldBytes` counts the CRLF).
+        let maxFieldLine = limits.maxFieldBytes > 2 ? limits.maxFieldBytes &- 2
+            : (limits.maxFieldBytes > 0 ? 0 : Int.max / 4)
         // All scanning of the head stops at `hb`; running into it means either
         // "need more bytes" or "the head is too large".
         let hb = n < maxHead ? n : maxHead
@@ -117,10 +127,7 @@ public struct HTTPRequestParser: Sendable {
         let first = buffer[targetStart]
         if first == 0x2F {  // '/' origin-form
             if isCONNECT { return .failure(.badRequest("CONNECT requires authority-form")) }
-            var q = targetStart
-            while q < targetEnd && buffer[q] != 0x3F { q &+= 1 }
-            path = targetStart..<q
-            if q < targetEnd { query = (q &+ 1)..<targetEnd }
+            (path, query) = splitPathAndQuery(buffer, targetStart..<targetEnd)
         } else if first == 0x2A {  // '*' asterisk-form
             if targetEnd &- targetStart != 1 || !equalsExactly(buffer, method, "OPTIONS") {
                 return .failure(.badRequest("invalid asterisk-form"))
@@ -150,16 +157,19 @@ public struct HTTPRequestParser: Sendable {
             }
             let authorityStart = s &+ 3
             var a = authorityStart
+            var hostStart = authorityStart  // after the last '@' (userinfo is not part of the host)
             while a < targetEnd {
                 let b = buffer[a]
-                if b == 0x2F || b == 0x3F { break }
+                if b == 0x2F || b == 0x3F || b == 0x23 { break }
+                if b == 0x40 { hostStart = a &+ 1 }
                 a &+= 1
             }
-            if a == authorityStart { return .failure(.badRequest("empty authority in absolute-form")) }
-            var q = a
-            while q < targetEnd && buffer[q] != 0x3F { q &+= 1 }
-            path = a..<q
-            if q < targetEnd { query = (q &+ 1)..<targetEnd }
+            // RFC 9110 section 4.2.1: an http(s) URI with an empty host is invalid.
+            if hostStart == a || buffer[hostStart] == colon {
+                return .failure(.badRequest("empty host in absolute-form"))
+            }
+            head.authority = hostStart..<a
+            (path, query) = splitPathAndQuery(buffer, a..<targetEnd)
         }
 
         head.method = method
@@ -170,10 +180,11 @@ public struct HTTPRequestParser: Sendable {
 
         // 3. Header fields.
         var p = lineEnd &+ 2
-        var hostCount = 0
+        var singletons: UInt16 = 0      // `SingleValueField` bits of the fields seen
         var contentLength = -1
         var sawTransferEncoding = false
         var chunked = false
+        var otherCoding = false         // a transfer coding other than chunked was named
         var connectionClose = false
         var connectionKeepAlive = false
         var expectContinue = false
@@ -191,17 +202,28 @@ public struct HTTPRequestParser: Sendable {
             if b == sp || b == ht { return .failure(.badRequest("obsolete line folding or leading whitespace")) }
             if head.headers.count >= maxCount { return .failure(.headerFieldsTooLarge) }
 
-            // field-name
+            // The line is too long (431) once a byte other than its CR sits at `fieldBound`
+            // or later. Checked where the scan stops (at the CR, out of bytes, or at an
+            // error), not at every byte: an error at or past the bound is 431, so each
+            // decision is still the one of the first byte that causes it.
             let nameStart = p
+            let fieldBound = nameStart &+ maxFieldLine
+
+            // field-name
             while true {
-                if p >= hb { return outOfBytes() }
+                if p >= hb { return p > fieldBound ? .failure(.headerFieldsTooLarge) : outOfBytes() }
                 b = buffer[p]
                 if !isTchar(b) { break }
                 p &+= 1
             }
             if b != colon {
+                if b == cr {
+                    if p > fieldBound { return .failure(.headerFieldsTooLarge) }
+                    return .failure(.badRequest("header line without colon"))
+                }
+                if p >= fieldBound { return .failure(.headerFieldsTooLarge) }
                 if b == sp || b == ht { return .failure(.badRequest("whitespace before colon")) }
-                if b == cr || b == lf { return .failure(.badRequest("header line without colon")) }
+                if b == lf { return .failure(.badRequest("header line without colon")) }
                 return .failure(.badRequest("invalid character in header name"))
             }
             if p == nameStart { return .failure(.badRequest("empty header name")) }
@@ -213,7 +235,7 @@ public struct HTTPRequestParser: Sendable {
             let valueStart = p
             var valueEnd = p
             while true {
-                if p >= hb { return outOfBytes() }
+                if p >= hb { return p > fieldBound ? .failure(.headerFieldsTooLarge) : outOfBytes() }
                 b = buffer[p]
                 if b > sp && b != del {
                     p &+= 1
@@ -222,12 +244,15 @@ public struct HTTPRequestParser: Sendable {
                     p &+= 1
                 } else if b == cr {
                     break
+                } else if p >= fieldBound {
+                    return .failure(.headerFieldsTooLarge)
                 } else if b == lf {
                     return .failure(.badRequest("bare LF"))
                 } else {
                     return .failure(.badRequest("invalid character in header value"))
                 }
             }
+            if p > fieldBound { return .failure(.headerFieldsTooLarge) }
             if p &+ 1 >= hb { return outOfBytes() }
             if buffer[p &+ 1] != lf { return .failure(.badRequest("bare CR")) }
             p &+= 2
@@ -236,37 +261,50 @@ public struct HTTPRequestParser: Sendable {
             let value = valueStart..<valueEnd
             head.headers.append(HTTPHeaderField(name: name, value: value))
 
-            // Headers the framing depends on.
+            // One switch on the name's length for the fields the framing depends on and
+            // for the single-value fields that must not repeat (`SingleValueField`).
+            var single: UInt16 = 0
             switch nameEnd &- nameStart {
             case 4:
-                if equalsIgnoringCase(buffer, name, "host") {
-                    hostCount &+= 1
-                    if hostCount > 1 { return .failure(.badRequest("multiple Host headers")) }
-                }
+                if nameEquals(buffer, name, "host") { single = SingleValueField.host }
+            case 5:
+                if nameEquals(buffer, name, "range") { single = SingleValueField.range }
             case 6:
-                if equalsIgnoringCase(buffer, name, "expect"),
+                if nameEquals(buffer, name, "expect"),
                    equalsIgnoringCase(buffer, value, "100-continue") {
                     expectContinue = true
                 }
+            case 8:
+                if nameEquals(buffer, name, "if-range") { single = SingleValueField.ifRange }
             case 10:
-                if equalsIgnoringCase(buffer, name, "connection") {
+                if nameEquals(buffer, name, "connection") {
                     scanConnection(buffer, value, close: &connectionClose, keepAlive: &connectionKeepAlive)
                 }
+            case 12:
+                if nameEquals(buffer, name, "content-type") { single = SingleValueField.contentType }
+            case 13:
+                if nameEquals(buffer, name, "authorization") {
+                    single = SingleValueField.authorization
+                } else if nameEquals(buffer, name, "content-range") {
+                    single = SingleValueField.contentRange
+                }
             case 14:
-                if equalsIgnoringCase(buffer, name, "content-length") {
+                if nameEquals(buffer, name, "content-length") {
+                    if singletons & SingleValueField.contentLength != 0 {
+                        return .failure(.badRequest("repeated Content-Length"))
+                    }
+                    single = SingleValueField.contentLength
                     if sawTransferEncoding {
                         return .failure(.badRequest("both Content-Length and Transfer-Encoding"))
                     }
-                    guard let length = parseContentLengthList(buffer, value) else {
+                    // One number only: a list, even of identical numbers, is refused.
+                    guard let length = parseDecimal(buffer, value) else {
                         return .failure(.badRequest("invalid Content-Length"))
-                    }
-                    if contentLength >= 0 && contentLength != length {
-                        return .failure(.badRequest("conflicting Content-Length"))
                     }
                     contentLength = length
                 }
             case 17:
-                if equalsIgnoringCase(buffer, name, "transfer-encoding") {
+                if nameEquals(buffer, name, "transfer-encoding") {
                     if versionMinor == 0 {
                         return .failure(.badRequest("Transfer-Encoding on HTTP/1.0"))
                     }
@@ -274,18 +312,32 @@ public struct HTTPRequestParser: Sendable {
                         return .failure(.badRequest("both Content-Length and Transfer-Encoding"))
                     }
                     sawTransferEncoding = true
-                    if !scanTransferEncoding(buffer, value, chunked: &chunked) {
-                        return .failure(.badRequest("unsupported Transfer-Encoding"))
+                    if !scanTransferEncoding(buffer, value, chunked: &chunked, otherCoding: &otherCoding) {
+                        return .failure(.badRequest("malformed Transfer-Encoding"))
                     }
+                } else if nameEquals(buffer, name, "if-modified-since") {
+                    single = SingleValueField.ifModifiedSince
+                }
+            case 19:
+                if nameEquals(buffer, name, "proxy-authorization") {
+                    single = SingleValueField.proxyAuthorization
+                } else if nameEquals(buffer, name, "if-unmodified-since") {
+                    single = SingleValueField.ifUnmodifiedSince
                 }
             default:
                 break
             }
+            if single != 0 {
+                if singletons & single != 0 { return .failure(.badRequest("repeated single-value header field")) }
+                singletons |= single
+            }
         }
 
-        if versionMinor == 1 && hostCount == 0 {
+        if versionMinor == 1 && singletons & SingleValueField.host == 0 {
             return .failure(.badRequest("missing Host header"))
         }
+        // Decided only now: a later Transfer-Encoding line may still be malformed (400).
+        if otherCoding { return .failure(.notImplemented) }
         if chunked {
             head.framing = .chunked
         } else if contentLength >= 0 {
@@ -326,39 +378,78 @@ func isAuthorityForm(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>) -> B
     return true
 }
 
-/// Content-Length value: a comma list of identical decimal numbers (RFC 9110
-/// section 8.6 allows a recipient to accept such a list). No signs, no empty
-/// elements, no spaces inside a number, no overflow.
-@usableFromInline
-func parseContentLengthList(_ buffer: UnsafeRawBufferPointer, _ value: Range<Int>) -> Int? {
-    var result = -1
-    var start = value.lowerBound
-    while true {
-        var end = start
-        while end < value.upperBound && buffer[end] != comma { end &+= 1 }
-        guard let v = parseDecimal(buffer, trimOWS(buffer, start..<end)) else { return nil }
-        if result >= 0 && result != v { return nil }
-        result = v
-        if end == value.upperBound { return result }
-        start = end &+ 1
+/// Splits an origin-form target, or what follows the authority of an
+/// absolute-form one, into the path (up to `?` or `#`) and the query (after
+/// `?`, up to `#`; nil without a `?` before any `#`). A `#fragment` is in
+/// neither: a client must not send one, and it never concerns the server.
+@inline(__always) @usableFromInline
+func splitPathAndQuery(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>) -> (Range<Int>, Range<Int>?) {
+    var q = range.lowerBound
+    while q < range.upperBound {
+        let b = buffer[q]
+        if b == 0x3F || b == 0x23 { break }
+        q &+= 1
     }
+    let path = range.lowerBound..<q
+    if q == range.upperBound || buffer[q] == 0x23 { return (path, nil) }
+    var f = q &+ 1
+    while f < range.upperBound && buffer[f] != 0x23 { f &+= 1 }
+    return (path, (q &+ 1)..<f)
 }
 
-/// Transfer-Encoding value: comma list whose only accepted element is
-/// `chunked` (case-insensitive), at most once over all fields. Returns false
-/// for anything else (empty elements included).
+/// Transfer-Encoding value, one field line of the list that all such lines
+/// make together: tokens separated by commas, `chunked` (case-insensitive) at
+/// most once and last. Returns false when the list is malformed: an empty
+/// element, an element that is not a token (parameters, quotes), an element
+/// after `chunked`. Any other token is a coding Apus does not implement:
+/// `otherCoding` is set and the caller answers 501 once the head is complete.
 @usableFromInline
-func scanTransferEncoding(_ buffer: UnsafeRawBufferPointer, _ value: Range<Int>, chunked: inout Bool) -> Bool {
+func scanTransferEncoding(_ buffer: UnsafeRawBufferPointer, _ value: Range<Int>,
+                          chunked: inout Bool, otherCoding: inout Bool) -> Bool {
     var start = value.lowerBound
     while true {
         var end = start
         while end < value.upperBound && buffer[end] != comma { end &+= 1 }
         let element = trimOWS(buffer, start..<end)
-        if chunked || !equalsIgnoringCase(buffer, element, "chunked") { return false }
-        chunked = true
+        if chunked || !isToken(buffer, element) { return false }
+        if equalsIgnoringCase(buffer, element, "chunked") { chunked = true } else { otherCoding = true }
         if end == value.upperBound { return true }
         start = end &+ 1
     }
+}
+
+/// True if `range` is a non-empty run of `tchar`.
+@inline(__always) @usableFromInline
+func isToken(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+    if range.isEmpty { return false }
+    var i = range.lowerBound
+    while i < range.upperBound {
+        if !isTchar(buffer[i]) { return false }
+        i &+= 1
+    }
+    return true
+}
+
+/// The request fields whose value is a single item (RFC 9110: the grammar is not
+/// a list) and that a second field line must not join into an ambiguous "a, b":
+/// a bit for each, for the set of those seen. Gunicorn refuses a second Host,
+/// Content-Type or Content-Length; nginx also a second Authorization,
+/// Content-Range, If-Range, If-Modified-Since or If-Unmodified-Since; Apus
+/// refuses all of these, and Proxy-Authorization and Range too. Informational
+/// single-value fields (User-Agent, Referer, From, Date) may repeat: clients do
+/// send them twice, and nothing in the server depends on them.
+@usableFromInline
+enum SingleValueField {
+    @usableFromInline static let host: UInt16 = 1 << 0
+    @usableFromInline static let range: UInt16 = 1 << 1
+    @usableFromInline static let ifRange: UInt16 = 1 << 2
+    @usableFromInline static let contentType: UInt16 = 1 << 3
+    @usableFromInline static let authorization: UInt16 = 1 << 4
+    @usableFromInline static let contentRange: UInt16 = 1 << 5
+    @usableFromInline static let contentLength: UInt16 = 1 << 6
+    @usableFromInline static let ifModifiedSince: UInt16 = 1 << 7
+    @usableFromInline static let proxyAuthorization: UInt16 = 1 << 8
+    @usableFromInline static let ifUnmodifiedSince: UInt16 = 1 << 9
 }
 
 /// Connection value: comma list of tokens; notes `close` and `keep-alive`

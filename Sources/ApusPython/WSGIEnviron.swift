@@ -96,7 +96,10 @@ final class WSGIEnviron {
         put(k.input, input)
         if let n = contentLength { putNew(k.contentLength, decimalString(n)) }
 
-        var hostValue: Range<Int>? = nil
+        // absolute-form: the target's authority stands for the Host header, which is
+        // ignored (RFC 9112 section 3.2.2).
+        var hostValue: Range<Int>? = head.authority
+        if let a = hostValue { putNew(httpHost, api.latin1(slice(a))) }
         var forwarded: ForwardedFields? = nil
         for field in head.headers {
             let name = slice(field.name)
@@ -112,7 +115,10 @@ final class WSGIEnviron {
             if name.count == 12, asciiEqualsLower(name, "content-type") {
                 key = k.contentType
             } else {
-                if name.count == 4, asciiEqualsLower(name, "host") { hostValue = field.value }
+                if name.count == 4, asciiEqualsLower(name, "host") {
+                    if head.authority != nil { continue }
+                    hostValue = field.value
+                }
                 key = headerKeys.key(for: name)
             }
             let value = api.latin1(slice(field.value))

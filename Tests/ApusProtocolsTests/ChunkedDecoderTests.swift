@@ -17,7 +17,8 @@ let wikiData = "Wikipedia in\r\n\r\nchunks."
 
 @Test(arguments: ["5\r\nhello\r\n0\r\n\r\n", wikiBody, "a\r\n0123456789\r\n0\r\n\r\n", "A\r\n0123456789\r\n000\r\n\r\n",
                   "000a\r\n0123456789\r\n0\r\n\r\n", "5 \r\nhello\r\n0\t\r\n\r\n", "5 ; x = y\r\nhello\r\n0\r\n\r\n",
-                  "0\r\n\r\n", "1\r\n\u{00}\r\n0\r\nA: 1\r\nB:\r\n\r\n"])
+                  "0\r\n\r\n", "1\r\n\u{00}\r\n0\r\nA: 1\r\nB:\r\n\r\n",
+                  "0\r\nContent-Length-Checksum-Of-The-Body: 1\r\nX-Host: h\r\nHosts: 2\r\nT:\t\u{E9}x \r\n\r\n"])
 func chunkedSplitAtEveryBoundary(_ body: String) {
     let b = bytes(body)
     let whole = decodeChunked([b])
@@ -95,6 +96,13 @@ let chunkedInvalidCases: [ChunkedInvalid] = [
     ChunkedInvalid(name: "NUL in trailer", body: "0\r\nX: \u{00}\r\n\r\n", status: 400),
     ChunkedInvalid(name: "trailer too large", body: "0\r\nX: " + String(repeating: "t", count: 9000) + "\r\n\r\n", status: 431),
     ChunkedInvalid(name: "many trailer lines", body: "0\r\n" + String(repeating: "X-Trailer: value\r\n", count: 600) + "\r\n", status: 431),
+    ChunkedInvalid(name: "trailer without colon", body: "0\r\nNoColon\r\n\r\n", status: 400),
+    ChunkedInvalid(name: "trailer space before colon", body: "0\r\nX-A : 1\r\n\r\n", status: 400),
+    ChunkedInvalid(name: "trailer empty name", body: "0\r\n: 1\r\n\r\n", status: 400),
+    ChunkedInvalid(name: "trailer bad name byte", body: "0\r\nX\"A: 1\r\n\r\n", status: 400),
+    ChunkedInvalid(name: "trailer obs-fold", body: "0\r\nX-A: 1\r\n two\r\n\r\n", status: 400),
+    ChunkedInvalid(name: "trailer leading tab", body: "0\r\n\tX-A: 1\r\n\r\n", status: 400),
+    ChunkedInvalid(name: "trailer name too large", body: "0\r\n" + String(repeating: "n", count: 9000) + ": 1\r\n\r\n", status: 431),
     ChunkedInvalid(name: "chunk over limit", body: "b\r\nhello world\r\n0\r\n\r\n", status: 413, maxBodyBytes: 10),
     ChunkedInvalid(name: "total over limit", body: "6\r\nhello \r\n6\r\nworld!\r\n0\r\n\r\n", status: 413, maxBodyBytes: 10),
 ]
@@ -133,4 +141,61 @@ func chunkedInvalid(_ c: ChunkedInvalid) {
     let r = b.withUnsafeBytes { d.decode($0) { _ in } }
     #expect(r == .needMore(consumed: b.count))
     #expect(d.decodedBytes == 2)
+}
+
+/// Every field RFC 9110 section 6.5.1 keeps out of trailers, as `isForbiddenTrailer` has them.
+let forbiddenTrailerNames = [
+    "Content-Length", "Transfer-Encoding", "Host", "TE", "Content-Type", "Authorization", "Cookie", "Expect",
+    "Proxy-Authorization", "Cache-Control", "Max-Forwards", "Pragma", "Range", "If-Match", "If-None-Match",
+    "If-Modified-Since", "If-Unmodified-Since", "If-Range", "Age", "Date", "Expires", "Location", "Retry-After",
+    "Vary", "Warning", "Content-Encoding", "Content-Range", "Trailer",
+]
+
+@Test(arguments: forbiddenTrailerNames)
+func forbiddenTrailerRefused(_ name: String) {
+    for spelled in [name, name.lowercased(), name.uppercased()] {
+        let b = bytes("3\r\nabc\r\n0\r\nX-Before: 1\r\n\(spelled): v\r\nX-After: 2\r\n\r\n")
+        let r = decodeChunked([b])
+        #expect(r.result == .failure(.badRequest("field not allowed in a trailer")), "\(spelled)")
+        #expect(r.data == bytes("abc"))
+        // the same at every split and byte by byte: the name is carried between calls
+        for split in 1..<b.count {
+            #expect(decodeChunked([Array(b[..<split]), Array(b[split...])]).result == r.result, "\(spelled) split \(split)")
+        }
+        #expect(decodeChunked(b.map { [$0] }).result == r.result)
+    }
+}
+
+@Test func allowedTrailersDiscarded() {
+    // names that only look like forbidden ones, and names longer than the kept prefix
+    let names = ["X-Content-Length", "Content-Lengths", "Hos", "Te-Extra", "Server-Timing", "Digest",
+                 "Content-Length-But-Longer-Than-24", "Transfer-Encoding-Checksum", "A"]
+    for name in names {
+        let b = bytes("1\r\nz\r\n0\r\n\(name): v\r\n\r\n")
+        let r = decodeChunked([b])
+        #expect(r.result == .done(consumed: b.count), "\(name)")
+        #expect(r.data == bytes("z"))
+        #expect(decodeChunked(b.map { [$0] }).result == .done(consumed: 1), "\(name)")
+    }
+}
+
+@Test func forbiddenTrailerList() {
+    for name in forbiddenTrailerNames {
+        #expect(bytes(name.lowercased()).withUnsafeBytes { isForbiddenTrailer($0) }, "\(name)")
+    }
+    for name in ["x-host", "hosts", "", "content-language", "connection", "accept", "user-agent"] {
+        #expect(!bytes(name).withUnsafeBytes { isForbiddenTrailer($0) }, "\(name)")
+    }
+}
+
+@Test func decoderResetClearsTrailerName() {
+    var d = ChunkedDecoder(maxBodyBytes: 0)
+    let first = bytes("0\r\nCont")
+    #expect(first.withUnsafeBytes { d.decode($0) { _ in } } == .needMore(consumed: first.count))
+    d.reset()
+    let second = bytes("0\r\nTE: x\r\n\r\n")
+    #expect(second.withUnsafeBytes { d.decode($0) { _ in } } == .failure(.badRequest("field not allowed in a trailer")))
+    d.reset()
+    let third = bytes("0\r\nX: y\r\n\r\n")
+    #expect(third.withUnsafeBytes { d.decode($0) { _ in } } == .done(consumed: third.count))
 }

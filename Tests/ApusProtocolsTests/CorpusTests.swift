@@ -103,7 +103,10 @@ func rangesAreInside(_ h: HTTPRequestHead, _ n: Int) -> Bool {
     guard h.headLength > 0 && h.headLength <= n else { return false }
     guard inside(h.method), inside(h.target), inside(h.path), !h.method.isEmpty, !h.target.isEmpty else { return false }
     guard h.path.lowerBound >= h.target.lowerBound && h.path.upperBound <= h.target.upperBound else { return false }
-    if let q = h.query, !(inside(q) && q.lowerBound > h.target.lowerBound && q.upperBound == h.target.upperBound) { return false }
+    if let q = h.query, !(inside(q) && q.lowerBound > h.target.lowerBound && q.upperBound <= h.target.upperBound) { return false }
+    if let a = h.authority, !(inside(a) && !a.isEmpty && a.lowerBound > h.target.lowerBound && a.upperBound <= h.path.lowerBound) {
+        return false
+    }
     for f in h.headers where !(inside(f.name) && inside(f.value) && !f.name.isEmpty && f.name.upperBound < f.value.lowerBound + 1) {
         return false
     }
@@ -164,6 +167,28 @@ func rangesAreInside(_ h: HTTPRequestHead, _ n: Int) -> Bool {
     // The mutations must exercise both outcomes.
     #expect((outcomes[200] ?? 0) > 1000)
     #expect((outcomes[400] ?? 0) > 1000)
+}
+
+/// The prefix property with a small `maxFieldBytes`, so that the 431 of an overlong
+/// header line competes with every other error in the mutated lines.
+@Test func fuzzFieldSizeLimit() {
+    var rng = SplitMix64(state: 0xF1E1D)
+    let seeds = corpus.filter { $0.bytes.count < 400 }.map(\.bytes)
+    #expect(!seeds.isEmpty)
+    guard !seeds.isEmpty else { return }
+    var outcomes: [Int: Int] = [:]
+    for iteration in 0..<3_000 {
+        var limits = HTTPParserLimits()
+        limits.maxFieldBytes = [3, 8, 14, 20][iteration % 4]
+        let b = mutate(seeds.randomElement(using: &rng)!, &rng)
+        let (whole, head) = parse(b, limits: limits)
+        outcomes[statusOf(whole), default: 0] += 1
+        let d = firstDecision(b, limits: limits)
+        #expect(d.result == whole, "iteration \(iteration)")
+        if whole == .complete { #expect(sameHead(d.head, head), "iteration \(iteration)") }
+    }
+    #expect((outcomes[431] ?? 0) > 300)
+    #expect((outcomes[400] ?? 0) > 100)
 }
 
 @Test func fuzzChunkedDecoder() {

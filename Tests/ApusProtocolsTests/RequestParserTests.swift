@@ -13,6 +13,7 @@ struct ValidCase: Sendable, CustomTestStringConvertible {
     var expectContinue = false
     var isHEAD = false
     var headerCount: Int? = nil
+    var authority: String? = nil
     var testDescription: String { name }
 }
 
@@ -24,15 +25,27 @@ let validCases: [ValidCase] = [
     ValidCase(name: "percent and params", raw: "GET /a%20b/;p=1?x=%zz HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET", path: "/a%20b/;p=1", query: "x=%zz"),
     ValidCase(name: "POST content-length", raw: "POST /submit HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", method: "POST", path: "/submit", query: nil, framing: .contentLength(5)),
     ValidCase(name: "content-length zero", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", method: "POST", path: "/", query: nil, framing: .contentLength(0)),
-    ValidCase(name: "content-length identical list", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7, 7,7\r\n\r\n", method: "POST", path: "/", query: nil, framing: .contentLength(7)),
-    ValidCase(name: "content-length identical fields", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\ncontent-length: 7\r\n\r\n", method: "POST", path: "/", query: nil, framing: .contentLength(7)),
+    ValidCase(name: "content-length with OWS", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \t7 \r\n\r\n", method: "POST", path: "/", query: nil, framing: .contentLength(7)),
     ValidCase(name: "content-length leading zeros", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n", method: "POST", path: "/", query: nil, framing: .contentLength(7)),
     ValidCase(name: "chunked", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", method: "POST", path: "/", query: nil, framing: .chunked),
     ValidCase(name: "chunked upper case", raw: "POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: CHUNKED \r\n\r\n", method: "POST", path: "/", query: nil, framing: .chunked),
-    ValidCase(name: "absolute-form", raw: "GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n", method: "GET", path: "/p", query: "q=1"),
-    ValidCase(name: "absolute-form with port and userinfo", raw: "GET https://u@example.com:8080/x/y HTTP/1.1\r\nHost: example.com\r\n\r\n", method: "GET", path: "/x/y", query: nil),
-    ValidCase(name: "absolute-form without path", raw: "GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n", method: "GET", path: "", query: nil),
-    ValidCase(name: "absolute-form query without path", raw: "GET http://example.com?x HTTP/1.1\r\nHost: example.com\r\n\r\n", method: "GET", path: "", query: "x"),
+    ValidCase(name: "absolute-form", raw: "GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n", method: "GET", path: "/p", query: "q=1", authority: "example.com"),
+    ValidCase(name: "absolute-form with port and userinfo", raw: "GET https://u@example.com:8080/x/y HTTP/1.1\r\nHost: example.com\r\n\r\n", method: "GET", path: "/x/y", query: nil, authority: "example.com:8080"),
+    ValidCase(name: "absolute-form userinfo with colon and @", raw: "GET http://u:p@w@h.example/x HTTP/1.1\r\nHost: other\r\n\r\n", method: "GET", path: "/x", query: nil, authority: "h.example"),
+    ValidCase(name: "absolute-form IPv6", raw: "GET http://[::1]:8080/x HTTP/1.1\r\nHost: other\r\n\r\n", method: "GET", path: "/x", query: nil, authority: "[::1]:8080"),
+    ValidCase(name: "absolute-form without path", raw: "GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n", method: "GET", path: "", query: nil, authority: "example.com"),
+    ValidCase(name: "absolute-form query without path", raw: "GET http://example.com?x HTTP/1.1\r\nHost: example.com\r\n\r\n", method: "GET", path: "", query: "x", authority: "example.com"),
+    ValidCase(name: "absolute-form fragment", raw: "GET http://a.example:81/p?q#f HTTP/1.1\r\nHost: other\r\n\r\n", method: "GET", path: "/p", query: "q", authority: "a.example:81"),
+    ValidCase(name: "absolute-form fragment after authority", raw: "GET http://a.example#f/x?y HTTP/1.1\r\nHost: other\r\n\r\n", method: "GET", path: "", query: nil, authority: "a.example"),
+    ValidCase(name: "absolute-form on HTTP/1.0 without Host", raw: "GET http://a.example/ HTTP/1.0\r\n\r\n", method: "GET", path: "/", query: nil, minor: 0, keepAlive: false, authority: "a.example"),
+    ValidCase(name: "fragment after query", raw: "GET /p/a?x=1#frag?y HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET", path: "/p/a", query: "x=1"),
+    ValidCase(name: "fragment without query", raw: "GET /p#frag HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET", path: "/p", query: nil),
+    ValidCase(name: "question mark inside fragment", raw: "GET /p#f?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET", path: "/p", query: nil),
+    ValidCase(name: "empty query and empty fragment", raw: "GET /p?# HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET", path: "/p", query: ""),
+    ValidCase(name: "fragment right after slash", raw: "GET /#/x HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET", path: "/", query: nil),
+    ValidCase(name: "informational single-value fields may repeat", raw: "GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: x\r\nUser-Agent: y\r\nReferer: r\r\nReferer: s\r\nDate: d\r\nDate: e\r\nFrom: f\r\nFrom: g\r\n\r\n", method: "GET", path: "/", query: nil, headerCount: 9),
+    ValidCase(name: "list fields and Cookie may repeat", raw: "GET / HTTP/1.1\r\nHost: a\r\nAccept: a\r\nAccept: b\r\nCookie: c=1\r\nCookie: d=2\r\nCache-Control: x\r\nCache-Control: y\r\n\r\n", method: "GET", path: "/", query: nil, headerCount: 7),
+    ValidCase(name: "one of each single-value field", raw: "GET / HTTP/1.1\r\nHost: a\r\nContent-Type: t\r\nAuthorization: a\r\nProxy-Authorization: p\r\nRange: bytes=0-1\r\nIf-Range: x\r\nIf-Modified-Since: d\r\nIf-Unmodified-Since: d\r\nContent-Range: c\r\nContent-Length: 0\r\n\r\n", method: "GET", path: "/", query: nil, framing: .contentLength(0), headerCount: 10),
     ValidCase(name: "OPTIONS *", raw: "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", method: "OPTIONS", path: "*", query: nil),
     ValidCase(name: "CONNECT authority-form", raw: "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", method: "CONNECT", path: "", query: nil),
     ValidCase(name: "CONNECT IPv6", raw: "CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n", method: "CONNECT", path: "", query: nil),
@@ -74,6 +87,7 @@ func validRequest(_ c: ValidCase) {
     #expect(h.framing == c.framing)
     #expect(h.expectContinue == c.expectContinue)
     #expect(h.isHEAD == c.isHEAD)
+    #expect(h.authority.map { text(b, $0) } == c.authority)
     #expect(h.headLength == b.count)
     if let n = c.headerCount { #expect(h.headers.count == n) }
     // the target runs from after the method to before the version
@@ -172,6 +186,10 @@ let invalidCases: [InvalidCase] = [
     InvalidCase(name: "absolute-form empty authority", raw: "GET http:///p HTTP/1.1\r\nHost: a\r\n\r\n", status: 400),
     InvalidCase(name: "absolute-form bad scheme", raw: "GET 1http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", status: 400),
     InvalidCase(name: "absolute-form one slash", raw: "GET http:/a/ HTTP/1.1\r\nHost: a\r\n\r\n", status: 400),
+    InvalidCase(name: "absolute-form userinfo only", raw: "GET http://u@/p HTTP/1.1\r\nHost: a\r\n\r\n", status: 400),
+    InvalidCase(name: "absolute-form port only", raw: "GET http://:80/p HTTP/1.1\r\nHost: a\r\n\r\n", status: 400),
+    InvalidCase(name: "absolute-form userinfo and port only", raw: "GET http://u@:80 HTTP/1.1\r\nHost: a\r\n\r\n", status: 400),
+    InvalidCase(name: "absolute-form fragment only", raw: "GET http://#f HTTP/1.1\r\nHost: a\r\n\r\n", status: 400),
     // line endings
     InvalidCase(name: "bare LF after request line", raw: "GET / HTTP/1.1\nHost: a\r\n\r\n", status: 400),
     InvalidCase(name: "bare LF after header", raw: "GET / HTTP/1.1\r\nHost: a\n\r\n", status: 400),
@@ -200,11 +218,27 @@ let invalidCases: [InvalidCase] = [
     InvalidCase(name: "HTTP/1.1 without Host", raw: "GET / HTTP/1.1\r\nX-A: b\r\n\r\n", status: 400),
     InvalidCase(name: "two Host", raw: "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", status: 400),
     InvalidCase(name: "two identical Host", raw: "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", status: 400),
+    // single-value fields
+    InvalidCase(name: "two Content-Type", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Type: application/json\r\n\r\n", status: 400),
+    InvalidCase(name: "two identical Content-Type", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\ncontent-TYPE: text/plain\r\n\r\n", status: 400),
+    InvalidCase(name: "two empty Content-Type", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Type:\r\nContent-Type:\r\n\r\n", status: 400),
+    InvalidCase(name: "two Authorization", raw: "GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Basic YTpi\r\nAuthorization: Basic Yzpk\r\n\r\n", status: 400),
+    InvalidCase(name: "two Proxy-Authorization", raw: "GET / HTTP/1.1\r\nHost: a\r\nProxy-Authorization: a\r\nPROXY-AUTHORIZATION: b\r\n\r\n", status: 400),
+    InvalidCase(name: "two Range", raw: "GET / HTTP/1.1\r\nHost: a\r\nRange: bytes=0-1\r\nRange: bytes=5-6\r\n\r\n", status: 400),
+    InvalidCase(name: "two If-Range", raw: "GET / HTTP/1.1\r\nHost: a\r\nIf-Range: \"a\"\r\nIf-Range: \"b\"\r\n\r\n", status: 400),
+    InvalidCase(name: "two If-Modified-Since", raw: "GET / HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: x\r\nIf-Modified-Since: y\r\n\r\n", status: 400),
+    InvalidCase(name: "two If-Unmodified-Since", raw: "GET / HTTP/1.1\r\nHost: a\r\nIf-Unmodified-Since: x\r\nIf-Unmodified-Since: y\r\n\r\n", status: 400),
+    InvalidCase(name: "two Content-Range", raw: "PUT / HTTP/1.1\r\nHost: a\r\nContent-Range: bytes 0-1/2\r\nContent-Range: bytes 0-1/2\r\n\r\n", status: 400),
+    InvalidCase(name: "repeat after other fields", raw: "POST / HTTP/1.1\r\nContent-Type: a\r\nHost: a\r\nX: y\r\nContent-Length: 0\r\nContent-Type: b\r\n\r\n", status: 400),
     // Content-Length
     InvalidCase(name: "CL plus sign", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", status: 400),
     InvalidCase(name: "CL minus sign", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\n", status: 400),
     InvalidCase(name: "CL differing list", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", status: 400),
     InvalidCase(name: "CL differing fields", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", status: 400),
+    InvalidCase(name: "CL identical list", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", status: 400),
+    InvalidCase(name: "CL identical list without spaces", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7,7,7\r\n\r\n", status: 400),
+    InvalidCase(name: "CL identical fields", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\ncontent-length: 7\r\n\r\n", status: 400),
+    InvalidCase(name: "CL leading comma", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: ,5\r\n\r\n", status: 400),
     InvalidCase(name: "CL empty", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", status: 400),
     InvalidCase(name: "CL empty list element", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,\r\n\r\n", status: 400),
     InvalidCase(name: "CL space inside", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 0\r\n\r\n", status: 400),
@@ -220,17 +254,33 @@ let invalidCases: [InvalidCase] = [
     InvalidCase(name: "TE name with leading space", raw: "POST / HTTP/1.1\r\nHost: a\r\n Transfer-Encoding: chunked\r\n\r\n", status: 400),
     InvalidCase(name: "TE space before colon", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", status: 400),
     InvalidCase(name: "TE chunked, identity", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", status: 400),
-    InvalidCase(name: "TE identity", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", status: 400),
-    InvalidCase(name: "TE gzip", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", status: 400),
-    InvalidCase(name: "TE gzip, chunked", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", status: 400),
+    InvalidCase(name: "TE identity", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", status: 501),
+    InvalidCase(name: "TE gzip", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", status: 501),
+    InvalidCase(name: "TE gzip, chunked", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", status: 501),
     InvalidCase(name: "TE chunked, chunked", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", status: 400),
     InvalidCase(name: "TE twice", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", status: 400),
     InvalidCase(name: "TE chunked then gzip field", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n", status: 400),
-    InvalidCase(name: "TE xchunked", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", status: 400),
-    InvalidCase(name: "TE chunkedx", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunkedx\r\n\r\n", status: 400),
+    InvalidCase(name: "TE xchunked", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", status: 501),
+    InvalidCase(name: "TE chunkedx", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunkedx\r\n\r\n", status: 501),
     InvalidCase(name: "TE empty", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", status: 400),
     InvalidCase(name: "TE trailing comma", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n", status: 400),
     InvalidCase(name: "TE quoted", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", status: 400),
+    InvalidCase(name: "TE deflate", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: deflate\r\n\r\n", status: 501),
+    InvalidCase(name: "TE compress", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: compress\r\n\r\n", status: 501),
+    InvalidCase(name: "TE unknown token", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: foo\r\n\r\n", status: 501),
+    InvalidCase(name: "TE GZIP upper case", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: GZIP\r\n\r\n", status: 501),
+    InvalidCase(name: "TE identity, chunked", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n", status: 501),
+    InvalidCase(name: "TE gzip then chunked field", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", status: 501),
+    InvalidCase(name: "TE gzip then malformed field", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", status: 400),
+    InvalidCase(name: "TE gzip then Content-Length", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n", status: 400),
+    InvalidCase(name: "TE gzip on HTTP/1.0", raw: "POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\n", status: 400),
+    InvalidCase(name: "TE gzip without Host", raw: "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", status: 400),
+    InvalidCase(name: "TE chunked, unknown", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, foo\r\n\r\n", status: 400),
+    InvalidCase(name: "TE leading empty element", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked\r\n\r\n", status: 400),
+    InvalidCase(name: "TE empty element in middle", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, , chunked\r\n\r\n", status: 400),
+    InvalidCase(name: "TE chunked with parameter", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;a=b\r\n\r\n", status: 400),
+    InvalidCase(name: "TE gzip with parameter", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip;q=1, chunked\r\n\r\n", status: 400),
+    InvalidCase(name: "TE space inside token", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chun ked\r\n\r\n", status: 400),
     InvalidCase(name: "TE with vertical tab", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \u{0B}chunked\r\n\r\n", status: 400),
 ]
 
@@ -256,6 +306,8 @@ func invalidRequest(_ c: InvalidCase) {
     #expect(HTTPRequestError.payloadTooLarge.reasonPhrase == "Content Too Large")
     #expect(HTTPRequestError.versionNotSupported.status == 505)
     #expect(HTTPRequestError.versionNotSupported.reasonPhrase == "HTTP Version Not Supported")
+    #expect(HTTPRequestError.notImplemented.status == 501)
+    #expect(HTTPRequestError.notImplemented.reasonPhrase == "Not Implemented")
 }
 
 // MARK: limits
@@ -293,6 +345,100 @@ func invalidRequest(_ c: InvalidCase) {
     // default limit, incomplete
     let big = "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "v", count: 70000)
     #expect(parse(big).0 == .failure(.headerFieldsTooLarge))
+}
+
+@Test func fieldSizeLimit() {
+    var limits = HTTPParserLimits()
+    limits.maxFieldBytes = 20  // a line of 18 bytes and its CRLF
+    let head = "GET / HTTP/1.1\r\nHost: a\r\n"
+    func line(_ n: Int) -> String { "X: " + String(repeating: "v", count: n - 3) }
+    #expect(parse(head + line(18) + "\r\n\r\n", limits: limits).0 == .complete)
+    #expect(parse(head + line(19) + "\r\n\r\n", limits: limits).0 == .failure(.headerFieldsTooLarge))
+    // incomplete: 18 bytes without their CR may still end in time, 19 cannot
+    #expect(parse(head + line(18), limits: limits).0 == .incomplete)
+    #expect(parse(head + line(18) + "\r", limits: limits).0 == .incomplete)
+    #expect(parse(head + line(19), limits: limits).0 == .failure(.headerFieldsTooLarge))
+    // the name alone, and the whitespace around the value, count too
+    #expect(parse(head + String(repeating: "n", count: 19), limits: limits).0 == .failure(.headerFieldsTooLarge))
+    #expect(parse(head + "X:" + String(repeating: " ", count: 17), limits: limits).0 == .failure(.headerFieldsTooLarge))
+    #expect(parse(head + "X: v" + String(repeating: "\t", count: 15) + "\r\n\r\n", limits: limits).0 == .failure(.headerFieldsTooLarge))
+    // at the bound only the CR may come: other errors there keep their status
+    #expect(parse(head + String(repeating: "n", count: 18) + "\r\n\r\n", limits: limits).0 == .failure(.badRequest("header line without colon")))
+    #expect(parse(head + line(18) + "\rx", limits: limits).0 == .failure(.badRequest("bare CR")))
+    // every line is measured on its own; the request line is not a header line
+    let many = "GET /" + String(repeating: "p", count: 40) + " HTTP/1.1\r\nHost: a\r\n" + line(18) + "\r\n" + line(18) + "\r\n\r\n"
+    #expect(parse(many, limits: limits).0 == .complete)
+    // each decision is taken at the byte that causes it
+    for raw in [head + line(19) + "\r\n\r\n", head + line(18) + "\r\n\r\n", head + "X:" + String(repeating: " ", count: 30)] {
+        let b = bytes(raw)
+        #expect(firstDecision(b, limits: limits).result == parse(b, limits: limits).0)
+    }
+    // 1 and 2 leave no room for any header line; a request without one still passes
+    limits.maxFieldBytes = 2
+    #expect(parse(head + "\r\n", limits: limits).0 == .failure(.headerFieldsTooLarge))
+    #expect(parse("GET / HTTP/1.0\r\n\r\n", limits: limits).0 == .complete)
+    // 0: only the head size limits a line
+    limits.maxFieldBytes = 0
+    limits.maxHeaderBytes = 100_000
+    #expect(parse(head + line(70_000) + "\r\n\r\n", limits: limits).0 == .complete)
+    // default 8190, CRLF included: the boundary where Gunicorn has it
+    #expect(parse(head + line(8188) + "\r\n\r\n").0 == .complete)
+    #expect(parse(head + line(8189) + "\r\n\r\n").0 == .failure(.headerFieldsTooLarge))
+    #expect(parse(head + line(8189)).0 == .failure(.headerFieldsTooLarge))
+}
+
+@Test func transferCodingPrecedence() {
+    // 501 is decided at the end of the head, after every Transfer-Encoding line was
+    // seen well-formed; each prefix is incomplete until then.
+    let b = bytes("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nX: y\r\n\r\n")
+    let d = firstDecision(b)
+    #expect(d.result == .failure(.notImplemented))
+    #expect(d.prefix == b.count)
+    // a malformed list is refused at the line that makes it so
+    let bad = bytes("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked, gzip\r\nX: y\r\n\r\n")
+    let dBad = firstDecision(bad)
+    #expect(dBad.result == .failure(.badRequest("malformed Transfer-Encoding")))
+    #expect(dBad.prefix == bad.count - 8)  // the LF ending the second Transfer-Encoding line
+}
+
+/// `nameEquals` (8 bytes at a time) agrees with the byte-wise comparison for every
+/// name the parser compares, in any case, and for every one-byte change to a tchar.
+@Test func nameEqualsMatchesBytewise() {
+    let names: [StaticString] = ["host", "range", "expect", "if-range", "connection", "content-type", "authorization",
+                                 "content-range", "content-length", "transfer-encoding", "if-modified-since",
+                                 "proxy-authorization", "if-unmodified-since", "te", "a"]
+    let tchars = (0..<128).map(UInt8.init).filter(isTchar)
+    for name in names {
+        let lower = Array(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+        var variants = [lower, lower.map { $0 >= 0x61 && $0 <= 0x7A ? $0 - 0x20 : $0 }]
+        variants.append(lower.enumerated().map { $0.offset % 2 == 0 && $0.element >= 0x61 ? $0.element - 0x20 : $0.element })
+        for i in lower.indices {
+            for t in tchars {
+                var v = lower
+                v[i] = t
+                variants.append(v)
+            }
+        }
+        variants.append(lower + [0x61])
+        variants.append(Array(lower.dropLast()))
+        for v in variants {
+            let padded = [0x58] + v + [0x3A]  // not at offset 0, and a byte after it
+            padded.withUnsafeBytes { buf in
+                let r = 1..<(1 + v.count)
+                #expect(nameEquals(buf, r, name) == equalsIgnoringCase(buf, r, name), "\(name) \(v)")
+            }
+        }
+    }
+}
+
+@Test func fragmentStaysInTarget() {
+    let b = bytes("GET /a%20b?x=1#sec?y=2 HTTP/1.1\r\nHost: a\r\n\r\n")
+    let (r, h) = parse(b)
+    #expect(r == .complete)
+    #expect(text(b, h.target) == "/a%20b?x=1#sec?y=2")
+    #expect(text(b, h.path) == "/a%20b")
+    #expect(h.query.map { text(b, $0) } == "x=1")
+    #expect(h.authority == nil)
 }
 
 @Test func headerCountLimit() {

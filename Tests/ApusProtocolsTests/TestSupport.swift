@@ -33,7 +33,7 @@ func parse(_ s: String, limits: HTTPParserLimits = HTTPParserLimits()) -> (HeadP
 
 /// Compares every field of two heads.
 func sameHead(_ a: HTTPRequestHead, _ b: HTTPRequestHead) -> Bool {
-    a.method == b.method && a.target == b.target && a.path == b.path && a.query == b.query
+    a.method == b.method && a.target == b.target && a.path == b.path && a.query == b.query && a.authority == b.authority
         && a.versionMinor == b.versionMinor && a.headers == b.headers && a.headLength == b.headLength
         && a.framing == b.framing && a.keepAlive == b.keepAlive && a.expectContinue == b.expectContinue
         && a.isHEAD == b.isHEAD

@@ -157,22 +157,25 @@ SMUGGLING = {
 }
 
 
+# Well-formed codings Apus does not implement get 501; everything else here is malformed.
+SMUGGLING_STATUS = {"te-unknown": 501, "te-gzip-chunked": 501, "te-obfuscated": 501}
+
+
 @pytest.mark.parametrize("name", sorted(SMUGGLING))
-def test_smuggling_400(srv, name):
+def test_smuggling_refused(srv, name):
     raw, closed = raw_request(srv.port, SMUGGLING[name], timeout=10)
     assert closed
     assert b"smuggled-inner" not in raw, "the smuggled request was answered"
     r = parse_response(raw)
-    assert r.status == 400, raw[:300]
+    assert r.status == SMUGGLING_STATUS.get(name, 400), raw[:300]
     if r.framing == "length":
         assert len(raw) == len(r.raw_head) + len(r.body), f"more than one response: {raw!r}"
 
 
-def test_identical_duplicate_content_lengths_accepted(srv):
-    data = (b"POST /dup HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n"
-            b"Connection: close\r\n\r\nhello")
-    r = parse_response(raw_request(srv.port, data)[0])
-    assert r.status == 200 and r.json()["body_latin1"] == "hello"
+def test_identical_duplicate_content_lengths_400(srv):
+    """As Gunicorn: a second Content-Length field is refused even when it agrees."""
+    expect_error(srv, b"POST /dup HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n"
+                      b"\r\nhello", 400)
 
 
 def test_http2_version_505(srv):
