@@ -175,29 +175,15 @@ extension OptionSpec {
                 }
                 d.config.socketOwner = raw
             },
-            .custom("forwarded-allow-ips", kind: .string, valueName: "LIST", defaultText: "127.0.0.1,::1",
-                    section: .listening,
-                    help: "Peers trusted to set X-Forwarded-* and Forwarded headers: addresses, CIDRs, * (any) and unix (unix-socket peers), comma-separated.") {
-                d, raw, ctx throws(ConfigError) in
-                do throws(TrustedProxiesError) {
-                    d.config.trustedProxies = try TrustedProxies(parsing: raw)
-                } catch {
-                    throw ctx.fail("item \(quoted(error.item)): \(error.reason)")
-                }
-            },
+            .addresses("forwarded-allow-ips",
+                       help: "Peers trusted to set X-Forwarded-* and Forwarded headers: addresses, CIDRs, * (any) and unix (unix-socket peers), comma-separated.",
+                       into: \.config.trustedProxies),
             .flag("proxy-protocol", section: .listening,
                   help: "HTTP listeners expect a PROXY protocol v1 or v2 header (HAProxy, cloud load balancers) before each connection's first request.",
                   into: \.config.proxyProtocol),
-            .custom("proxy-allow-ips", kind: .string, valueName: "LIST", defaultText: "127.0.0.1,::1",
-                    section: .listening,
-                    help: "Peers whose PROXY protocol header is believed (with --proxy-protocol): addresses, CIDRs, * (any) and unix (unix-socket peers), comma-separated. A connection from any other peer is refused.") {
-                d, raw, ctx throws(ConfigError) in
-                do throws(TrustedProxiesError) {
-                    d.config.proxyAllowed = try TrustedProxies(parsing: raw)
-                } catch {
-                    throw ctx.fail("item \(quoted(error.item)): \(error.reason)")
-                }
-            },
+            .addresses("proxy-allow-ips",
+                       help: "Peers whose PROXY protocol header is believed (with --proxy-protocol): addresses, CIDRs and * (any), comma-separated; a connection from any other peer is refused. Unix-socket peers are always believed.",
+                       into: \.config.proxyAllowed),
 
             // MARK: Workers
             .int("processes", aliases: ["workers"], short: ["w", "p"], range: 1...1024, section: .workers,
@@ -385,6 +371,19 @@ extension OptionSpec {
                 defaultText: formatSeconds(Draft()[keyPath: keyPath]), section: section, help: help) {
             d, raw, ctx throws(ConfigError) in
             d[keyPath: keyPath] = try parseSeconds(raw, allowZero: allowZero, ctx)
+        }
+    }
+
+    /// A list of peers (`127.0.0.1,::1`, CIDRs, `*`, `unix`), default the local host.
+    static func addresses(_ name: String, help: String,
+                          into keyPath: WritableKeyPath<Draft, TrustedProxies>) -> OptionSpec {
+        .custom(name, kind: .string, valueName: "LIST", defaultText: "127.0.0.1,::1", section: .listening, help: help) {
+            d, raw, ctx throws(ConfigError) in
+            do throws(TrustedProxiesError) {
+                d[keyPath: keyPath] = try TrustedProxies(parsing: raw)
+            } catch {
+                throw ctx.fail("item \(quoted(error.item)): \(error.reason)")
+            }
         }
     }
 
