@@ -3,17 +3,16 @@ one ordinary keep-alive client. The ordinary client keeps its pace, no worker gr
 stated bound, and every slow connection is closed at its deadline (--header-timeout for a
 head, --body-timeout for a body). Also measures what an idle connection costs a worker; the
 figures go to docs/http.md."""
+import multiprocessing
 import os
 import select
-import socket
-import threading
 import time
 
 from helpers import Conn, EXAMPLES, build_request, connect, wait_until
 
 SLOW = 1000
-HEAD_TIMEOUT = 4
-BODY_TIMEOUT = 4
+HEAD_TIMEOUT = 8
+BODY_TIMEOUT = 8
 # RSS a worker may add while it holds the slow connections (each has an 8 KiB read buffer).
 GROWTH_BOUND_KIB = 16 * 1024
 
@@ -35,62 +34,58 @@ def keep_alive_rate(port, seconds):
     return n / seconds
 
 
-class Trickler:
+def trickle(port, count, seconds, out):
     """Opens `count` connections; half send a request head one byte a second, half send a
-    complete head and then its body one byte a second. Records when each was closed, from
-    when its deadline started (the head's first byte, or the end of the head)."""
-
-    def __init__(self, port, count):
-        self.port = port
-        head = build_request("GET", "/slow-head", {"X-Padding": "p" * 200})
-        self.socks = []
-        for i in range(count):
-            s = connect(port, timeout=10)
-            s.setblocking(False)
-            if i % 2 == 0:
-                self.socks.append({"sock": s, "rest": head, "kind": "head", "start": None, "closed": None})
-            else:
-                s.sendall(build_request("POST", "/slow-body", {"Content-Length": "100000"}))
-                self.socks.append({"sock": s, "rest": b"x" * 100000, "kind": "body",
-                                   "start": time.monotonic(), "closed": None})
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self):
-        while not self.stop.is_set():
-            t = time.monotonic()
-            open_ = [c for c in self.socks if c["closed"] is None]
-            if not open_:
-                return
-            for c in open_:
-                try:
-                    c["sock"].send(c["rest"][:1])
-                    c["rest"] = c["rest"][1:]
-                    if c["start"] is None:
-                        c["start"] = t
-                except OSError:
-                    c["closed"] = t
-            poller = select.poll()
-            by_fd = {}
-            for c in open_:
-                if c["closed"] is None:
-                    poller.register(c["sock"].fileno(), select.POLLIN)
-                    by_fd[c["sock"].fileno()] = c
-            for fd, _ in poller.poll(0):
-                c = by_fd[fd]
+    complete head and then its body one byte a second. Puts (kind, start, closed) for each
+    on `out`: when its deadline started (the head's first byte, or the end of its head) and
+    when the server closed it (None if it never did within `seconds`). Runs in a process of
+    its own, so that it takes no CPU from the measuring client's interpreter."""
+    head = build_request("GET", "/slow-head", {"X-Padding": "p" * 200})
+    conns = []
+    for i in range(count):
+        s = connect(port, timeout=10)
+        s.setblocking(False)
+        if i % 2 == 0:
+            conns.append({"sock": s, "rest": head, "kind": "head", "start": None, "closed": None})
+        else:
+            s.sendall(build_request("POST", "/slow-body", {"Content-Length": "100000"}))
+            conns.append({"sock": s, "rest": b"x" * 100000, "kind": "body",
+                          "start": time.monotonic(), "closed": None})
+    out.put("connected")
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t = time.monotonic()
+        open_ = [c for c in conns if c["closed"] is None]
+        if not open_:
+            break
+        for c in open_:
+            try:
+                c["sock"].send(c["rest"][:1])
+                c["rest"] = c["rest"][1:]
+                if c["start"] is None:
+                    c["start"] = t
+            except OSError:
+                c["closed"] = t
+        # Until the next second's byte, watch for the server closing connections.
+        poller = select.poll()
+        by_fd = {}
+        for c in open_:
+            if c["closed"] is None:
+                poller.register(c["sock"].fileno(), select.POLLIN)
+                by_fd[c["sock"].fileno()] = c
+        while by_fd and (left := 1.0 - (time.monotonic() - t)) > 0:
+            for fd, _ in poller.poll(left * 1000):
+                c = by_fd.pop(fd)
+                poller.unregister(fd)
                 try:
                     data = c["sock"].recv(4096)
                 except OSError:
                     data = b""
                 if not data:
                     c["closed"] = time.monotonic()
-            self.stop.wait(max(0.0, 1.0 - (time.monotonic() - t)))
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(10)
-        for c in self.socks:
-            c["sock"].close()
+    out.put([(c["kind"], c["start"], c["closed"]) for c in conns])
+    for c in conns:
+        c["sock"].close()
 
 
 def test_slowloris_next_to_a_keep_alive_client(apus):
@@ -98,28 +93,36 @@ def test_slowloris_next_to_a_keep_alive_client(apus):
                "--body-timeout", str(BODY_TIMEOUT), chdir=EXAMPLES)
     workers = wait_until(lambda: srv.workers() if len(srv.workers()) == 2 else None, 20, what="2 workers")
     keep_alive_rate(srv.port, 0.5)  # warm up
-    idle_rate = keep_alive_rate(srv.port, 2.0)
+    # Each rate is the better of two 2 s windows: noise on a shared machine only lowers a
+    # rate, so the best of each side compares the server with itself.
+    idle_rates = [keep_alive_rate(srv.port, 2.0)]
     before = {pid: rss_kib(pid) for pid in workers}
 
-    slow = Trickler(srv.port, SLOW)
-    slow.thread.start()
+    out = multiprocessing.Queue()
+    slow = multiprocessing.Process(target=trickle, args=(srv.port, SLOW, max(HEAD_TIMEOUT, BODY_TIMEOUT) + 15, out))
+    slow.start()
     try:
+        assert out.get(timeout=60) == "connected"
         time.sleep(0.5)
-        loaded_rate = keep_alive_rate(srv.port, 2.0)
+        loaded_rates = [keep_alive_rate(srv.port, 2.0), keep_alive_rate(srv.port, 2.0)]
         peak = {pid: rss_kib(pid) for pid in workers}
-        wait_until(lambda: all(c["closed"] is not None for c in slow.socks),
-                   max(HEAD_TIMEOUT, BODY_TIMEOUT) + 15, interval=0.2, what="every slow connection closed")
+        closes = out.get(timeout=60)
+        idle_rates.append(keep_alive_rate(srv.port, 2.0))
     finally:
-        slow.close()
-    print(f"\nkeep-alive client: {idle_rate:.0f} req/s idle, {loaded_rate:.0f} req/s next to {SLOW} slow "
+        slow.join(30)
+        if slow.is_alive():
+            slow.kill()
+    idle_rate, loaded_rate = max(idle_rates), max(loaded_rates)
+    print(f"\nkeep-alive client: {idle_rates} req/s idle, {loaded_rates} req/s next to {SLOW} slow "
           f"connections; worker RSS KiB before {before}, with them {peak}")
-    assert loaded_rate >= 0.8 * idle_rate, (idle_rate, loaded_rate)
+    assert loaded_rate >= 0.8 * idle_rate, (idle_rates, loaded_rates)
     for pid in workers:
         assert peak[pid] - before[pid] <= GROWTH_BOUND_KIB, (pid, before[pid], peak[pid])
     for kind, limit in (("head", HEAD_TIMEOUT), ("body", BODY_TIMEOUT)):
-        held = sorted(c["closed"] - c["start"] for c in slow.socks if c["kind"] == kind)
-        # The deadline is checked once a second: closed within [limit, limit + 2] seconds.
-        assert held[0] >= limit - 0.5 and held[-1] <= limit + 2.5, (kind, held[0], held[-1])
+        assert all(closed is not None for k, _, closed in closes if k == kind), f"a slow {kind} was never closed"
+        held = sorted(closed - start for k, start, closed in closes if k == kind)
+        # Deadlines are checked once a second: closed within [limit, limit + 3] seconds.
+        assert held[0] >= limit - 0.5 and held[-1] <= limit + 3, (kind, held[0], held[-1])
     assert sorted(srv.workers()) == sorted(workers)
 
 
