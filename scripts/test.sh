@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: builds Apus (release), runs the Swift unit tests, then the integration
-# suite (Tests/integration, pytest) against the built binary. Idempotent; meant for a fresh
-# Debian 12 machine (run as root, from anywhere). Exits non-zero on any failure.
+# suite (Tests/integration, pytest) against the built binary, then every fuzz target for a
+# short while. Idempotent; meant for a fresh Debian 12 machine (run as root, from anywhere).
+# Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -32,7 +33,8 @@ step "venv $VENV"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests
+# h11: the independent HTTP/1.1 parser that Tests/integration/test_differential.py compares with
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests h11
 echo "python: $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0], sys.prefix)')"
 
 # -- build and unit tests --------------------------------------------------------------------
@@ -58,6 +60,14 @@ if [ -x "$ROOT/.build/release/apus" ]; then
 else
     record "pytest Tests/integration" "not run (no .build/release/apus)"; FAILED=1
 fi
+
+# -- fuzzing (scripts/fuzz.sh, Fuzz/README.md) --------------------------------------------------
+# Every libFuzzer target for APUS_FUZZ_SECONDS (default 30) each; a crash or a broken invariant
+# fails the run (the input is in .build-fuzz/crashes/<target>/).
+FUZZ_SECONDS=${APUS_FUZZ_SECONDS:-30}
+step "scripts/fuzz.sh all $FUZZ_SECONDS"
+if scripts/fuzz.sh all "$FUZZ_SECONDS"; then record "fuzz (6 targets x ${FUZZ_SECONDS}s)" ok
+else record "fuzz (6 targets x ${FUZZ_SECONDS}s)" FAILED; FAILED=1; fi
 
 # -- summary -----------------------------------------------------------------------------------
 printf '\n==> summary (%ss)\n' "$(( $(date +%s) - START ))"
