@@ -31,7 +31,7 @@ func sameHTTPHead(_ a: HTTPRequestHead, _ b: HTTPRequestHead) -> Bool {
     a.method == b.method && a.target == b.target && a.path == b.path && a.query == b.query
         && a.versionMinor == b.versionMinor && a.headers == b.headers && a.headLength == b.headLength
         && a.framing == b.framing && a.keepAlive == b.keepAlive && a.expectContinue == b.expectContinue
-        && a.isHEAD == b.isHEAD
+        && a.isHEAD == b.isHEAD && a.authority == b.authority
 }
 
 func fuzzHTTP(_ b: UnsafeRawBufferPointer) {
@@ -84,11 +84,12 @@ func fitsSmallLimits(_ b: UnsafeRawBufferPointer, _ h: HTTPRequestHead) -> Bool 
         return false
     }
     if case .contentLength(let n) = h.framing, n > l.maxBodyBytes { return false }
-    // trailing whitespace after a value is not in the range: measure the real line
+    // trailing whitespace after a value is not in the range: measure the real line, whose
+    // CRLF counts against the limit
     for f in h.headers {
         var e = f.value.upperBound
         while e < b.count && b[e] != 0x0D { e += 1 }
-        if e - f.name.lowerBound > l.maxFieldBytes { return false }
+        if e + 2 - f.name.lowerBound > l.maxFieldBytes { return false }
     }
     return true
 }
@@ -130,13 +131,16 @@ func checkHead(_ b: UnsafeRawBufferPointer, _ h: HTTPRequestHead, _ limits: HTTP
     require(bytesEqual(b, version.upperBound..<(version.upperBound + 2), "\r\n"), "request line not ended by CRLF")
     require(limits.maxRequestLine <= 0 || version.upperBound - start <= limits.maxRequestLine, "request line over the limit")
     require(h.path.lowerBound >= h.target.lowerBound && h.path.upperBound <= h.target.upperBound, "path outside the target")
+    // a '#fragment' ends the path and the query
+    let fragment = b[h.target].firstIndex(of: 0x23) ?? h.target.upperBound
+    require(!b[h.path].contains(0x23), "'#' inside the path")
     if let q = h.query {
-        require(q.upperBound == h.target.upperBound && q.lowerBound > h.target.lowerBound && b[q.lowerBound - 1] == 0x3F,
-                "query range \(q) does not follow a '?'")
+        require(q.upperBound == fragment && q.lowerBound > h.target.lowerBound && b[q.lowerBound - 1] == 0x3F,
+                "query range \(q) does not follow a '?' and end at the fragment or the target's end")
         require(h.path.upperBound == q.lowerBound - 1, "path does not end at the '?'")
         require(!b[h.path].contains(0x3F), "'?' inside the path")
     } else if b[h.target.lowerBound] == 0x2F {
-        require(h.path == h.target, "origin-form target without '?' must be the whole path")
+        require(h.path == h.target.lowerBound..<fragment, "origin-form target without '?' must be the path up to any '#'")
     }
     require(h.isHEAD == bytesEqual(b, h.method, "HEAD"), "isHEAD \(h.isHEAD)")
 
