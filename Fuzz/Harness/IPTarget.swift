@@ -3,8 +3,8 @@
 // - parseIPv4 and parseIPv6 accept exactly what glibc's inet_pton accepts (for text without
 //   NUL) and give the same bytes;
 // - formatIPAddress gives what glibc's inet_ntop gives for IPv6, except for the deprecated
-//   IPv4-compatible range ::/96 (glibc writes ::a.b.c.d, RFC 5952 plain hex groups); the
-//   formatted text parses back to the same bytes;
+//   IPv4-compatible addresses (::/96 with a non-zero seventh group: glibc writes ::a.b.c.d,
+//   RFC 5952 hex groups); the formatted text parses back to the same bytes;
 // - parseIPAddress with and without zones agrees with the above;
 // - TrustedProxies(parsing:) never traps; a spec that parses trusts every address it names.
 
