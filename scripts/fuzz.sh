@@ -34,8 +34,8 @@ build() {
     fi
     [ $stale -eq 0 ] && return 0
     echo "fuzz: building $BIN"
-    # -O keeps Swift's own checks (bounds, overflow) that the release build's -Ounchecked
-    # removes: the fuzzer reports an overflow even where release would wrap silently.
+    # -O, as the release build: Swift's own checks (bounds, overflow) stay on, so the fuzzer
+    # reports an overflow the parser would hit.
     swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name ApusFuzz -use-ld=lld \
         Sources/ApusProtocols/*.swift Fuzz/Harness/*.swift -o "$BIN.tmp"
     mv "$BIN.tmp" "$BIN"
