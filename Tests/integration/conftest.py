@@ -29,7 +29,31 @@ def pytest_sessionstart(session):
                     f"(swift build -c release) or set APUS_BIN", returncode=3)
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
+    """A port free on 127.0.0.1 and outside the kernel's range of ephemeral ports: a port the
+    kernel hands out with bind(0) can be taken as the source port of a client connection
+    (the suite makes thousands) before the server binds it."""
+    import random
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(10000, 65536) if not (low <= p <= high)] or list(range(1024, 65536))
+    for _ in range(200):
+        port = random.choice(candidates)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as apus binds
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
