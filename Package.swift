@@ -53,5 +53,6 @@ let package = Package(
         .testTarget(name: "ApusConfigTests", dependencies: ["ApusConfig"]),
         .testTarget(name: "ApusIPCTests", dependencies: ["ApusIPC"]),
         .testTarget(name: "ApusMasterTests", dependencies: ["ApusMaster"]),
+        .testTarget(name: "ApusObserveTests", dependencies: ["ApusObserve"]),
     ]
 )

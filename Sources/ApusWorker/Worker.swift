@@ -106,6 +106,9 @@ final class Worker {
     /// ever), and the episode is logged once.
     private var acceptPausedUntil = 0.0
     private var acceptFailureLogged = false
+    /// Log lines any client can cause (refused connections, malformed requests), at most 10 a
+    /// second for the worker; the rest are counted in the next line.
+    private var clientErrorLog = LogBudget(perSecond: 10)
     static let acceptPause = 0.25
     /// Loop-thread app runner (threads == 1) or nil when a pool runs the app.
     var inline: AppRunner?
@@ -313,7 +316,8 @@ final class Worker {
         if listener.proxyProtocol && !host.isEmpty && !host.withUnsafeBytes({ config.proxyAllowed.trusts($0) }) {
             // A PROXY header says who the client is: believed only from the listed
             // balancers (--proxy-allow-ips), else anyone could claim any address.
-            Log.warning("connection from \(String(decoding: host, as: UTF8.self)) refused: not in --proxy-allow-ips, so its PROXY header would not be believed")
+            Log.warning("connection from \(String(decoding: host, as: UTF8.self)) refused: not in --proxy-allow-ips, so its PROXY header would not be believed",
+                        budget: &clientErrorLog, now: t)
             close(fd)
             return true
         }
@@ -546,7 +550,7 @@ final class Worker {
                     if peerClosed { closeAfterPending(conn) }
                     return
                 case let .failure(why):
-                    Log.warning("PROXY protocol header from \(conn.peerDescription) rejected: \(why)")
+                    Log.warning("PROXY protocol header from \(conn.peerDescription) rejected: \(why)", budget: &clientErrorLog, now: t)
                     closeConnection(conn)
                     return
                 case let .complete(proxy):
@@ -569,7 +573,7 @@ final class Worker {
                     return
                 case let .failure(error):
                     // A broken packet is a broken front end: log it and close, never call the app.
-                    Log.warning("bad uwsgi packet from \(conn.peerDescription): \(error.logDescription)")
+                    Log.warning("bad uwsgi packet from \(conn.peerDescription): \(error.logDescription)", budget: &clientErrorLog, now: t)
                     closeConnection(conn)
                     return
                 case .complete:
@@ -764,7 +768,9 @@ final class Worker {
         // Rare, and the order on the wire must hold: what is pending goes first.
         _ = conn.writePendingBlocking(timeout: 5)
         _ = bytes.withUnsafeMutableBytes { SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer($0), timeout: 1) }
-        if case let .badRequest(why) = error { Log.warning("bad request from \(conn.peerDescription): \(why)") }
+        if case let .badRequest(why) = error {
+            Log.warning("bad request from \(conn.peerDescription): \(why)", budget: &clientErrorLog, now: now())
+        }
         // Half-close and drop what the client still sends for a moment: closing with
         // unread bytes would reset the connection and could destroy the answer in flight.
         shutdown(conn.fd, Int32(SHUT_WR))

@@ -302,6 +302,22 @@ def test_proxy_header_from_an_unlisted_peer_is_refused(apus):
     assert data.startswith(b"HTTP/1.1 200") and b"6.6.6.6" in data and b"evil.example" in data
 
 
+def test_a_flood_of_refused_connections_does_not_flood_the_log(apus):
+    """Lines any client can cause go through a budget (10 a second per worker): 200 refused
+    connections give a handful of lines, and a later line counts the ones left out."""
+    srv = start_proxied(apus)
+    header = b"PROXY TCP4 127.0.0.1 127.0.0.1 5555 80\r\n"
+    for _ in range(200):
+        proxied(srv.port, header, build_request("GET", "/", {"Connection": "close"}), source="127.0.0.2")
+    time.sleep(1.1)
+    proxied(srv.port, header, build_request("GET", "/", {"Connection": "close"}), source="127.0.0.2")
+    lines = wait_until(lambda: [ln for ln in srv.log().splitlines() if "refused: not in --proxy-allow-ips" in ln]
+                       if "more like it left out of the log" in srv.log() else None, 10, what="the count of lines left out")
+    assert len(lines) <= 40, len(lines)
+    left_out = sum(int(m) for m in re.findall(r"\((\d+) more like it left out", srv.log()))
+    assert len(lines) + left_out == 201, (len(lines), left_out)
+
+
 def test_proxy_allow_ips_lists_other_balancers(apus):
     srv = start_proxied(apus, "--proxy-allow-ips", "127.0.0.2", source="127.0.0.2")
     header = b"PROXY TCP4 203.0.113.9 127.0.0.1 5555 80\r\n"
