@@ -518,7 +518,7 @@ public final class Master {
         workers[i].retiring = true
         workers[i].deadline = now() + (generations[workers[i].generation]?.config ?? config).reloadMercy
         tally.set(Int(slot), -1)
-        kill(pid, SIGTERM)
+        kill(pid, SIGHUP)  // drain, leaving the queued connections to the workers that stay
     }
 
     /// Workers past their deadline are told to log what they cut and exit (SIGUSR2), and
@@ -642,7 +642,7 @@ public final class Master {
                 everReady = true
                 bootFailures = 0
                 Log.info("worker \(message.slot) ready (pid \(message.pid), generation \(message.generation))")
-                if stopping || workers[i].retiring { kill(message.pid, SIGTERM) }
+                if stopping { kill(message.pid, SIGTERM) } else if workers[i].retiring { kill(message.pid, SIGHUP) }
                 perform(plan.ready(generation: message.generation, workers: workerCount(for: plan.pending)))
             }
         }

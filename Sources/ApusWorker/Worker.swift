@@ -38,12 +38,20 @@ public struct WorkerSpec {
     }
 }
 
-/// Set from the signal handler; read by the loop.
+/// Set from the signal handler; read by the loop: 1 stop (TERM/INT: the server is shutting
+/// down), 2 retire (HUP: a reload replaces this worker).
 nonisolated(unsafe) var stopRequested: Int32 = 0
 nonisolated(unsafe) var wakeFD: Int32 = -1
 
 private let handleStop: @convention(c) (Int32) -> Void = { _ in
     stopRequested = 1
+    var one: UInt64 = 1
+    _ = write(wakeFD, &one, 8)
+}
+/// SIGHUP from the master: this worker is replaced by a reload. It drains like a stop, but
+/// leaves the connections still queued on the shared listeners to the workers that stay.
+private let handleRetire: @convention(c) (Int32) -> Void = { _ in
+    if stopRequested == 0 { stopRequested = 2 }
     var one: UInt64 = 1
     _ = write(wakeFD, &one, 8)
 }
@@ -167,9 +175,10 @@ final class Worker {
         _ = apus_signal(SIGINT, handleStop)
         _ = apus_signal(SIGQUIT, handleQuit)
         _ = apus_signal(SIGUSR2, handleDeadline)
-        // The master's reload and scaling signals mean nothing to a worker (and TTIN/TTOU
-        // would stop it): a stray one, or one sent to the process group, is ignored.
-        for sig in [SIGHUP, SIGTTIN, SIGTTOU] { _ = apus_signal_ignore(sig) }
+        _ = apus_signal(SIGHUP, handleRetire)
+        // The master's scaling signals mean nothing to a worker (and would stop it): a stray
+        // one, or one sent to the process group, is ignored.
+        for sig in [SIGTTIN, SIGTTOU] { _ = apus_signal_ignore(sig) }
         if let file = config.logFile {
             logFilePath = strdup(file)
             _ = apus_signal(SIGUSR1, handleReopenLog)
@@ -216,7 +225,7 @@ final class Worker {
         var events = [apus_event](repeating: apus_event(), count: 128)
         var lastSweep = now()
         while true {
-            if stopRequested != 0 && !draining { beginDrain() }
+            if stopRequested != 0 && !draining { beginDrain(takeQueued: stopRequested == 1) }
             if draining && liveConnections == 0 { return }
             // Out of the accept rotation, look again soon: the others' counts change too.
             let timeout: Int32 = (accepting && fresh.isEmpty) || draining ? 1000 : 10
@@ -805,14 +814,16 @@ final class Worker {
         }
     }
 
-    /// Stop taking new connections after taking what the kernel already queued, then
-    /// finish what is in flight.
-    private func beginDrain() {
+    /// Stop taking new connections, then finish what is in flight. On a stop, first take what
+    /// the kernel already queued, since no worker will stay to take it; a worker retired by
+    /// a reload leaves it to the workers that stay, so no request that arrives after a
+    /// reload completed is served by the old code.
+    private func beginDrain(takeQueued: Bool) {
         draining = true
         spec.tally.set(Int(spec.slot), -1)  // out of the accept rotation for good
         for (i, l) in listeners.enumerated() {
             var taken = 0
-            while true {
+            while takeQueued {
                 let before = liveConnections
                 acceptOne(l, now: now())
                 if liveConnections == before { break }

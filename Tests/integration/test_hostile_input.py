@@ -381,14 +381,14 @@ def test_children_do_not_keep_the_masters_signal_handlers(apus):
     workers = srv.workers()
     for pid in workers:
         mask = sigcgt(pid)
-        assert not [s.name for s in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD) if caught(mask, s)]
-    # The master's scaling and reload signals, sent to a worker, change nothing and write
-    # nothing into its connections.
+        assert not [s.name for s in (signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD) if caught(mask, s)]
+    # The master's scaling signals, sent to a worker, change nothing and write nothing into
+    # its connections.
     with Conn(srv.port) as c:
         r = c.request("GET", "/before")
         assert r.status == 200
         for pid in workers:
-            for sig in (signal.SIGTTIN, signal.SIGTTOU, signal.SIGHUP):
+            for sig in (signal.SIGTTIN, signal.SIGTTOU):
                 os.kill(pid, sig)
         time.sleep(0.5)
         assert c.read_some(0.3) == b""
@@ -440,3 +440,25 @@ def test_new_connections_are_answered_under_keep_alive_load(apus):
     # A few times the view's duration is the goal; the bound only separates "took its turn"
     # from "waited for the load to end" on a shared machine.
     assert max(latencies) < 2.0, latencies
+
+
+def test_a_retired_worker_leaves_queued_connections_to_the_others(apus):
+    """SIGHUP is how the master retires a worker in a reload: it finishes what it holds but
+    takes nothing more from the shared queue, so nothing that arrives after a reload reaches
+    the old code. (SIGTERM, a stop, takes what is queued, since nobody stays to take it.)"""
+    srv = apus("pidapp")
+    old = one_worker(srv)
+    busy = connect(srv.port, timeout=20)
+    busy.sendall(build_request("GET", "/sleep?s=2", {"Connection": "close"}))
+    time.sleep(0.5)  # in the app: the only thread is busy, the next connection stays queued
+    queued = connect(srv.port, timeout=20)
+    queued.sendall(build_request("GET", "/", {"Connection": "close"}))
+    time.sleep(0.2)
+    os.kill(old, signal.SIGHUP)
+    first = read_until_close(busy)
+    second = read_until_close(queued)
+    busy.close()
+    queued.close()
+    assert first.startswith(b"HTTP/1.1 200") and f'"pid": {old}'.encode() in first, first
+    assert second.startswith(b"HTTP/1.1 200"), second
+    assert f'"pid": {old}'.encode() not in second, "the retiring worker took a queued connection"
