@@ -137,3 +137,36 @@ def test_http_and_uwsgi_listeners_together(server):
     assert server.get("/over-http").status == 200
     status, _, _ = parse(exchange(server.uport, packet(nginx_like())))
     assert status.startswith("HTTP/1.1 200")
+
+
+def test_a_body_trickling_in_over_uwsgi_is_cut_at_the_body_timeout(apus, tmp_path):
+    """The uwsgi path reads bodies with the same loop and deadline as HTTP: a front end that
+    sends its body a byte at a time is closed at --body-timeout, without calling the app."""
+    import time
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    uport = free_port()
+    apus("uwsgi_probe", "--socket", f"127.0.0.1:{uport}", "--body-timeout", "2",
+         "--header-timeout", "30", env={"CALLS_FILE": str(calls)})
+    body = b"x" * 100
+    data = packet(nginx_like("POST", "/slow", body), body)
+    head = data[:-len(body)]
+    calls_before = calls.read_text().count("call")  # the fixture's readiness GET
+    started = time.monotonic()
+    closed_at = None
+    with socket.create_connection(("127.0.0.1", uport), timeout=10) as s:
+        s.sendall(head)
+        s.settimeout(0.5)
+        for i in range(len(body)):
+            try:
+                s.sendall(body[i:i + 1])
+                if s.recv(65536) == b"":
+                    closed_at = time.monotonic() - started
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                closed_at = time.monotonic() - started
+                break
+    assert closed_at is not None and 1.5 <= closed_at <= 6, closed_at
+    assert calls.read_text().count("call") == calls_before
