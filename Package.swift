@@ -3,8 +3,10 @@ import PackageDescription
 
 // Layering (see docs/architecture.md):
 //   apus (main) -> ApusMaster, ApusWorker, ApusConfig
-//   ApusMaster  -> ApusConfig, CApusSys            (never ApusPython: the master runs no Python)
-//   ApusWorker  -> ApusProtocols, ApusPython, ApusConfig, CApusSys
+//   ApusMaster  -> ApusConfig, ApusIPC, ApusSys    (never ApusPython: the master runs no Python)
+//   ApusWorker  -> ApusProtocols, ApusPython, ApusConfig, ApusIPC, ApusSys
+//   ApusIPC     -> ApusConfig, ApusSys             (what master and workers share)
+//   ApusSys     -> CApusSys                        (the syscall policy, the clock, epoll)
 //   ApusPython  -> ApusProtocols, CApusSys          (CPython loaded at run time with dlopen)
 //   ApusProtocols, ApusConfig: pure Swift, no syscalls
 // Every function in its own section, so that the linker can place the code a worker runs
@@ -35,17 +37,18 @@ let package = Package(
         .target(name: "CApusSys", cSettings: [.unsafeFlags(["-ffunction-sections"])]),
         .target(name: "ApusConfig", dependencies: ["ApusProtocols"], swiftSettings: sections),
         .target(name: "ApusObserve", swiftSettings: sections),
-        .target(name: "ApusIPC", swiftSettings: sections),
+        .target(name: "ApusSys", dependencies: ["CApusSys"], swiftSettings: optimize),
+        .target(name: "ApusIPC", dependencies: ["ApusConfig", "ApusSys"], swiftSettings: sections),
         .target(name: "ApusProtocols", swiftSettings: optimize),
         .target(name: "ApusPython", dependencies: ["ApusProtocols", "ApusObserve", "CApusSys"], swiftSettings: optimize),
         .target(name: "ApusWorker",
-                dependencies: ["ApusProtocols", "ApusPython", "ApusConfig", "ApusObserve", "ApusIPC", "CApusSys"],
+                dependencies: ["ApusProtocols", "ApusPython", "ApusConfig", "ApusObserve", "ApusIPC", "ApusSys", "CApusSys"],
                 swiftSettings: optimize),
-        .target(name: "ApusMaster", dependencies: ["ApusConfig", "ApusObserve", "ApusIPC", "CApusSys"],
+        .target(name: "ApusMaster", dependencies: ["ApusConfig", "ApusObserve", "ApusIPC", "ApusSys", "CApusSys"],
                 swiftSettings: sections),
         // The Swift runtime is linked in: one self-contained binary to copy into an image,
         // and each worker maps only the runtime code it uses (about 1.5 MiB less RSS).
-        .executableTarget(name: "apus", dependencies: ["ApusMaster", "ApusWorker", "ApusConfig", "ApusObserve"],
+        .executableTarget(name: "apus", dependencies: ["ApusMaster", "ApusWorker", "ApusConfig", "ApusObserve", "ApusIPC"],
                           swiftSettings: sections,
                           linkerSettings: [.unsafeFlags(["-static-stdlib"])] + layout),
         .testTarget(name: "ApusProtocolsTests", dependencies: ["ApusProtocols"],

@@ -6,21 +6,6 @@ import ApusConfig
 import ApusIPC
 import ApusObserve
 
-/// What a forked zygote needs to start Python and fork workers.
-public struct WorkerLaunch {
-    /// "zygote" or "preloader": the child's name in the log and in `ps`, made before the
-    /// fork so that the child runs no string formatting of its own.
-    public let role: String
-    public let slot: UInt32
-    public let generation: UInt32
-    public let configuration: Configuration
-    public let python: PythonInstallation
-    public let statusFD: Int32
-    public let masterPID: pid_t
-    public let listeners: [BoundSocket]
-    public let tally: ConnectionTally
-}
-
 /// The master: owns the listening sockets, forks and supervises the workers, and turns
 /// signals, FIFO commands and touched files into lifecycle steps. It is single-threaded and
 /// never loads Python, so an app can never wedge it and forking from it is always safe.

@@ -8,36 +8,6 @@ import ApusObserve
 import ApusProtocols
 import ApusPython
 
-/// What a worker process is given by the master (through its zygote).
-public struct WorkerSpec {
-    /// "worker 3", or "zygote" / "preloader" (see `WorkerLaunch.role`).
-    public var role: String
-    public var configuration: Configuration
-    public var python: PythonInstallation
-    /// Listening sockets inherited from the master, with what they were bound as.
-    public var listeners: [BoundSocket]
-    public var slot: UInt32
-    public var generation: UInt32
-    /// Write end of the master's status pipe.
-    public var statusFD: Int32
-    public var masterPID: pid_t
-    /// Shared open-connection counts, for balancing accepts across workers.
-    public var tally: ConnectionTally
-
-    public init(role: String, configuration: Configuration, python: PythonInstallation, listeners: [BoundSocket],
-                slot: UInt32, generation: UInt32, statusFD: Int32, masterPID: pid_t, tally: ConnectionTally) {
-        self.role = role
-        self.configuration = configuration
-        self.python = python
-        self.listeners = listeners
-        self.slot = slot
-        self.generation = generation
-        self.statusFD = statusFD
-        self.masterPID = masterPID
-        self.tally = tally
-    }
-}
-
 /// Set from the signal handler; read by the loop: 1 stop (TERM/INT: the server is shutting
 /// down), 2 retire (HUP: a reload replaces this worker).
 nonisolated(unsafe) var stopRequested: Int32 = 0
@@ -75,7 +45,7 @@ private let handleReopenLog: @convention(c) (Int32) -> Void = { _ in
 /// One worker process: an epoll loop that accepts, reads and parses requests, and runs the
 /// app on itself (`--threads 1`) or on a pool of app threads.
 final class Worker {
-    let spec: WorkerSpec
+    let spec: WorkerLaunch
     let config: Configuration
     let interpreter: PythonInterpreter
     let application: WSGIApplication
@@ -136,7 +106,7 @@ final class Worker {
     static let wakeToken: UInt64 = 1 << 40
     static let listenerBase: UInt64 = 1 << 32
 
-    init(spec: WorkerSpec, interpreter: PythonInterpreter, app: PyRef) {
+    init(spec: WorkerLaunch, interpreter: PythonInterpreter, app: PyRef) {
         self.spec = spec
         config = spec.configuration
         self.interpreter = interpreter

@@ -16,7 +16,7 @@ public enum WorkerEntry {
     /// is done once, and its code and tables are never touched by a worker. Each worker is
     /// forked twice over so that it is re-parented to the master (a child subreaper), which
     /// then supervises it like any other child.
-    public static func runZygote(_ spec: WorkerSpec, commandFD: Int32) -> Never {
+    public static func runZygote(_ spec: WorkerLaunch, commandFD: Int32) -> Never {
         becomeChild(of: spec.masterPID, role: spec.role)
         let interpreter = startPython(spec)
         let preloaded = spec.configuration.preload ? loadApplication(spec, interpreter) : nil
@@ -83,7 +83,7 @@ public enum WorkerEntry {
 
     /// The --env variables, then the interpreter, with the working directory (the app's,
     /// after --chdir) and then --pythonpath first on sys.path.
-    private static func startPython(_ spec: WorkerSpec) -> PythonInterpreter {
+    private static func startPython(_ spec: WorkerLaunch) -> PythonInterpreter {
         let config = spec.configuration
         for (k, v) in config.env { setenv(k, v, 1) }
         do {
@@ -96,7 +96,7 @@ public enum WorkerEntry {
         }
     }
 
-    private static func loadApplication(_ spec: WorkerSpec, _ interpreter: PythonInterpreter) -> PyRef {
+    private static func loadApplication(_ spec: WorkerLaunch, _ interpreter: PythonInterpreter) -> PyRef {
         let app = spec.configuration.app
         do {
             return try interpreter.loadApp(module: app.module, file: app.wsgiFile, callable: app.callable)

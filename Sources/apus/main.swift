@@ -6,6 +6,7 @@ import Glibc
 import ApusConfig
 import ApusMaster
 import ApusObserve
+import ApusIPC
 import ApusWorker
 
 let apusVersion = "0.1.0"
@@ -48,8 +49,7 @@ case let .run(config):
     let master = Master(
         config: config, python: python, version: apusVersion,
         prepareZygote: { launch, commandFD in
-            let spec = workerSpec(launch)
-            return { WorkerEntry.runZygote(spec, commandFD: commandFD) }
+            { WorkerEntry.runZygote(launch, commandFD: commandFD) }
         },
         reloadConfiguration: { rereadConfiguration(from: startDirectory) })
     exit(master.run())
@@ -91,12 +91,6 @@ func currentDirectory() -> String {
     var buf = [CChar](repeating: 0, count: 4096)
     guard getcwd(&buf, buf.count) != nil else { return "." }
     return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
-func workerSpec(_ launch: WorkerLaunch) -> WorkerSpec {
-    WorkerSpec(role: launch.role, configuration: launch.configuration, python: launch.python, listeners: launch.listeners, slot: launch.slot,
-               generation: launch.generation, statusFD: launch.statusFD, masterPID: launch.masterPID,
-               tally: launch.tally)
 }
 
 enum Environment {

@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The outcome of one system call. `call` is the one place that applies Apus's retry
+/// policy: an interrupted call (EINTR) is made again, a call that would block on a
+/// non-blocking descriptor (EAGAIN, EWOULDBLOCK) is `.wouldBlock`, and any other failure is
+/// `.failed` with its errno. Callers handle each case; none is discarded silently.
+public enum SysResult: Equatable {
+    case done(Int)
+    case wouldBlock
+    case failed(Int32)
+
+    /// The count or descriptor, if the call succeeded.
+    @inlinable public var value: Int? {
+        if case let .done(n) = self { return n }
+        return nil
+    }
+}
+
+public enum Sys {
+    /// Makes a call returning -1 and errno on failure (read, send, accept4, epoll_ctl, ...).
+    @inlinable @inline(__always)
+    public static func call(_ body: () -> Int) -> SysResult {
+        while true {
+            let r = body()
+            if r >= 0 { return .done(r) }
+            let e = errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
+            return .failed(e)
+        }
+    }
+
+    @inlinable @inline(__always)
+    public static func call(_ body: () -> Int32) -> SysResult {
+        call { Int(body()) }
+    }
+
+    /// A call that fails only when the program itself is wrong (a bad descriptor or
+    /// argument, a signal that cannot be handled): stop with the call's name and reason.
+    public static func check(_ what: StaticString, _ body: () -> Int32) {
+        if case let .failed(e) = call(body) {
+            fatalError("\(what) failed: \(String(cString: strerror(e)))")
+        }
+    }
+
+    /// Closes a descriptor. Linux releases it even when close reports an error (EINTR, or
+    /// EIO from a file system), and retrying could close a descriptor another thread was
+    /// just given: so there is nothing to retry or handle, and the result is not looked at.
+    @inline(__always)
+    public static func close(_ fd: Int32) {
+        if fd >= 0 { Glibc.close(fd) }
+    }
+
+    /// Adds one to an eventfd (async-signal-safe: signal handlers use it). EAGAIN means
+    /// the counter is already at its maximum, which still wakes the reader.
+    @inline(__always)
+    public static func wake(_ eventFD: Int32) {
+        var one: UInt64 = 1
+        _ = write(eventFD, &one, 8)  // see above: every outcome wakes, or the fd is gone
+    }
+
+    /// Resets an eventfd to zero. EAGAIN means it was already zero.
+    @inline(__always)
+    public static func drain(_ eventFD: Int32) {
+        var value: UInt64 = 0
+        _ = read(eventFD, &value, 8)  // see above
+    }
+
+    /// Seconds on the monotonic clock: the one clock for deadlines and durations.
+    @inline(__always)
+    public static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// errno as text, for log lines.
+    public static func describe(_ error: Int32) -> String {
+        String(cString: strerror(error))
+    }
+}
