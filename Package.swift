@@ -36,7 +36,7 @@ let package = Package(
     targets: [
         .target(name: "CApusSys", cSettings: [.unsafeFlags(["-ffunction-sections"])]),
         .target(name: "ApusConfig", dependencies: ["ApusProtocols"], swiftSettings: sections),
-        .target(name: "ApusObserve", swiftSettings: sections),
+        .target(name: "ApusObserve", dependencies: ["ApusSys"], swiftSettings: sections),
         .target(name: "ApusSys", dependencies: ["CApusSys"], swiftSettings: optimize),
         .target(name: "ApusIPC", dependencies: ["ApusConfig", "ApusSys"], swiftSettings: sections),
         .target(name: "ApusProtocols", swiftSettings: optimize),
@@ -57,5 +57,6 @@ let package = Package(
         .testTarget(name: "ApusIPCTests", dependencies: ["ApusIPC"]),
         .testTarget(name: "ApusMasterTests", dependencies: ["ApusMaster"]),
         .testTarget(name: "ApusObserveTests", dependencies: ["ApusObserve"]),
+        .testTarget(name: "ApusWorkerTests", dependencies: ["ApusWorker"]),
     ]
 )

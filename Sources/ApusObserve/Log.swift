@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ApusSys
 
 /// The server's own log lines, on stderr, one `write` each so lines from several processes
 /// and threads never interleave mid-line.
@@ -14,13 +15,16 @@ public enum Log {
 
     private static func emit(_ level: String, _ message: String) {
         var line = "[\(timestamp())] [\(getpid())] [\(level)] \(role): \(message)\n"
-        line.withUTF8 { b in
-            var off = 0
-            while off < b.count {
-                let n = write(2, b.baseAddress! + off, b.count - off)
-                if n <= 0 { if n < 0 && errno == EINTR { continue }; break }
-                off += n
-            }
+        line.withUTF8 { writeToStderr(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Writes every byte to stderr (async-signal-safe: one write(2) after another). When
+    /// stderr fails there is nowhere left to say so: the rest of the line is dropped.
+    public static func writeToStderr(_ bytes: UnsafeRawBufferPointer) {
+        var off = 0
+        while off < bytes.count {
+            guard let n = Sys.call({ write(2, bytes.baseAddress! + off, bytes.count - off) }).value, n > 0 else { return }
+            off += n
         }
     }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ApusObserve
 import ApusProtocols
 
 /// One line per request in the common log format, buffered per loop iteration and written
@@ -42,7 +43,7 @@ final class AccessLog: @unchecked Sendable {
         pthread_mutex_lock(&lock)
         defer { pthread_mutex_unlock(&lock) }
         if pending.isEmpty { return }
-        _ = pending.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        pending.withUnsafeBytes { Log.writeToStderr($0) }
         pending.removeAll(keepingCapacity: true)
     }
 

@@ -5,6 +5,7 @@ import ApusObserve
 import CApusSys
 import ApusProtocols
 import ApusPython
+import ApusSys
 
 /// A complete request waiting for, or in, the app.
 struct AppJob {
@@ -56,7 +57,7 @@ final class AppRunner {
     func run(_ job: AppJob) {
         let conn = job.conn
         writer.reset(for: conn)
-        let started = now()
+        let started = Sys.now()
         if onLoopThread { worker.interpreter.acquireGIL(worker.loopState) } else { worker.interpreter.acquireGIL(threadState) }
         let listener = conn.listener
         if listener.pyServerName == nil {
@@ -82,7 +83,7 @@ final class AppRunner {
         api.decref(remoteAddr)
         api.decref(remotePort)
         if onLoopThread { worker.loopState = worker.interpreter.releaseGIL() } else { threadState = worker.interpreter.releaseGIL() }
-        worker.accessLog?.record(conn: conn, status: writer.status, bytes: writer.bodyBytes, seconds: now() - started)
+        worker.accessLog?.record(conn: conn, status: writer.status, bytes: writer.bodyBytes, seconds: Sys.now() - started)
     }
 }
 

@@ -5,48 +5,21 @@ import ApusProtocols
 import CApusSys
 import ApusConfig
 import ApusPython
+import ApusSys
 
-/// One client connection in a worker: its bytes, where it is in the request cycle, and
-/// what the app needs to know about its peer.
+/// One client connection in a worker: its buffer and socket, what it owes the client
+/// (`pendingOut`), and what the app needs to know about its peer. Its protocol state is the
+/// value `machine`; the worker carries out what that says.
 final class Connection {
-    enum State {
-        /// `--proxy-protocol`: waiting for the PROXY header that comes before any request.
-        case proxyHeader
-        /// Waiting for (more of) a request head (HTTP, or a uwsgi packet's vars block).
-        case head
-        /// Head parsed; reading a Content-Length body.
-        case body(remaining: Int)
-        /// Head parsed; reading a chunked body.
-        case chunked
-        /// Handed to the app (on an app thread, or running now on the loop).
-        case inApp
-        /// The last response is in `pendingOut`; the connection closes once it is written.
-        case closing
-        /// An error answer went out; what the client still sends is read and dropped
-        /// until it closes or the deadline passes, so the answer is not lost to a reset.
-        case discarding(until: Double)
-    }
-
     let fd: Int32
     let listener: Listener
-    var state = State.head
+    var machine: ConnectionMachine
     /// Received bytes live in `buffer[start..<end]`.
     var buffer: UnsafeMutableRawPointer
     var capacity: Int
     var start = 0
     var end = 0
-    var head = HTTPRequestHead()
-    /// The vars of a uwsgi packet; `head` then holds the framing derived from them.
-    var uwsgiHead = UWSGIRequestHead()
     var body = BodyAccumulator()
-    var chunkedDecoder = ChunkedDecoder(maxBodyBytes: 0)
-    var keepAlive = true
-    var closeAfterResponse = false
-    /// When the current head started arriving or the connection went idle (seconds).
-    var since: Double
-    /// When the body of the current request must be in (`--body-timeout`).
-    var bodyDeadline = 0.0
-    var requestsServed = 0
     /// Counted in the worker's `fresh` connections.
     var isFresh = false
     /// The client: the socket's peer, or what a PROXY header said.
@@ -63,12 +36,6 @@ final class Connection {
     var pendingSent = 0
     /// In the worker's list of connections with pending bytes.
     var isHeld = false
-    /// The socket was full: the loop waits for it to drain before reading more requests.
-    var writeBlocked = false
-    /// The socket became readable while the request was in the app...
-    var eventWhileInApp = false
-    /// ... and that event reported the peer's hang-up.
-    var hangupWhileInApp = false
     /// In the loop's epoll set.
     var armed = false
 
@@ -77,10 +44,9 @@ final class Connection {
         self.listener = listener
         self.peerAddress = peerAddress
         self.peerPort = peerPort
-        if listener.proxyProtocol && listener.proto == .http { state = .proxyHeader }
+        machine = ConnectionMachine(proto: listener.proto, proxyProtocol: listener.proxyProtocol, now: now)
         capacity = 8192
         buffer = .allocate(byteCount: capacity, alignment: 16)
-        since = now
     }
 
     deinit { buffer.deallocate() }
@@ -93,7 +59,7 @@ final class Connection {
     /// `buffer`: never while the request is in the app, which reads its head and body in
     /// place (a check that stays in release builds).
     func reserve(_ n: Int) {
-        if case .inApp = state { preconditionFailure("connection buffer moved while its request is in the app") }
+        if machine.isInApp { preconditionFailure("connection buffer moved while its request is in the app") }
         if start > 0 && (start == end || capacity - end < n) {
             if start < end { memmove(buffer, buffer + start, end - start) }
             end -= start
@@ -117,16 +83,38 @@ final class Connection {
     func fill(toEnd: Bool = false) -> Bool {
         while true {
             reserve(4096)
-            let n = recv(fd, buffer + end, capacity - end, 0)
-            if n > 0 {
+            switch Sys.call({ recv(fd, buffer + end, capacity - end, 0) }) {
+            case let .done(n) where n > 0:
                 end += n
                 if end < capacity && !toEnd { return true }  // drained what was there
-                continue
+            case .done:
+                return false  // end of stream
+            case .wouldBlock:
+                return true
+            case .failed:
+                return false  // reset
             }
-            if n == 0 { return false }
-            if errno == EINTR { continue }
-            return errno == EAGAIN || errno == EWOULDBLOCK
         }
+    }
+
+    /// The request's bytes are done with: the buffer starts after them.
+    func consume(_ n: Int) {
+        start = min(start + n, end)
+    }
+
+    /// Removes `count` bytes that follow the first `offset` buffered bytes (body bytes that
+    /// went to the body sink), keeping the head before them and what came after them.
+    func remove(count: Int, after offset: Int) {
+        let from = start + offset
+        let rest = end - from - count
+        if rest > 0 { memmove(buffer + from, buffer + from + count, rest) }
+        end -= count
+    }
+
+    /// Forgets every buffered byte.
+    func clear() {
+        start = 0
+        end = 0
     }
 
     /// Writes the answers still pending, waiting for the socket as needed: before bytes that
@@ -145,8 +133,8 @@ final class Connection {
     private static let continueLine: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
 
     /// Queues `100 Continue` after the answers still pending; the loop writes it without
-    /// blocking, like any pending answer. Only before the body is read, so never inside a
-    /// final response.
+    /// blocking, like any pending answer (the machine asks for it only before any byte of the
+    /// body has arrived, so it can never land inside a final response).
     func queueContinue() {
         pendingOut.append(contentsOf: Self.continueLine)
     }
@@ -174,7 +162,7 @@ struct BodyAccumulator {
 
     mutating func reset() {
         memory.removeAll(keepingCapacity: memory.capacity <= 1 << 20)
-        if fileFD >= 0 { close(fileFD) }
+        Sys.close(fileFD)
         fileFD = -1
         length = 0
     }
@@ -197,7 +185,9 @@ struct BodyAccumulator {
     /// Hands the body to the app; the file descriptor now belongs to the app's stream.
     mutating func take() -> (WSGIBody, keep: [UInt8]) {
         if fileFD >= 0 {
-            lseek(fileFD, 0, SEEK_SET)
+            // The app reads it from the start. lseek on a regular file fails only for a bad
+            // descriptor or offset, neither of which can happen here.
+            Sys.check("lseek of a spooled body") { Int32(truncatingIfNeeded: lseek(fileFD, 0, SEEK_SET)) }
             let fd = fileFD
             fileFD = -1
             return (.file(fd: fd, length: length), [])
@@ -208,9 +198,8 @@ struct BodyAccumulator {
     private func writeFile(_ fd: Int32, _ data: UnsafeRawBufferPointer) -> Bool {
         var off = 0
         while off < data.count {
-            let n = write(fd, data.baseAddress! + off, data.count - off)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return false }
+            // A full disk (ENOSPC) or a file-size limit: the body cannot be kept.
+            guard let n = Sys.call({ write(fd, data.baseAddress! + off, data.count - off) }).value, n > 0 else { return false }
             off += n
         }
         return true
@@ -241,6 +230,12 @@ final class Listener {
 }
 
 extension Connection {
+    /// What the app side reads of the request in progress (stable while it is in the app).
+    var head: HTTPRequestHead { machine.head }
+    var uwsgiHead: UWSGIRequestHead { machine.uwsgiHead }
+    var keepAlive: Bool { machine.keepAlive }
+    var closeAfterResponse: Bool { machine.closeAfterResponse }
+
     /// The peer for a log line.
     var peerDescription: String {
         peerAddress.isEmpty ? "a unix socket peer" : String(decoding: peerAddress, as: UTF8.self)

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ApusObserve
 import ApusProtocols
 
 /// The request line each app thread is serving, kept in plain memory so that a signal
@@ -50,8 +51,8 @@ enum InFlight {
             if line[0] == 0 { continue }
             var n = 0
             while n < lineBytes && line[n] != 0 { n += 1 }
-            prefix.withUnsafeBufferPointer { _ = write(2, $0.baseAddress, $0.count) }
-            _ = write(2, line, n)
+            prefix.withUnsafeBytes { Log.writeToStderr($0) }
+            Log.writeToStderr(UnsafeRawBufferPointer(start: line, count: n))
         }
     }
 }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CApusSys
+import ApusSys
 import ApusProtocols
 import ApusPython
 
@@ -147,11 +148,16 @@ final class ResponseWriter: WSGIResponseSink {
         var off = Int64(offset)
         var left = n
         while left > 0 {
-            let sent = apus_sendfile(conn.fd, fd, &off, left)
-            if sent > 0 { left -= sent; bytesWritten += sent; bodyBytes += sent; continue }
-            if sent < 0 && errno == EINTR { continue }
-            if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+            switch Sys.call({ apus_sendfile(conn.fd, fd, &off, left) }) {
+            case let .done(sent) where sent > 0:
+                left -= sent
+                bytesWritten += sent
+                bodyBytes += sent
+                continue
+            case .wouldBlock:
                 if waiting({ SocketIO.wait(conn.fd, events: Int16(POLLOUT), timeout: sendTimeout) }) { continue }
+            case .done, .failed:
+                break  // the file ended early, or the peer is gone
             }
             broken = true
             return false
@@ -165,7 +171,7 @@ final class ResponseWriter: WSGIResponseSink {
         if case .chunked = framing { out.append(contentsOf: lastChunk) }
         if case .contentLength = framing, remaining > 0 {
             // The app sent less than it declared: the client would wait forever.
-            _ = flushOut()
+            flushOut()  // what there is goes out; the connection then closes
             broken = true
             return false
         }
@@ -186,13 +192,15 @@ final class ResponseWriter: WSGIResponseSink {
             head += "\r\n"
             out.append(contentsOf: head.utf8)
             if !conn.head.isHEAD { out.append(contentsOf: body.utf8); bodyBytes = body.utf8.count }
-            _ = flushOut()
+            flushOut()  // a failed write leaves `broken` set, as below
         }
         broken = true
     }
 
     func abort() { broken = true }
 
+    /// Writes `out` after what is pending. False, and `broken` set, when the peer is gone.
+    @discardableResult
     private func flushOut() -> Bool {
         // Answers pending from earlier pipelined requests go first.
         if !conn.writePendingBlocking(timeout: sendTimeout, waiting: waiting) {
