@@ -176,6 +176,55 @@ import Testing
     #expect(h.events == [.request(method: "POST", target: "/u", body: bytes("ok")), .closeAfterPending])
 }
 
+/// An Expect request pipelined behind a request still in the app: its 100 can only follow
+/// the answer before it, never land inside it.
+@Test func noContinueWhileTheRequestBeforeIsInTheApp() {
+    var h = Harness()
+    h.autoFinish = false
+    h.receive("GET /first HTTP/1.1\r\nHost: x\r\n\r\nPOST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+    #expect(h.events == [.request(method: "GET", target: "/first", body: [])])
+    h.finish()
+    #expect(h.events == [.request(method: "GET", target: "/first", body: []), .sendContinue])
+    h.receive("ok")
+    #expect(h.requests.last == .request(method: "POST", target: "/up", body: bytes("ok")))
+}
+
+/// Behind answers the client does not read, an Expect request waits for them to be written
+/// (past the pending limit) before its head is even parsed.
+@Test func anExpectBehindUnreadAnswersWaitsForThemToBeWritten() {
+    var rules = ConnectionRules()
+    rules.pendingLimit = 30
+    var h = Harness(rules: rules)
+    let get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    h.receive(String(repeating: get, count: 4) + "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+    let kinds = h.events.map { if case .request = $0 { "r" } else { "\($0)" } }
+    #expect(kinds == ["r", "r", "r", "writePending", "r", "sendContinue"])
+}
+
+/// A large Expect body goes through the sink; the request line stays what the client sent.
+@Test func aLargeExpectBodyKeepsItsRequestLine() {
+    var rules = ConnectionRules()
+    rules.bodyMemoryBytes = 16
+    var h = Harness(rules: rules)
+    h.receive("PUT /files/a%20b?x=1 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n")
+    #expect(h.events == [.sendContinue])
+    for _ in 0..<10 { h.receive(String(repeating: "z", count: 10)) }
+    #expect(h.requests == [.request(method: "PUT", target: "/files/a%20b?x=1", body: bytes(String(repeating: "z", count: 100)))])
+}
+
+/// A slow uploader holds no app thread: nothing is dispatched until its last byte.
+@Test func aSlowExpectUploadIsNotDispatchedEarly() {
+    var h = Harness()
+    h.receive("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 50\r\n\r\n")
+    for i in 0..<49 {
+        h.now = Double(i) * 0.1
+        h.receive("a")
+        #expect(h.requests.isEmpty)
+    }
+    h.receive("a")
+    #expect(h.requests.count == 1)
+}
+
 // MARK: Malformed input
 
 @Test func aMalformedHeadIsRejectedAndTheRestDiscarded() {
