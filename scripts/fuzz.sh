@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# libFuzzer targets for the pure parsers of Sources/ApusProtocols (see Fuzz/README.md).
+# libFuzzer targets for the pure parsers of Sources/ApusProtocols and the worker's
+# ConnectionMachine (see Fuzz/README.md).
 #
 #   scripts/fuzz.sh TARGET SECONDS        build if needed, fuzz one target for SECONDS
 #   scripts/fuzz.sh all SECONDS           every target, one after the other
 #   scripts/fuzz.sh build                 build only
 #   scripts/fuzz.sh replay TARGET FILE... run inputs once (a crash file, a corpus file)
 #
-# Targets: http chunked uwsgi proxy forwarded ip. The harness (Fuzz/Harness/*.swift) and
-# Sources/ApusProtocols/*.swift are compiled as one module with swiftc
+# Targets: http chunked uwsgi proxy forwarded ip connection. The harness (Fuzz/Harness/*.swift),
+# Sources/ApusProtocols/*.swift and Sources/ApusWorker/ConnectionMachine.swift (its
+# `import ApusProtocols` left out) are compiled as one module with swiftc
 # -sanitize=fuzzer,address into .build-fuzz/apus-fuzz; the SwiftPM build is not involved.
 # Seeds are read from Fuzz/corpus/TARGET (in git); what libFuzzer finds goes to
 # .build-fuzz/corpus/TARGET and crashes to .build-fuzz/crashes/TARGET/ (both ignored by git).
@@ -17,7 +19,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT="$ROOT/.build-fuzz"
 BIN="$OUT/apus-fuzz"
-TARGETS=(http chunked uwsgi proxy forwarded ip)
+TARGETS=(http chunked uwsgi proxy forwarded ip connection)
 
 usage() {
     sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -29,21 +31,22 @@ build() {
     local stale=0
     if [ ! -x "$BIN" ]; then
         stale=1
-    elif [ -n "$(find Sources/ApusProtocols Fuzz/Harness scripts/fuzz.sh -newer "$BIN" -type f | head -1)" ]; then
+    elif [ -n "$(find Sources/ApusProtocols Sources/ApusWorker/ConnectionMachine.swift Fuzz/Harness scripts/fuzz.sh -newer "$BIN" -type f | head -1)" ]; then
         stale=1
     fi
     [ $stale -eq 0 ] && return 0
     echo "fuzz: building $BIN"
     # -O, as the release build: Swift's own checks (bounds, overflow) stay on, so the fuzzer
     # reports an overflow the parser would hit.
+    grep -v '^import ApusProtocols$' Sources/ApusWorker/ConnectionMachine.swift >"$OUT/ConnectionMachine.swift"
     swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name ApusFuzz -use-ld=lld \
-        Sources/ApusProtocols/*.swift Fuzz/Harness/*.swift -o "$BIN.tmp"
+        Sources/ApusProtocols/*.swift "$OUT/ConnectionMachine.swift" Fuzz/Harness/*.swift -o "$BIN.tmp"
     mv "$BIN.tmp" "$BIN"
 }
 
 max_len() {
     case "$1" in
-        http|chunked|uwsgi) echo 4096 ;;
+        http|chunked|uwsgi|connection) echo 4096 ;;
         proxy) echo 600 ;;
         forwarded) echo 1024 ;;
         ip) echo 128 ;;

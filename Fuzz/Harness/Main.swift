@@ -1,9 +1,10 @@
-// libFuzzer entry point for the ApusProtocols parsers. This file is compiled together with
-// Sources/ApusProtocols/*.swift into one module (scripts/fuzz.sh), so the harness sees the
-// module's internal functions (parseIPv4, parseNode, ...) without `@testable`.
+// libFuzzer entry point for the ApusProtocols parsers and the worker's ConnectionMachine. This
+// file is compiled together with Sources/ApusProtocols/*.swift and
+// Sources/ApusWorker/ConnectionMachine.swift into one module (scripts/fuzz.sh), so the harness
+// sees the module's internal functions (parseIPv4, parseNode, ...) without `@testable`.
 //
 // One binary, several targets: APUS_FUZZ_TARGET picks one (http, chunked, uwsgi, proxy,
-// forwarded, ip). Every target checks invariants, not only "no crash": a broken invariant
+// forwarded, ip, connection). Every target checks invariants, not only "no crash": a broken invariant
 // is a fatalError with a one-line reason, which libFuzzer reports as a crash and saves.
 
 #if canImport(Glibc)
@@ -11,7 +12,7 @@ import Glibc
 #endif
 
 enum FuzzTarget: String, CaseIterable {
-    case http, chunked, uwsgi, proxy, forwarded, ip
+    case http, chunked, uwsgi, proxy, forwarded, ip, connection
 
     var run: (UnsafeRawBufferPointer) -> Void {
         switch self {
@@ -21,6 +22,7 @@ enum FuzzTarget: String, CaseIterable {
         case .proxy: return fuzzProxy
         case .forwarded: return fuzzForwarded
         case .ip: return fuzzIP
+        case .connection: return fuzzConnection
         }
     }
 }

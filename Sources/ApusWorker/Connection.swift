@@ -44,7 +44,7 @@ final class Connection {
         self.listener = listener
         self.peerAddress = peerAddress
         self.peerPort = peerPort
-        machine = ConnectionMachine(proto: listener.proto, proxyProtocol: listener.proxyProtocol, now: now)
+        machine = ConnectionMachine(wire: listener.proto == .uwsgi ? .uwsgi : .http, proxyProtocol: listener.proxyProtocol, now: now)
         capacity = 8192
         buffer = .allocate(byteCount: capacity, alignment: 16)
     }

@@ -1,4 +1,3 @@
-import ApusConfig
 import ApusProtocols
 
 /// The protocol rules a worker applies to every connection: parsers, limits, timeouts.
@@ -30,12 +29,19 @@ struct ConnectionRules {
 /// to it. The worker feeds it events (bytes read, the peer hung up, the app finished, a
 /// write stalled or drained, time passed, a drain began) and carries out the actions it
 /// returns (read more, dispatch, send 100, reject, write, close). It makes no system call
-/// and touches no Python, so every rule is tested as values (Tests/ApusWorkerTests).
+/// and touches no Python, so every rule is tested as values (Tests/ApusWorkerTests) and
+/// fuzzed (the `connection` target of scripts/fuzz.sh). It depends on ApusProtocols only.
 ///
 /// The received bytes stay in the connection's buffer; each step is given a view of them
 /// from the first byte not yet consumed. Body bytes that do not stay in the buffer go to
 /// the `body` sink the step is given.
 struct ConnectionMachine {
+    /// What the connection speaks: HTTP/1.x, or uwsgi packets from a front end.
+    enum Wire: Equatable {
+        case http
+        case uwsgi
+    }
+
     enum State: Equatable {
         /// `--proxy-protocol`: waiting for the PROXY header that comes before any request.
         case proxyHeader
@@ -124,7 +130,7 @@ struct ConnectionMachine {
     }
 
     private(set) var state: State
-    let proto: Bind.Kind
+    let wire: Wire
     var head = HTTPRequestHead()
     /// The vars of a uwsgi packet; `head` then holds the framing derived from them.
     var uwsgiHead = UWSGIRequestHead()
@@ -147,9 +153,9 @@ struct ConnectionMachine {
     private var readableWhileInApp = false
     private var hangupWhileInApp = false
 
-    init(proto: Bind.Kind, proxyProtocol: Bool, now: Double) {
-        self.proto = proto
-        state = proxyProtocol && proto == .http ? .proxyHeader : .head
+    init(wire: Wire, proxyProtocol: Bool, now: Double) {
+        self.wire = wire
+        state = proxyProtocol && wire == .http ? .proxyHeader : .head
         since = now
     }
 
@@ -208,7 +214,7 @@ struct ConnectionMachine {
                     return .writePending
                 }
                 if bytes.isEmpty { return draining || peerClosed ? closeAfterPending() : .readMore }
-                if proto == .uwsgi {
+                if wire == .uwsgi {
                     switch rules.uwsgi.parseHead(bytes, into: &uwsgiHead) {
                     case .incomplete:
                         return peerClosed ? closeAfterPending() : .readMore
@@ -297,7 +303,7 @@ struct ConnectionMachine {
             state = .chunked
         }
         bodyDeadline = now + (rules.bodyTimeout ?? rules.headTimeout)
-        if head.expectContinue && have == 0 && proto == .http { return .sendContinue }
+        if head.expectContinue && have == 0 && wire == .http { return .sendContinue }
         return action
     }
 

@@ -170,7 +170,7 @@ import Testing
 }
 
 @Test func aUwsgiRequestNeverGetsAContinue() {
-    var h = Harness(proto: .uwsgi)
+    var h = Harness(wire: .uwsgi)
     h.receive(uwsgiPacket(["REQUEST_METHOD": "POST", "REQUEST_URI": "/u", "PATH_INFO": "/u", "CONTENT_LENGTH": "2", "HTTP_EXPECT": "100-continue"]))
     h.receive("ok")
     #expect(h.events == [.request(method: "POST", target: "/u", body: bytes("ok")), .closeAfterPending])
@@ -237,7 +237,7 @@ import Testing
 }
 
 @Test func aBrokenUwsgiPacketIsRefused() {
-    var h = Harness(proto: .uwsgi)
+    var h = Harness(wire: .uwsgi)
     h.receive([1, 4, 0, 0, 0, 0, 0, 0])  // modifier1 1 is not WSGI
     #expect(h.events == [.refusePacket])
 }

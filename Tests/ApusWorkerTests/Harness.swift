@@ -1,4 +1,3 @@
-import ApusConfig
 import ApusProtocols
 @testable import ApusWorker
 
@@ -38,9 +37,9 @@ struct Harness {
     /// The connection is done with (closed, rejected or refused).
     var ended = false
 
-    init(proto: Bind.Kind = .http, proxyProtocol: Bool = false, rules: ConnectionRules = ConnectionRules()) {
+    init(wire: ConnectionMachine.Wire = .http, proxyProtocol: Bool = false, rules: ConnectionRules = ConnectionRules()) {
         self.rules = rules
-        machine = ConnectionMachine(proto: proto, proxyProtocol: proxyProtocol, now: 0)
+        machine = ConnectionMachine(wire: wire, proxyProtocol: proxyProtocol, now: 0)
     }
 
     var requests: [Event] { events.filter { if case .request = $0 { return true } else { return false } } }
