@@ -89,6 +89,15 @@ public enum Sys {
         return call { Glibc.kill(pid, sig) }
     }
 
+    /// Writes `text` to stderr, for a message before exiting. The outcome is not looked at:
+    /// a program that cannot write to stderr has nowhere left to report it.
+    public static func writeStderr(_ text: String) {
+        var text = text
+        text.withUTF8 { bytes in
+            if case .failed = writeAll(2, UnsafeRawBufferPointer(bytes)) { /* see above */ }
+        }
+    }
+
     /// Writes all of `bytes` to `fd` (a blocking descriptor), after short writes and EINTR.
     /// `.done` with the count written, or the failure that stopped it.
     public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> SysResult {
