@@ -12,11 +12,12 @@ import ApusSys
 /// never loads Python, so an app can never wedge it and forking from it is always safe.
 ///
 /// This file is the spine: `run` sets up and loops; each signal, FIFO command and worker
-/// message has a `handle…` verb; reloads follow the pure `ReloadPlan` (Reload.swift) and
-/// the workers' bookkeeping is the pure `WorkerTable` (WorkerTable.swift), whose answers
-/// are carried out in MasterChildren.swift (forking, reaping, signalling). Each generation's
-/// zygote is a `Zygote` (Zygote.swift); the FIFO, touch files, pidfile and log file are in
-/// Controls.swift.
+/// message has a `handle…` verb. The decisions are pure values: the reload sequencing is
+/// `ReloadPlan` (Reload.swift), the workers' bookkeeping `WorkerTable` (WorkerTable.swift).
+/// Their answers are carried out in MasterGenerations.swift (a generation begins, commits
+/// or is abandoned) and MasterChildren.swift (forking, reaping, signalling). Each
+/// generation's zygote is a `Zygote` (Zygote.swift); the FIFO, touch files, pidfile and log
+/// file are in Controls.swift, the status pipe in StatusPipe.swift.
 public final class Master {
     /// Exit status when no worker could import the app at start.
     public static let appLoadFailed: Int32 = 4
@@ -290,90 +291,6 @@ public final class Master {
     func workerCount(for kind: ReloadKind?) -> Int {
         if kind == .graceful, let next = pendingConfig { return next.0.processes }
         return table.desired
-    }
-
-    /// Carries out what the plan decided.
-    func perform(_ actions: [ReloadPlan.Action]) {
-        for action in actions {
-            switch action {
-            case let .begin(g, kind):
-                beginGeneration(g, kind)
-            case let .spawn(g, count):
-                stepStartedAt = Sys.now()
-                spawnWorkers(generation: g, count: count)
-            case let .retireOld(before, count):
-                for worker in table.older(than: before, count: count) { retire(worker) }
-            case let .abandon(g, reason):
-                abandonGeneration(g, reason)
-            case let .commit(g, kind):
-                commitGeneration(g, kind)
-            }
-        }
-    }
-
-    private func beginGeneration(_ g: UInt32, _ kind: ReloadKind) {
-        var next = (config, serving.python)
-        if kind == .graceful, let fresh = pendingConfig {
-            next = fresh
-            pendingConfig = nil
-        }
-        let (cfg, py) = next
-        Log.info("\(kind): starting generation \(g) (\(cfg.processes) workers x \(cfg.threads) threads)")
-        generations[g] = Generation(g, config: cfg, python: py, kind: kind)
-        stepStartedAt = Sys.now()
-        do {
-            for bind in cfg.binds where sockets[bind] == nil {
-                sockets[bind] = try ListenSocket.open(bind, backlog: cfg.listenBacklog, mode: cfg.socketMode, owner: cfg.socketOwner)
-                Log.info("listening on \(bind) (new in generation \(g))")
-            }
-        } catch {
-            perform(plan.failed(generation: g, reason: "\(error)", workers: workerCount(for: plan.pending)))
-            return
-        }
-        startGeneration(g)
-    }
-
-    private func abandonGeneration(_ g: UInt32, _ reason: String) {
-        Log.error("reload failed: \(reason); generation \(plan.serving) keeps serving")
-        // A chain stopped midway: the new workers already serving replaced old ones and run
-        // the same configuration, so they stay, counted with the serving generation.
-        let adopter = generations[g]?.kind == .chain ? plan.serving : nil
-        for worker in table.abandon(generation: g, adopter: adopter) { retire(worker) }
-        stopZygote(of: g)
-        closeUnusedSockets()
-        if let gen = generations[g], !gen.zygote.isRunning { generations[g] = nil }
-        mapLibraries()
-    }
-
-    private func commitGeneration(_ g: UInt32, _ kind: ReloadKind) {
-        if let gen = generations[g] { table.desired = gen.config.processes }
-        for old in generations.keys where old < g { stopZygote(of: old) }
-        generations = generations.filter { $0.key >= g || $0.value.zygote.isRunning }
-        closeUnusedSockets()
-        mapLibraries()
-        Log.info("\(kind) done: generation \(g) serving")
-    }
-
-    /// Sockets neither the serving generation nor the one starting binds. (An old
-    /// generation's zygote may still be exiting: it holds its own copies until then.)
-    private func closeUnusedSockets() {
-        let live = [plan.serving, plan.incoming].compactMap { $0 }
-        let wanted = Set(live.compactMap { generations[$0] }.flatMap { $0.config.binds })
-        for (bind, fd) in sockets where !wanted.contains(bind) {
-            Sys.close(fd)
-            if case let .unix(path) = bind.address { removeFile(path) }
-            sockets[bind] = nil
-            Log.info("stopped listening on \(bind)")
-        }
-    }
-
-    private func checkReloadTimeout(_ t: Double) {
-        guard let g = plan.incoming, let gen = generations[g] else { return }
-        let limit = gen.config.reloadTimeout
-        if t - stepStartedAt > limit {
-            perform(plan.failed(generation: g, reason: "generation \(g) was not ready within \(limit) s",
-                                workers: workerCount(for: plan.pending)))
-        }
     }
 
     private func checkTouchFiles(_ t: Double) {

@@ -11,17 +11,6 @@ import ApusSys
 /// reaping. The decisions are the `WorkerTable`'s and the `ReloadPlan`'s; this carries them
 /// out with system calls.
 extension Master {
-    /// Starts what a generation needs before workers: its zygote.
-    func startGeneration(_ g: UInt32) {
-        guard generations[g] != nil else { return }
-        mapLibraries()
-        startZygote(of: g)
-    }
-
-    func mapLibraries() {
-        libraries.keep(Set(generations.values.flatMap { [$0.python.libraryPath] + $0.python.sharedLibraries }))
-    }
-
     /// Keeps the serving generation at strength: replaces dead workers (after the back-off
     /// when boots keep failing) and retires extra ones after SIGTTOU. Idle during a reload.
     func keepStrength(now t: Double) {

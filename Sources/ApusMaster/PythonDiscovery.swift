@@ -95,14 +95,23 @@ public enum PythonDiscovery {
         var fds: [Int32] = [0, 0]
         guard Sys.call({ apus_pipe_cloexec(&fds, 0) }).value != nil else { return nil }
         var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
+        // These return an error number (ENOMEM) rather than setting errno.
+        guard posix_spawn_file_actions_init(&actions) == 0 else {
+            Sys.close(fds[0])
+            Sys.close(fds[1])
+            return nil
+        }
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        guard posix_spawn_file_actions_adddup2(&actions, fds[1], 1) == 0,
+              posix_spawn_file_actions_addclose(&actions, fds[0]) == 0 else {
+            Sys.close(fds[0])
+            Sys.close(fds[1])
+            return nil
+        }
         let argv = ([program] + args).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, program, &actions, nil, argv, environ)
-        posix_spawn_file_actions_destroy(&actions)
         Sys.close(fds[1])
         guard rc == 0 else { Sys.close(fds[0]); return nil }
         var data = [UInt8]()
