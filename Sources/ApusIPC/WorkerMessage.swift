@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ApusSys
 
 /// What a worker (or a zygote) tells the master over the shared status pipe.
 /// Fixed 16-byte records: writes up to PIPE_BUF are atomic, so many writers can share one
@@ -47,10 +48,14 @@ public struct WorkerMessage: Equatable, Sendable {
         self.init(kind: kind, slot: word(1), pid: Int32(bitPattern: word(2)), generation: word(3))
     }
 
-    /// Writes the record to `fd` (one atomic write).
+    /// Writes the record to `fd` (one atomic write: 16 bytes to a blocking pipe). The write
+    /// fails only when the master is gone (EPIPE), and then this process is already being
+    /// stopped (its parent-death signal): there is no one left to tell.
     public func send(to fd: Int32) {
         let bytes = encoded()
-        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        switch bytes.withUnsafeBytes({ Sys.writeAll(fd, $0) }) {
+        case .done, .wouldBlock, .failed: return  // see above
+        }
     }
 }
 
@@ -60,19 +65,21 @@ public struct SpawnRequest: Equatable, Sendable {
     public var generation: UInt32
     public init(slot: UInt32, generation: UInt32) { self.slot = slot; self.generation = generation }
 
+    /// Writes the request to the zygote's command pipe. False when it could not be
+    /// written whole: the zygote is gone (EPIPE), and its exit is handled when reaped.
     public func send(to fd: Int32) -> Bool {
-        var words = [slot.littleEndian, generation.littleEndian]
-        return words.withUnsafeMutableBytes { write(fd, $0.baseAddress, 8) } == 8
+        let words = [slot.littleEndian, generation.littleEndian]
+        return words.withUnsafeBytes { Sys.writeAll(fd, $0) } == .done(8)
     }
 
-    /// Blocks for the next request; nil at end of file.
+    /// Blocks for the next request; nil at end of file (the master closed the pipe) or
+    /// when the pipe fails.
     public static func receive(from fd: Int32) -> SpawnRequest? {
         var words = [UInt32](repeating: 0, count: 2)
         var got = 0
         while got < 8 {
-            let n = words.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, 8 - got) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return nil }
+            let r = words.withUnsafeMutableBytes { buf in Sys.call { read(fd, buf.baseAddress! + got, 8 - got) } }
+            guard case let .done(n) = r, n > 0 else { return nil }
             got += n
         }
         return SpawnRequest(slot: UInt32(littleEndian: words[0]), generation: UInt32(littleEndian: words[1]))

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CApusSys
 import ApusConfig
+import ApusSys
 
 /// Opens the listening sockets. The master owns them for its whole life; workers inherit them.
 public enum ListenSocket {
@@ -25,8 +26,8 @@ public enum ListenSocket {
                 }
                 if let owner { try changeOwner(path, owner) }
             } catch {
-                close(fd)
-                unlink(path)
+                Sys.close(fd)
+                removeFile(path)
                 throw error
             }
             return fd
@@ -63,27 +64,33 @@ public enum ListenSocket {
         defer { freeaddrinfo(res) }
         let fd = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket() for \(label): \(String(cString: strerror(errno)))") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        try enable(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR", label: label)
         if ai.pointee.ai_family == AF_INET6 {
-            setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+            try enable(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, "IPV6_V6ONLY", label: label)
         }
         try bindAndListen(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen, backlog: backlog, label: label)
         return fd
     }
 
+    /// Sets a boolean socket option, or closes `fd` and throws a line naming the bind.
+    private static func enable(_ fd: Int32, _ level: Int32, _ option: Int32, _ name: String, label: String) throws(Failure) {
+        var one: Int32 = 1
+        if case let .failed(e) = Sys.call({ setsockopt(fd, level, option, &one, socklen_t(MemoryLayout<Int32>.size)) }) {
+            Sys.close(fd)
+            throw Failure(description: "cannot set \(name) on \(label): \(Sys.describe(e))")
+        }
+    }
+
     /// Binds and listens, or closes `fd` and throws a line naming the bind.
     private static func bindAndListen(_ fd: Int32, _ addr: UnsafePointer<sockaddr>, _ len: socklen_t,
                                       backlog: Int, label: String) throws(Failure) {
-        if Glibc.bind(fd, addr, len) != 0 {
-            let e = String(cString: strerror(errno))
-            close(fd)
-            throw Failure(description: "cannot bind \(label): \(e)")
+        if case let .failed(e) = Sys.call({ Glibc.bind(fd, addr, len) }) {
+            Sys.close(fd)
+            throw Failure(description: "cannot bind \(label): \(Sys.describe(e))")
         }
-        if listen(fd, Int32(backlog)) != 0 {
-            let e = String(cString: strerror(errno))
-            close(fd)
-            throw Failure(description: "cannot listen on \(label): \(e)")
+        if case let .failed(e) = Sys.call({ listen(fd, Int32(backlog)) }) {
+            Sys.close(fd)
+            throw Failure(description: "cannot listen on \(label): \(Sys.describe(e))")
         }
     }
 
@@ -102,7 +109,7 @@ public enum ListenSocket {
         // A socket file left by an earlier run that nobody listens on any more is replaced.
         var st = stat()
         if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK {
-            if !isListening(&addr) { unlink(path) }
+            if !isListening(&addr) { removeFile(path) }
         }
         let sockaddrBytes = addr
         try withUnsafeBytes(of: sockaddrBytes) { (raw) throws(Failure) in
@@ -113,10 +120,13 @@ public enum ListenSocket {
     }
 
     private static func isListening(_ addr: inout sockaddr_un) -> Bool {
-        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(probe) }
-        return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard probe >= 0 else { return false }  // the bind that follows reports what is wrong
+        defer { Sys.close(probe) }
+        return withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                Sys.call { connect(probe, sa, socklen_t(MemoryLayout<sockaddr_un>.size)) }.value != nil
+            }
         }
     }
 }

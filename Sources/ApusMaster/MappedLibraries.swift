@@ -19,7 +19,9 @@ struct MappedLibraries {
             if let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) { handles[path] = handle }
         }
         for (path, handle) in handles where !paths.contains(path) {
-            dlclose(handle)
+            // dlclose fails only for a handle dlopen did not return.
+            let closed = dlclose(handle)
+            precondition(closed == 0, "dlclose(\(path)) failed")
             handles[path] = nil
         }
     }

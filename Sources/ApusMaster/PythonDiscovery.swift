@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import ApusConfig
+import ApusSys
+import CApusSys
 
 /// Finds the CPython to embed by asking the interpreter itself (a child process; the
 /// master never loads Python): `--python PATH`, else the venv's `bin/python`, else
@@ -91,30 +93,35 @@ public enum PythonDiscovery {
     /// Runs a program and returns its stdout (nil if it failed).
     static func run(_ program: String, _ args: [String]) -> String? {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return nil }
+        guard Sys.call({ apus_pipe_cloexec(&fds, 0) }).value != nil else { return nil }
         var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
+        // These return an error number (ENOMEM) rather than setting errno.
+        guard posix_spawn_file_actions_init(&actions) == 0 else {
+            Sys.close(fds[0])
+            Sys.close(fds[1])
+            return nil
+        }
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        guard posix_spawn_file_actions_adddup2(&actions, fds[1], 1) == 0,
+              posix_spawn_file_actions_addclose(&actions, fds[0]) == 0 else {
+            Sys.close(fds[0])
+            Sys.close(fds[1])
+            return nil
+        }
         let argv = ([program] + args).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, program, &actions, nil, argv, environ)
-        posix_spawn_file_actions_destroy(&actions)
-        close(fds[1])
-        guard rc == 0 else { close(fds[0]); return nil }
+        Sys.close(fds[1])
+        guard rc == 0 else { Sys.close(fds[0]); return nil }
         var data = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(fds[0], &buf, buf.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            data.append(contentsOf: buf[0..<n])
+        while case let .done(n) = Sys.call({ read(fds[0], &buf, buf.count) }), n > 0 {
+            data += buf[0..<n]
         }
-        close(fds[0])
+        Sys.close(fds[0])
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        guard status == 0 else { return nil }
+        guard Sys.call({ waitpid(pid, &status, 0) }).value != nil, status == 0 else { return nil }
         return String(decoding: data, as: UTF8.self)
     }
 }

@@ -80,4 +80,34 @@ public enum Sys {
     public static func describe(_ error: Int32) -> String {
         String(cString: strerror(error))
     }
+
+    /// Sends `sig` to the process `pid`. `pid` must be positive: 0 and negative pids
+    /// signal whole process groups, which no caller means. ESRCH (the process is gone)
+    /// is returned like any other failure, for the caller to weigh.
+    public static func kill(_ pid: pid_t, _ sig: Int32) -> SysResult {
+        precondition(pid > 0, "kill(\(pid)) would signal a process group")
+        return call { Glibc.kill(pid, sig) }
+    }
+
+    /// Writes `text` to stderr, for a message before exiting. The outcome is not looked at:
+    /// a program that cannot write to stderr has nowhere left to report it.
+    public static func writeStderr(_ text: String) {
+        var text = text
+        text.withUTF8 { bytes in
+            if case .failed = writeAll(2, UnsafeRawBufferPointer(bytes)) { /* see above */ }
+        }
+    }
+
+    /// Writes all of `bytes` to `fd` (a blocking descriptor), after short writes and EINTR.
+    /// `.done` with the count written, or the failure that stopped it.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> SysResult {
+        var written = 0
+        while written < bytes.count {
+            switch call({ write(fd, bytes.baseAddress! + written, bytes.count - written) }) {
+            case let .done(n): written += n
+            case let other: return other
+            }
+        }
+        return .done(written)
+    }
 }

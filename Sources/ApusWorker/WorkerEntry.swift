@@ -6,6 +6,7 @@ import ApusConfig
 import ApusIPC
 import ApusObserve
 import ApusPython
+import ApusSys
 
 /// Entry point for the process that runs Python first: the zygote. The master forks it,
 /// then it never returns.
@@ -25,10 +26,11 @@ public enum WorkerEntry {
             let role = "worker \(request.slot)"
             interpreter.beforeFork()
             let child = apus_fork_clean()
+            let forkError = errno
             if child == 0 {
                 if apus_fork_clean() != 0 { _exit(0) }  // the middle process leaves at once
                 interpreter.afterForkChild()
-                close(commandFD)
+                Sys.close(commandFD)
                 var workerSpec = spec
                 workerSpec.slot = request.slot
                 workerSpec.generation = request.generation
@@ -40,8 +42,14 @@ public enum WorkerEntry {
             }
             interpreter.afterForkParent()
             if child > 0 {
+                // ECHILD: an app that set SIGCHLD to SIG_IGN had the kernel collect it.
                 var status: Int32 = 0
-                while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+                if case let .failed(e) = Sys.call({ waitpid(child, &status, 0) }), e != ECHILD {
+                    fatalError("waitpid failed: \(Sys.describe(e))")
+                }
+            } else {
+                // The master drops the slot when the worker never says `started`.
+                Log.error("cannot fork \(role): \(Sys.describe(forkError))")
             }
         }
         _exit(0)  // the master closed the command pipe
@@ -50,15 +58,13 @@ public enum WorkerEntry {
     /// Dies with the master; default signal dispositions; a name in `ps`.
     private static func becomeChild(of master: pid_t, role: String) {
         Log.role = role
-        _ = apus_signal_default(SIGTERM)
-        _ = apus_signal_default(SIGINT)
-        _ = apus_signal_default(SIGHUP)
-        _ = apus_signal_default(SIGCHLD)
-        _ = apus_signal_ignore(SIGPIPE)
+        // These fail only for a signal that cannot be handled: a bug, checked.
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGCHLD] { Sys.check("sigaction(SIG_DFL)") { apus_signal_default(sig) } }
+        Sys.check("sigaction(SIGPIPE, SIG_IGN)") { apus_signal_ignore(SIGPIPE) }
         // A fatal signal must end the worker so the master replaces it: the Swift runtime's
         // crash reporter would print a backtrace and return from a SIGSEGV sent by kill(2).
-        for sig in [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP] { _ = apus_signal_default(sig) }
-        _ = apus_unblock_all_signals()
+        for sig in [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP] { Sys.check("sigaction(SIG_DFL)") { apus_signal_default(sig) } }
+        Sys.check("sigprocmask") { apus_unblock_all_signals() }
         // A worker forked by the zygote is re-parented to the master when the middle process
         // exits: wait for that first, so the death signal is tied to the master.
         var tries = 0
@@ -66,7 +72,7 @@ public enum WorkerEntry {
             usleep(500)
             tries += 1
         }
-        _ = apus_set_pdeathsig(SIGTERM)
+        Sys.check("prctl(PR_SET_PDEATHSIG)") { apus_set_pdeathsig(SIGTERM) }
         if getppid() != master { _exit(WorkerExit.bootError) }  // the master is already gone
         // The kernel keeps 15 bytes. Copied by hand: passing `role` would copy a short
         // String to the heap through the standard library's string code.
@@ -77,7 +83,7 @@ public enum WorkerEntry {
                 buf[i] = b
                 i += 1
             }
-            _ = apus_set_name(buf.baseAddress!.assumingMemoryBound(to: CChar.self))
+            Sys.check("prctl(PR_SET_NAME)") { apus_set_name(buf.baseAddress!.assumingMemoryBound(to: CChar.self)) }
         }
     }
 

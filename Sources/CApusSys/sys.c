@@ -63,41 +63,9 @@ int apus_set_nonblocking(int fd, int on) {
     return fcntl(fd, F_SETFL, on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK));
 }
 
-int apus_set_cloexec(int fd, int on) {
-    int fl = fcntl(fd, F_GETFD);
-    if (fl < 0) return -1;
-    return fcntl(fd, F_SETFD, on ? (fl | FD_CLOEXEC) : (fl & ~FD_CLOEXEC));
-}
-
 int apus_tcp_nodelay(int fd) {
     int one = 1;
     return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-int apus_errno(void) { return errno; }
-
-int apus_send_fd(int sock, int fd, uint8_t byte) {
-    char control[CMSG_SPACE(sizeof(int))];
-    memset(control, 0, sizeof control);
-    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-                          .msg_control = control, .msg_controllen = sizeof control };
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET; c->cmsg_type = SCM_RIGHTS; c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    return (int)sendmsg(sock, &msg, MSG_NOSIGNAL);
-}
-
-int apus_recv_fd(int sock, uint8_t *byte) {
-    char control[CMSG_SPACE(sizeof(int))];
-    struct iovec iov = { .iov_base = byte, .iov_len = 1 };
-    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-                          .msg_control = control, .msg_controllen = sizeof control };
-    if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) <= 0) return -1;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    if (!c || c->cmsg_type != SCM_RIGHTS) return -1;
-    int fd; memcpy(&fd, CMSG_DATA(c), sizeof(int));
-    return fd;
 }
 
 int apus_signal(int sig, void (*handler)(int)) {

@@ -8,83 +8,69 @@ import ApusMaster
 import ApusObserve
 import ApusIPC
 import ApusWorker
+import ApusSys
 
 let apusVersion = "0.1.0"
 
 func fail(_ message: String, status: Int32) -> Never {
-    var line = "apus: \(message)\n"
-    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    Sys.writeStderr("apus: \(message)\n")
     exit(status)
 }
 
-let command: Command
-do {
-    command = try resolveCommand(arguments: Array(CommandLine.arguments.dropFirst()),
-                                 environment: Environment.current(), fileSystem: RealFileSystem())
-} catch {
-    fail(error.message, status: 2)
+/// The command line (and ini files, and environment) as they are now, resolved from the
+/// working directory.
+func resolve() throws(ConfigError) -> Command {
+    try resolveCommand(arguments: Array(CommandLine.arguments.dropFirst()),
+                       environment: Environment.current(), fileSystem: RealFileSystem())
 }
 
-switch command {
-case let .help(text):
-    print(text, terminator: text.hasSuffix("\n") ? "" : "\n")
-    exit(0)
-case .version:
-    print("apus \(apusVersion)")
-    exit(0)
-case let .run(config):
-    let startDirectory = currentDirectory()
-    // --python and --venv are paths from where Apus was started, as the options' checks
-    // took them; --chdir is for the app.
+/// The one start-up step, at start and at each graceful reload: from the options to what
+/// the master runs. Finds Python (--python and --venv are paths from where Apus was
+/// started, as the options' checks took them), enters --chdir (the app's directory) and
+/// logs the options' warnings.
+func prepare(_ config: Configuration) -> Result<(Configuration, PythonInstallation), Master.ConfigurationFailure> {
     let python: PythonInstallation
     do {
         python = try PythonDiscovery.locate(python: config.python, venv: config.venv)
     } catch {
-        fail(error.description, status: 2)
-    }
-    if let dir = config.chdir, chdir(dir) != 0 {
-        fail("--chdir: cannot enter \(dir)", status: 2)
-    }
-    for warning in config.warnings { Log.warning(warning) }
-    let master = Master(
-        config: config, python: python, version: apusVersion,
-        prepareZygote: { launch, commandFD in
-            { WorkerEntry.runZygote(launch, commandFD: commandFD) }
-        },
-        reloadConfiguration: { rereadConfiguration(from: startDirectory) })
-    exit(master.run())
-}
-
-/// For a graceful reload: the same command line, the environment as it is now and the ini
-/// files as they are now, resolved from the directory Apus started in.
-func rereadConfiguration(from startDirectory: String) -> Result<(Configuration, PythonInstallation), Master.ConfigurationFailure> {
-    let here = currentDirectory()
-    chdir(startDirectory)
-    let resolved: Command
-    do {
-        resolved = try resolveCommand(arguments: Array(CommandLine.arguments.dropFirst()),
-                                      environment: Environment.current(), fileSystem: RealFileSystem())
-    } catch {
-        chdir(here)
-        return .failure(.init(error.message))
-    }
-    guard case let .run(config) = resolved else {
-        chdir(here)
-        return .failure(.init("the command line no longer runs a server"))
-    }
-    let python: PythonInstallation
-    do {
-        python = try PythonDiscovery.locate(python: config.python, venv: config.venv)
-    } catch {
-        chdir(here)
         return .failure(.init(error.description))
     }
-    if let dir = config.chdir, chdir(dir) != 0 {
-        chdir(here)
+    if let dir = config.chdir, case .failed = Sys.call({ chdir(dir) }) {
         return .failure(.init("--chdir: cannot enter \(dir)"))
     }
     for warning in config.warnings { Log.warning(warning) }
     return .success((config, python))
+}
+
+/// For a graceful reload: the same command line, the environment as it is now and the ini
+/// files as they are now, resolved from the directory Apus started in, then `prepare`.
+/// When anything fails the working directory is left as it was.
+func rereadConfiguration(from startDirectory: String) -> Result<(Configuration, PythonInstallation), Master.ConfigurationFailure> {
+    let here = currentDirectory()
+    let prepared = resolveAndPrepare(in: startDirectory)
+    if case .failure = prepared, case let .failure(problem) = enter(here) {
+        Log.warning("cannot go back to \(here): \(problem.message)")
+    }
+    return prepared
+}
+
+private func resolveAndPrepare(in directory: String) -> Result<(Configuration, PythonInstallation), Master.ConfigurationFailure> {
+    if case let .failure(problem) = enter(directory) { return .failure(problem) }
+    let command: Command
+    do {
+        command = try resolve()
+    } catch {
+        return .failure(.init(error.message))
+    }
+    guard case let .run(config) = command else { return .failure(.init("the command line no longer runs a server")) }
+    return prepare(config)
+}
+
+func enter(_ directory: String) -> Result<Void, Master.ConfigurationFailure> {
+    if case let .failed(e) = Sys.call({ chdir(directory) }) {
+        return .failure(.init("cannot enter \(directory): \(Sys.describe(e))"))
+    }
+    return .success(())
 }
 
 func currentDirectory() -> String {
@@ -104,4 +90,34 @@ enum Environment {
         }
         return env
     }
+}
+
+let command: Command
+do {
+    command = try resolve()
+} catch {
+    fail(error.message, status: 2)
+}
+
+switch command {
+case let .help(text):
+    print(text, terminator: text.hasSuffix("\n") ? "" : "\n")
+    exit(0)
+case .version:
+    print("apus \(apusVersion)")
+    exit(0)
+case let .run(options):
+    let startDirectory = currentDirectory()
+    let (config, python): (Configuration, PythonInstallation)
+    switch prepare(options) {
+    case let .success(ready): (config, python) = ready
+    case let .failure(problem): fail(problem.message, status: 2)
+    }
+    let master = Master(
+        config: config, python: python, version: apusVersion,
+        prepareZygote: { launch, commandFD in
+            { WorkerEntry.runZygote(launch, commandFD: commandFD) }
+        },
+        reloadConfiguration: { rereadConfiguration(from: startDirectory) })
+    exit(master.run())
 }

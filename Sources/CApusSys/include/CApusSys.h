@@ -1,5 +1,5 @@
 // Thin wrappers over Linux calls that Swift's Glibc module does not expose (epoll, accept4,
-// prctl, sendfile, eventfd, SCM_RIGHTS). No logic lives here: every function is one call.
+// prctl, sendfile, eventfd). No logic lives here: every function is one call.
 #ifndef CAPUSSYS_H
 #define CAPUSSYS_H
 #include <stdint.h>
@@ -30,13 +30,7 @@ int apus_set_child_subreaper(void);
 int apus_set_name(const char *name);
 ssize_t apus_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
 int apus_set_nonblocking(int fd, int on);
-int apus_set_cloexec(int fd, int on);
 int apus_tcp_nodelay(int fd);
-int apus_errno(void);
-
-/// Send / receive one file descriptor over a unix socket (SCM_RIGHTS) with one data byte.
-int apus_send_fd(int sock, int fd, uint8_t byte);
-int apus_recv_fd(int sock, uint8_t *byte);
 
 /// Signal helpers for the master's self-pipe: install `handler` for `sig` with SA_RESTART off.
 int apus_signal(int sig, void (*handler)(int));
