@@ -18,14 +18,10 @@ public enum Log {
         line.withUTF8 { writeToStderr(UnsafeRawBufferPointer($0)) }
     }
 
-    /// Writes every byte to stderr (async-signal-safe: one write(2) after another). When
-    /// stderr fails there is nowhere left to say so: the rest of the line is dropped.
+    /// Writes every byte to stderr (async-signal-safe: write(2) only). When stderr fails
+    /// there is nowhere left to say so: the rest of the line is dropped.
     public static func writeToStderr(_ bytes: UnsafeRawBufferPointer) {
-        var off = 0
-        while off < bytes.count {
-            guard let n = Sys.call({ write(2, bytes.baseAddress! + off, bytes.count - off) }).value, n > 0 else { return }
-            off += n
-        }
+        if case .failed = Sys.writeAll(2, bytes) { /* see above */ }
     }
 
     /// "2026-11-26 22:10:01 +0000" (UTC).
