@@ -147,6 +147,8 @@ def test_pidfile(apus, tmp_path):
 def test_sigusr1_does_not_stop_and_reopens_the_log_file(apus, tmp_path):
     logfile = tmp_path / "apus.log"
     srv = apus("pidapp", "--log-file", logfile, "--processes", "2")
+    # The first answer comes from one worker; the other may still be starting.
+    wait_until(lambda: len(srv.workers()) == 2, 20, what="2 workers")
     workers = srv.workers()
     wait_until(lambda: logfile.exists() and logfile.stat().st_size > 0, 10, what="the log file")
     rotated = tmp_path / "apus.log.1"
