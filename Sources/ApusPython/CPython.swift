@@ -16,7 +16,7 @@ fileprivate typealias RawObject = UnsafeMutableRawPointer
 /// The function pointers are private to this file; the rest of ApusPython calls the typed
 /// functions below, which say by their result whether a reference is new (`PyOwned`) or
 /// borrowed (`PyBorrowed`). All of them need the GIL, except the thread-state ones.
-public struct CPythonAPI: @unchecked Sendable {
+struct CPythonAPI: @unchecked Sendable {
     // Life cycle, threads, fork.
     fileprivate let Py_InitializeEx: @convention(c) (Int32) -> Void
     fileprivate let Py_SetProgramName: @convention(c) (UnsafeRawPointer) -> Void
@@ -88,7 +88,7 @@ public struct CPythonAPI: @unchecked Sendable {
 
     /// Opens `libpython` and resolves every symbol. A missing one is a `PythonLoadError`
     /// naming it: nothing is half-loaded.
-    public init(libraryPath: String) throws(PythonLoadError) {
+    init(libraryPath: String) throws(PythonLoadError) {
         guard let handle = libraryPath.withCString({ dlopen($0, RTLD_LAZY | RTLD_GLOBAL) }) else {
             let reason = dlerror().map { String(cString: $0) } ?? "unknown error"
             throw PythonLoadError(message: "cannot load \(libraryPath): \(reason)")
@@ -436,6 +436,6 @@ public struct PythonLoadError: Error, CustomStringConvertible {
 /// a heap copy of a short one (15 bytes or less) on every call, through the standard
 /// library's string code; a worker should run none of that (docs/architecture.md, "Memory
 /// of a worker").
-@inline(__always) public func cstr(_ s: StaticString) -> UnsafePointer<CChar> {
+@inline(__always) func cstr(_ s: StaticString) -> UnsafePointer<CChar> {
     UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
 }

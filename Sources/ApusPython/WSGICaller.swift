@@ -195,7 +195,10 @@ public final class WSGICaller {
     }
 
     /// nil when valid, else what is wrong.
-    private func buildHead(status: PyBorrowed, headers: PyBorrowed) -> String? {
+    private func buildHead(status borrowedStatus: PyBorrowed, headers borrowedHeaders: PyBorrowed) -> String? {
+        // References of our own: reading a header sequence runs its Python code, which may
+        // call start_response again and so release the ones this caller holds.
+        let status = PyOwned(retaining: borrowedStatus), headers = PyOwned(retaining: borrowedHeaders)
         head.reset()
         guard api.isUnicode(status), let s = api.utf8(status) else { api.clearError(); return "status must be a str" }
         guard utf8ToLatin1(s, into: &head.statusLine) else { return "status is not latin-1" }
