@@ -188,11 +188,12 @@ final class WSGIEnviron {
                                input: borrowing PyOwned) -> PyOwned {
         let api = self.api
         let env = api.copy(dictionary: template)!
+        let dict = env.borrow
         var https = false
         for v in vars {
             let keyBytes = UnsafeRawBufferPointer(rebasing: buf[v.key])
             let key = varKeys.key(for: keyBytes)
-            api.setItem(env, key, api.latin1(UnsafeRawBufferPointer(rebasing: buf[v.value])))
+            api.setItem(dict, key, api.latin1(UnsafeRawBufferPointer(rebasing: buf[v.value])))
             if keyBytes.elementsEqual("HTTPS".utf8) {
                 let val = buf[v.value]
                 https = val.elementsEqual("on".utf8) || val.elementsEqual("ON".utf8) || val.elementsEqual("1".utf8)
@@ -200,31 +201,31 @@ final class WSGIEnviron {
                 if buf[v.value].elementsEqual("https".utf8) { https = true }
             }
         }
-        api.setItem(env, k.urlScheme, https ? schemeHTTPS : schemeHTTP)
-        api.setItem(env, k.input, input)
+        api.setItem(dict, k.urlScheme, https ? schemeHTTPS : schemeHTTP)
+        api.setItem(dict, k.input, input)
         func setDefault(_ key: PyBorrowed, _ value: PyBorrowed) {
-            if api.item(env, key) == nil { api.setItem(env, key, value) }
+            if api.item(dict, key) == nil { api.setItem(dict, key, value) }
         }
-        if api.item(env, k.scriptName) == nil {
-            api.setItem(env, k.scriptName, scriptName)
+        if api.item(dict, k.scriptName) == nil {
+            api.setItem(dict, k.scriptName, scriptName)
             // --mount: the prefix moves from PATH_INFO to SCRIPT_NAME, as uWSGI does.
-            if !scriptNameBytes.isEmpty, let path = api.item(env, k.pathInfo), let p = api.utf8(path),
+            if !scriptNameBytes.isEmpty, let path = api.item(dict, k.pathInfo), let p = api.utf8(path),
                p.starts(with: scriptNameBytes), p.count == scriptNameBytes.count || p[scriptNameBytes.count] == UInt8(ascii: "/") {
-                api.setItem(env, k.pathInfo, api.latin1(UnsafeRawBufferPointer(rebasing: p[scriptNameBytes.count..<p.count])))
+                api.setItem(dict, k.pathInfo, api.latin1(UnsafeRawBufferPointer(rebasing: p[scriptNameBytes.count..<p.count])))
             }
         }
         setDefault(k.pathInfo, slash)
         setDefault(k.queryString, empty)
         setDefault(k.requestMethod, get)
         setDefault(k.serverProtocol, http10)
-        if api.item(env, k.serverName) == nil || api.item(env, k.serverPort) == nil {
+        if api.item(dict, k.serverName) == nil || api.item(dict, k.serverPort) == nil {
             let server = conn.listener.pythonStrings(api)
             setDefault(k.serverName, server.name)
             setDefault(k.serverPort, server.port)
         }
-        if api.item(env, k.remoteAddr) == nil { api.setItem(env, k.remoteAddr, api.latin1(conn.remoteAddress)) }
-        if let cl = api.item(env, k.contentLength), let c = api.utf8(cl), c.count == 0 {
-            api.setItem(env, k.contentLength, empty)
+        if api.item(dict, k.remoteAddr) == nil { api.setItem(dict, k.remoteAddr, api.latin1(conn.remoteAddress)) }
+        if let cl = api.item(dict, k.contentLength), let c = api.utf8(cl), c.count == 0 {
+            api.setItem(dict, k.contentLength, empty)
         }
         return env
     }
