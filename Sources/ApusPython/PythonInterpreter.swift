@@ -112,9 +112,10 @@ public struct WSGICallable: @unchecked Sendable {
 /// thread that runs Python has its own; it is used only on that thread.
 public final class PythonThread: @unchecked Sendable {
     private let api: CPythonAPI
+    // Used by one thread only: no run-time exclusivity check.
     /// Python's state for this thread while it does not hold the GIL.
-    private var state: UnsafeMutableRawPointer?
-    public private(set) var holdsGIL: Bool
+    @exclusivity(unchecked) private var state: UnsafeMutableRawPointer?
+    @exclusivity(unchecked) public private(set) var holdsGIL: Bool
 
     init(api: CPythonAPI, holdingGIL: Bool) {
         self.api = api

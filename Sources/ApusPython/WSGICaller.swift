@@ -15,13 +15,15 @@ public final class WSGICaller {
     private var write: PyBorrowed
 
     // State of the request being served. The two references are released before `call`
-    // returns, under the GIL.
-    private var status: PyOwned?
-    private var headers: PyOwned?
+    // returns, under the GIL. Only this caller's thread, holding the GIL, touches them,
+    // and no access to them spans a call into Python: the run-time exclusivity check
+    // (a call into the Swift runtime per access) is left out.
+    @exclusivity(unchecked) private var status: PyOwned?
+    @exclusivity(unchecked) private var headers: PyOwned?
     private var committed = false
     private var failed = false
     private var clientGone = false
-    private var head = WSGIResponseHead()
+    @exclusivity(unchecked) private var head = WSGIResponseHead()
     private var sink: WSGIResponseSink?
     private var requestLabel = RequestLabel()
 
