@@ -189,19 +189,12 @@ final class WSGIEnviron {
         let api = self.api
         let env = api.copy(dictionary: template)!
         let dict = env.borrow
-        var https = false
         for v in vars {
-            let keyBytes = UnsafeRawBufferPointer(rebasing: buf[v.key])
-            let key = varKeys.key(for: keyBytes)
+            let key = varKeys.key(for: UnsafeRawBufferPointer(rebasing: buf[v.key]))
             api.setItem(dict, key, api.latin1(UnsafeRawBufferPointer(rebasing: buf[v.value])))
-            if keyBytes.elementsEqual("HTTPS".utf8) {
-                let val = buf[v.value]
-                https = val.elementsEqual("on".utf8) || val.elementsEqual("ON".utf8) || val.elementsEqual("1".utf8)
-            } else if keyBytes.elementsEqual("REQUEST_SCHEME".utf8) || keyBytes.elementsEqual("UWSGI_SCHEME".utf8) {
-                if buf[v.value].elementsEqual("https".utf8) { https = true }
-            }
         }
-        api.setItem(dict, k.urlScheme, https ? schemeHTTPS : schemeHTTP)
+        // The scheme as the uwsgi parser read it from HTTPS, REQUEST_SCHEME and UWSGI_SCHEME.
+        api.setItem(dict, k.urlScheme, conn.https ? schemeHTTPS : schemeHTTP)
         api.setItem(dict, k.input, input)
         func setDefault(_ key: PyBorrowed, _ value: PyBorrowed) {
             if api.item(dict, key) == nil { api.setItem(dict, key, value) }

@@ -18,6 +18,7 @@ public struct WSGIConnectionInfo {
     /// The client's port; 0 for none (REMOTE_PORT is then empty).
     public var remotePort: Int
     public var listener: WSGIListener
+    /// The request came over TLS (for a uwsgi request: what its vars say).
     public var https: Bool
     /// The peer may set X-Forwarded-* / Forwarded (--forwarded-allow-ips).
     public var trustedPeer: Bool

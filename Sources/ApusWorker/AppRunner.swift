@@ -50,9 +50,10 @@ final class AppRunner {
         InFlight.begin(index, UnsafeRawBufferPointer(rebasing: buf[conn.head.method]), UnsafeRawBufferPointer(rebasing: buf[conn.head.target]))
         defer { InFlight.end(index) }
         conn.peerAddress.withUnsafeBytes { peer in
+            let uwsgi = conn.listener.proto == .uwsgi
             let info = WSGIConnectionInfo(remoteAddress: peer, remotePort: conn.peerPort, listener: conn.listener.wsgi,
-                                          https: false, trustedPeer: conn.trustedPeer,
-                                          uwsgiVars: conn.listener.proto == .uwsgi ? conn.uwsgiHead.vars : nil)
+                                          https: uwsgi && conn.uwsgiHead.https, trustedPeer: conn.trustedPeer,
+                                          uwsgiVars: uwsgi ? conn.uwsgiHead.vars : nil)
             if job.chunkedMemory {
                 conn.body.memory.withUnsafeBytes { mem in
                     caller.call(buf, conn.head, info, body: .memory(mem), contentLength: job.contentLength, sink: writer)
