@@ -8,7 +8,7 @@ public final class WSGICaller {
     let application: WSGIApplication
     let api: CPythonAPI
     /// The thread this caller serves; `call` checks that it holds the GIL.
-    public let thread: PythonThread
+    let thread: PythonThread
     /// `start_response` and `write`, bound to this caller (kept for the process, as the
     /// caller is).
     private var startResponse: PyBorrowed
