@@ -24,8 +24,9 @@ func isTchar(_ b: UInt8) -> Bool {
 @inline(__always) @usableFromInline
 func isOWS(_ b: UInt8) -> Bool { b == sp || b == ht }
 
-@inline(__always) @usableFromInline
-func asciiLower(_ b: UInt8) -> UInt8 { (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b }
+/// `b` with an ASCII upper-case letter made lower case; any other byte as it is.
+@inlinable @inline(__always)
+public func asciiLower(_ b: UInt8) -> UInt8 { (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b }
 
 /// Value of a hexadecimal digit, or nil.
 @inline(__always) @usableFromInline
@@ -38,21 +39,31 @@ func hexValue(_ b: UInt8) -> Int? {
     }
 }
 
-/// Case-insensitive ASCII comparison of `buffer[range]` with `lowercased`,
-/// which must be given in lower case.
-@inline(__always) @usableFromInline
-func equalsIgnoringCase(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercased: StaticString) -> Bool {
-    let count = lowercased.utf8CodeUnitCount
-    guard range.count == count else { return false }
-    let p = lowercased.utf8Start
+/// Whether `bytes` equals `lowercased` with ASCII letters compared without case;
+/// `lowercased` must be in lower case. The one case-insensitive comparison of Apus: the
+/// overloads below and `nameEquals` (the request parser's word-at-a-time form of it for
+/// token names, tested to agree) come down to it.
+@inlinable @inline(__always)
+public func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, lowercased: UnsafeRawBufferPointer) -> Bool {
+    guard bytes.count == lowercased.count else { return false }
     var i = 0
-    var j = range.lowerBound
-    while i < count {
-        if asciiLower(buffer[j]) != p[i] { return false }
+    while i < bytes.count {
+        if asciiLower(bytes[i]) != lowercased[i] { return false }
         i &+= 1
-        j &+= 1
     }
     return true
+}
+
+/// `equalsIgnoringCase` with a literal.
+@inlinable @inline(__always)
+public func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercased: StaticString) -> Bool {
+    equalsIgnoringCase(bytes, lowercased: UnsafeRawBufferPointer(start: lowercased.utf8Start, count: lowercased.utf8CodeUnitCount))
+}
+
+/// `equalsIgnoringCase` of `buffer[range]` with a literal.
+@inlinable @inline(__always)
+public func equalsIgnoringCase(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercased: StaticString) -> Bool {
+    equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: buffer[range]), lowercased)
 }
 
 /// Case-insensitive comparison of a field name with `lowercased`, which holds only
@@ -109,13 +120,6 @@ func trimOWS(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>) -> Range<Int
     return lo..<hi
 }
 
-/// Case-insensitive comparison of a header name (or any bytes) with a
-/// lower-case ASCII literal: `headerNameEquals(buf, field.name, "content-type")`.
-public func headerNameEquals(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercasedName: StaticString) -> Bool {
-    guard range.lowerBound >= 0, range.upperBound <= buffer.count else { return false }
-    return equalsIgnoringCase(buffer, range, lowercasedName)
-}
-
 /// Parses a non-empty string of ASCII digits into a non-negative Int.
 /// Returns nil for an empty range, any non-digit, or overflow.
 @usableFromInline
@@ -140,26 +144,28 @@ public func appendLiteral(_ s: StaticString, _ out: inout [UInt8]) {
     out.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
 }
 
-/// Calls `body` with the decimal digits of `n` (0 or more), formatted on the stack: no
-/// allocation, no String.
+/// Calls `body` with the decimal digits of `n` (0 or more), at least `minimumDigits` of
+/// them (zero-padded, up to 24), formatted on the stack: no allocation, no String. The one
+/// integer-to-decimal formatter of Apus.
 @inlinable
-public func withDecimalDigits<R>(_ n: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+public func withDecimalDigits<R>(_ n: Int, minimumDigits: Int = 1, _ body: (UnsafeRawBufferPointer) -> R) -> R {
     var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
     return withUnsafeMutableBytes(of: &digits) { d in
+        let least = d.count &- min(minimumDigits, d.count)
         var i = d.count
         var v = n
         repeat {
             i -= 1
             d[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
             v /= 10
-        } while v > 0
+        } while v > 0 || i > least
         return body(UnsafeRawBufferPointer(rebasing: d[i..<d.count]))
     }
 }
 
-/// Appends the decimal digits of `n` (0 or more).
+/// Appends the decimal digits of `n` (0 or more), at least `minimumDigits` of them.
 @inlinable
-public func appendDecimal(_ n: Int, to out: inout [UInt8]) {
-    if n < 10 { out.append(UInt8(truncatingIfNeeded: 48 + n)); return }
-    withDecimalDigits(n) { out.append(contentsOf: $0) }
+public func appendDecimal(_ n: Int, minimumDigits: Int = 1, to out: inout [UInt8]) {
+    if n < 10 && minimumDigits <= 1 { out.append(UInt8(truncatingIfNeeded: 48 + n)); return }
+    withDecimalDigits(n, minimumDigits: minimumDigits) { out.append(contentsOf: $0) }
 }

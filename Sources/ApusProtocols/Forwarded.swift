@@ -63,7 +63,7 @@ public struct TrustedProxies: Sendable, Equatable {
             func fail(_ reason: String) -> TrustedProxiesError { TrustedProxiesError(item: itemText, reason: reason) }
             if item.isEmpty { throw fail("empty item") }
             if item == [0x2A] { rules.append(.everyone); continue }
-            if item.count == 4 && item.map(asciiLower) == Array("unix".utf8) { rules.append(.unixPeers); continue }
+            if item.withUnsafeBytes({ equalsIgnoringCase($0, "unix") }) { rules.append(.unixPeers); continue }
 
             let slash = item.firstIndex(of: 0x2F)
             let addressPart = Array(item[..<(slash ?? item.count)])
@@ -324,10 +324,11 @@ private func lastItem(_ s: String) -> [UInt8]? {
 }
 
 private func httpScheme(_ b: [UInt8]) -> String? {
-    let l = b.map(asciiLower)
-    if l == Array("https".utf8) { return "https" }
-    if l == Array("http".utf8) { return "http" }
-    return nil
+    b.withUnsafeBytes { v in
+        if equalsIgnoringCase(v, "https") { return "https" }
+        if equalsIgnoringCase(v, "http") { return "http" }
+        return nil
+    }
 }
 
 /// Host name, IPv4, `[IPv6]`, each with an optional `:port`: letters,
@@ -396,7 +397,7 @@ func parseNode(_ b: [UInt8], allowIdentifiers: Bool) -> ForwardedNode? {
     }
     if let text = address(name, v6: false) { return ForwardedNode(text: text, port: port, isAddress: true) }
     guard allowIdentifiers else { return nil }
-    if name.count == 7 && name.map(asciiLower) == Array("unknown".utf8) {
+    if name.withUnsafeBytes({ equalsIgnoringCase($0, "unknown") }) {
         return ForwardedNode(text: "unknown", port: port, isAddress: false)
     }
     if name.first == 0x5F && name.count > 1 && name.allSatisfy(isObfuscatedChar) {

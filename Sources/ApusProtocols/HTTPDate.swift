@@ -47,31 +47,25 @@ public enum HTTPDate {
         out.append(names.utf8Start[w + 2])
         out.append(0x2C)
         out.append(0x20)
-        appendTwoDigits(Int(day), &out)
+        appendDecimal(Int(day), minimumDigits: 2, to: &out)
         out.append(0x20)
         let m = Int(month - 1) * 3
         out.append(months.utf8Start[m])
         out.append(months.utf8Start[m + 1])
         out.append(months.utf8Start[m + 2])
         out.append(0x20)
-        appendTwoDigits(Int(year / 100), &out)
-        appendTwoDigits(Int(year % 100), &out)
+        appendDecimal(Int(year / 100), minimumDigits: 2, to: &out)
+        appendDecimal(Int(year % 100), minimumDigits: 2, to: &out)
         out.append(0x20)
-        appendTwoDigits(Int(secs / 3_600), &out)
+        appendDecimal(Int(secs / 3_600), minimumDigits: 2, to: &out)
         out.append(0x3A)
-        appendTwoDigits(Int(secs / 60 % 60), &out)
+        appendDecimal(Int(secs / 60 % 60), minimumDigits: 2, to: &out)
         out.append(0x3A)
-        appendTwoDigits(Int(secs % 60), &out)
+        appendDecimal(Int(secs % 60), minimumDigits: 2, to: &out)
         out.append(0x20)
         out.append(0x47)
         out.append(0x4D)
         out.append(0x54)
-    }
-
-    @inline(__always)
-    static func appendTwoDigits(_ v: Int, _ out: inout [UInt8]) {
-        out.append(UInt8(truncatingIfNeeded: 0x30 + v / 10))
-        out.append(UInt8(truncatingIfNeeded: 0x30 + v % 10))
     }
 }
 

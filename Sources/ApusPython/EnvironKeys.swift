@@ -6,8 +6,9 @@ import ApusProtocols
 /// table holds only until the next call, so a client sending ever new names costs no memory.
 ///
 /// A returned key is borrowed: valid until the next `key(for:)`, which is all a caller needs
-/// to put it in the environ (the dict then holds its own reference).
-struct EnvironKeyTable {
+/// to put it in the environ (the dict then holds its own reference). Keys in the table are
+/// kept for the process.
+struct EnvironKeyTable: ~Copyable {
     enum Kind {
         /// Header names: matched case-insensitively, keyed "HTTP_" + upper case, "-" as "_".
         case httpHeader
@@ -20,7 +21,7 @@ struct EnvironKeyTable {
     private struct Slot {
         /// The name as matched: lower-cased for headers.
         let name: [UInt8]
-        let key: PyRef
+        let key: PyBorrowed
     }
 
     private static let size = 512
@@ -28,14 +29,14 @@ struct EnvironKeyTable {
     private let kind: Kind
     private var slots: [Slot?] = Array(repeating: nil, count: EnvironKeyTable.size)
     /// The last key made for a name that found no slot.
-    private var scratch: PyRef? = nil
+    private var scratch: PyOwned? = nil
 
     init(api: CPythonAPI, kind: Kind) {
         self.api = api
         self.kind = kind
     }
 
-    mutating func key(for name: UnsafeRawBufferPointer) -> PyRef {
+    mutating func key(for name: UnsafeRawBufferPointer) -> PyBorrowed {
         let fold = kind == .httpHeader
         var h: UInt32 = 2166136261
         for b in name { h = (h ^ UInt32(fold ? b | 0x20 : b)) &* 16777619 }
@@ -44,28 +45,25 @@ struct EnvironKeyTable {
             if let s = slots[i] {
                 if s.name.count == name.count, Self.equal(s.name, name, fold: fold) { return s.key }
             } else {
-                let key = makeKey(name, intern: true)
-                slots[i] = Slot(name: fold ? name.map(Self.lower) : Array(name), key: key)
+                let key = makeKey(name, intern: true).keepForever()
+                slots[i] = Slot(name: fold ? name.map(asciiLower) : Array(name), key: key)
                 return key
             }
             i = (i + 1) & (Self.size - 1)
         }
-        if let old = scratch { api.decref(old) }
         let key = makeKey(name, intern: false)
-        scratch = key
-        return key
+        let borrowed = key.borrow
+        scratch = consume key  // releases the one before
+        return borrowed
     }
-
-    @inline(__always) private static func lower(_ c: UInt8) -> UInt8 { (c >= 65 && c <= 90) ? c | 0x20 : c }
 
     @inline(__always) private static func equal(_ stored: [UInt8], _ b: UnsafeRawBufferPointer, fold: Bool) -> Bool {
-        for i in 0..<stored.count where stored[i] != (fold ? lower(b[i]) : b[i]) { return false }
-        return true
+        stored.withUnsafeBytes { fold ? equalsIgnoringCase(b, lowercased: $0) : $0.elementsEqual(b) }
     }
 
-    /// A new reference. Interned (one object per name across the process) when it is kept
-    /// in the table and ASCII; anything else is decoded as latin-1.
-    private func makeKey(_ name: UnsafeRawBufferPointer, intern: Bool) -> PyRef {
+    /// A new key. Interned (one object per name across the process) when it is kept in the
+    /// table and ASCII; anything else is decoded as latin-1.
+    private func makeKey(_ name: UnsafeRawBufferPointer, intern: Bool) -> PyOwned {
         var key: [UInt8] = []
         key.reserveCapacity(name.count + 6)
         var ascii = true
@@ -86,8 +84,8 @@ struct EnvironKeyTable {
                 }
             }
         }
-        if !intern || !ascii || key.contains(0) { return key.withUnsafeBytes { api.latin1($0) } }
+        if !intern || !ascii || key.contains(0) { return api.latin1(key) }
         key.append(0)
-        return key.withUnsafeBufferPointer { api.PyUnicode_InternFromString(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self))! }
+        return api.interned(nulTerminated: key)
     }
 }

@@ -5,14 +5,14 @@ import Glibc
 /// One embedded CPython per process: loaded, initialised without Python's own signal
 /// handlers, with the `_apus` helper module in place.
 ///
-/// Threading rule: a thread calls into Python only between `acquireGIL` and `releaseGIL`.
-/// After `start` the calling (main) thread holds the GIL.
+/// Threading rule: a thread calls into Python only while it holds the GIL, which a
+/// `PythonThread` takes and releases. After `start` the calling (main) thread holds it.
 public final class PythonInterpreter: @unchecked Sendable {
-    public let api: CPythonAPI
-    /// The `_apus` module's namespace (a dict, borrowed for the life of the process).
-    let helpers: PyRef
+    let api: CPythonAPI
+    /// The `_apus` module's namespace (a dict, kept by `sys.modules` for the process).
+    let helpers: PyBorrowed
 
-    private init(api: CPythonAPI, helpers: PyRef) {
+    private init(api: CPythonAPI, helpers: PyBorrowed) {
         self.api = api
         self.helpers = helpers
     }
@@ -25,20 +25,17 @@ public final class PythonInterpreter: @unchecked Sendable {
         // The program name decides sys.prefix: a venv's bin/python makes CPython read
         // pyvenv.cfg. Deprecated since 3.11 but still honoured through 3.13, and unlike
         // PyConfig its signature is the same in every version.
-        if let wide = programPath.withCString({ api.Py_DecodeLocale($0, nil) }) {
-            api.Py_SetProgramName(UnsafeRawPointer(wide))  // must outlive the interpreter: never freed
-        }
-        api.Py_InitializeEx(0)  // 0: no Python signal handlers; the worker owns signals
-        guard let module = api.PyImport_AddModule(cstr("_apus")), let dict = api.PyModule_GetDict(module) else {
+        api.setProgramName(programPath)
+        api.initialize()
+        guard let module = api.addModule("_apus"), let dict = api.moduleDict(module) else {
             throw PythonLoadError(message: "cannot create the _apus helper module")
         }
-        if let builtins = api.PyImport_ImportModule(cstr("builtins")) {
-            _ = api.PyDict_SetItemString(dict, cstr("__builtins__"), builtins)
-            api.decref(builtins)
+        if let builtins = api.importModule("builtins") {
+            api.setItem(dict, "__builtins__", builtins)
         }
         // Register it so `import _apus` works for anyone who wants it.
-        if let modules = api.PySys_GetObject(cstr("modules")) {
-            _ = api.PyDict_SetItemString(modules, cstr("_apus"), module)
+        if let modules = api.sysObject("modules") {
+            api.setItem(modules, "_apus", module)
         }
         let interp = PythonInterpreter(api: api, helpers: dict)
         guard interp.run(bootstrapSource) else {
@@ -46,12 +43,10 @@ public final class PythonInterpreter: @unchecked Sendable {
         }
         // threading must be imported on the main thread first, or it mistakes the first
         // thread that imports it for the main one.
-        if let threading = api.PyImport_ImportModule(cstr("threading")) { api.decref(threading) } else { api.PyErr_Clear() }
-        if let path = api.PySys_GetObject(cstr("path")) {
+        if api.importModule("threading") == nil { api.clearError() }
+        if let path = api.sysObject("path") {
             for (i, entry) in sysPath.enumerated() {
-                let s = api.string(entry)
-                _ = api.PyList_Insert(path, i, s)
-                api.decref(s)
+                _ = api.listInsert(path, i, api.string(entry))
             }
         }
         if !interp.run("import os as _os, sys as _sys\n_sys.path.insert(0, _os.getcwd())\ndel _os, _sys\n") {
@@ -62,72 +57,87 @@ public final class PythonInterpreter: @unchecked Sendable {
 
     /// Runs Python statements in the `_apus` namespace; prints the traceback on failure.
     @discardableResult
-    public func run(_ source: String) -> Bool {
-        let fileInput: Int32 = 257  // Py_file_input
-        guard let r = source.withCString({ api.PyRun_String($0, fileInput, helpers, helpers) }) else {
-            api.PyErr_PrintEx(0)
+    func run(_ source: String) -> Bool {
+        guard api.run(source, in: helpers) != nil else {
+            api.printError()
             return false
         }
-        api.decref(r)
         return true
     }
 
-    /// A helper defined by the bootstrap (borrowed reference).
-    func helper(_ name: StaticString) -> PyRef {
-        guard let f = api.PyDict_GetItemString(helpers, cstr(name)) else { fatalError("_apus.\(name) missing") }
+    /// A helper defined by the bootstrap (borrowed from `_apus`, which lives as long as the
+    /// process).
+    func helper(_ name: StaticString) -> PyBorrowed {
+        guard let f = api.item(helpers, name) else { fatalError("_apus.\(name) missing") }
         return f
     }
 
-    /// Calls `callable(*args)`; args are borrowed. Returns a new reference or nil with the
-    /// Python error set.
-    func call(_ callable: PyRef, _ args: [PyRef]) -> PyRef? {
-        guard let tuple = api.PyTuple_New(args.count) else { return nil }
-        for (i, a) in args.enumerated() {
-            api.incref(a)
-            _ = api.PyTuple_SetItem(tuple, i, a)
-        }
-        defer { api.decref(tuple) }
-        return api.PyObject_Call(callable, tuple, nil)
-    }
-
     /// Imports the WSGI callable. On failure the traceback goes to stderr and the error
-    /// names the app.
-    public func loadApp(module: String?, file: String?, callable: String?) throws(PythonLoadError) -> PyRef {
-        let none = api.none
-        let m = module.map { api.string($0) } ?? none
-        let f = file.map { api.string($0) } ?? none
-        let c = callable.map { api.string($0) } ?? none
-        defer {
-            if m != none { api.decref(m) }
-            if f != none { api.decref(f) }
-            if c != none { api.decref(c) }
-        }
-        guard let app = call(helper("load_app"), [m, f, c]) else {
-            api.PyErr_PrintEx(0)
+    /// names the app. GIL held.
+    public func loadApp(module: String?, file: String?, callable: String?) throws(PythonLoadError) -> WSGICallable {
+        guard let app = api.call(helper("load_app"), api.stringOrNone(module), api.stringOrNone(file), api.stringOrNone(callable)) else {
+            api.printError()
             throw PythonLoadError(message: "failed to load the application \(module ?? file ?? "?")")
         }
-        return app
+        return WSGICallable(object: app.keepForever())
     }
 
-    // MARK: GIL
+    /// The calling thread, which holds the GIL: the one that started the interpreter, or
+    /// the child of a fork made by it.
+    public func currentThread() -> PythonThread { PythonThread(api: api, holdingGIL: true) }
 
-    /// Releases the GIL held by this thread; returns the thread state to restore.
-    @inline(__always) public func releaseGIL() -> UnsafeMutableRawPointer? { api.PyEval_SaveThread() }
-    @inline(__always) public func acquireGIL(_ state: UnsafeMutableRawPointer?) { api.PyEval_RestoreThread(state) }
-
-    /// For a thread Python did not create: makes a thread state (taking the GIL) and then
-    /// releases the GIL, returning the state to use with `acquireGIL`.
-    public func attachCurrentThread() -> UnsafeMutableRawPointer? {
-        _ = api.PyGILState_Ensure()
-        return api.PyEval_SaveThread()
+    /// Registers the calling thread, which Python did not create, with the interpreter;
+    /// returns it without the GIL.
+    public func attachCurrentThread() -> PythonThread {
+        api.ensureThreadState()
+        let thread = PythonThread(api: api, holdingGIL: true)
+        thread.releaseGIL()
+        return thread
     }
 
     // MARK: fork (called with the GIL held)
 
-    public func beforeFork() { api.PyOS_BeforeFork() }
-    public func afterForkChild() { api.PyOS_AfterFork_Child() }
-    public func afterForkParent() { api.PyOS_AfterFork_Parent() }
+    public func beforeFork() { api.beforeFork() }
+    public func afterForkChild() { api.afterForkChild() }
+    public func afterForkParent() { api.afterForkParent() }
+}
 
-    /// Prints the pending Python exception with its traceback to stderr and clears it.
-    public func printPendingError() { api.PyErr_PrintEx(0) }
+/// The WSGI callable of the app, kept until the process exits.
+public struct WSGICallable: @unchecked Sendable {
+    let object: PyBorrowed
+}
+
+/// One thread's hold on the GIL: takes it, releases it, and knows which it has, so a call
+/// into Python without it stops the worker instead of corrupting the interpreter. Each
+/// thread that runs Python has its own; it is used only on that thread.
+public final class PythonThread: @unchecked Sendable {
+    private let api: CPythonAPI
+    // Used by one thread only: no run-time exclusivity check.
+    /// Python's state for this thread while it does not hold the GIL.
+    @exclusivity(unchecked) private var state: UnsafeMutableRawPointer?
+    @exclusivity(unchecked) public private(set) var holdsGIL: Bool
+
+    init(api: CPythonAPI, holdingGIL: Bool) {
+        self.api = api
+        holdsGIL = holdingGIL
+    }
+
+    @inline(__always) public func acquireGIL() {
+        precondition(!holdsGIL, "the GIL taken twice by one thread")
+        api.restoreThread(state)
+        holdsGIL = true
+    }
+
+    @inline(__always) public func releaseGIL() {
+        precondition(holdsGIL, "the GIL released by a thread that does not hold it")
+        holdsGIL = false
+        state = api.saveThread()
+    }
+
+    /// Runs `body` without the GIL (a wait for a socket), then takes it back.
+    @inline(__always) public func withoutGIL<R>(_ body: () -> R) -> R {
+        releaseGIL()
+        defer { acquireGIL() }
+        return body()
+    }
 }

@@ -1,76 +1,80 @@
 import ApusProtocols
 
 /// Builds the PEP 3333 environ dict for one request. Keys and constant values are made
-/// once per interpreter; per request only the varying values are new objects.
+/// once per interpreter and kept for the process; per request only the varying values are
+/// new objects.
 final class WSGIEnviron {
     let api: CPythonAPI
-    private let template: PyRef      // constant entries, copied per request
+    private let template: PyBorrowed      // constant entries, copied per request
     private let k: Keys
     private var headerKeys: EnvironKeyTable
     private let methods: [KnownMethod]
-    private let http10: PyRef
-    private let http11: PyRef
-    private let schemeHTTP: PyRef
-    private let schemeHTTPS: PyRef
-    private let empty: PyRef
-    let scriptName: PyRef
+    private let http10: PyBorrowed
+    private let http11: PyBorrowed
+    private let schemeHTTP: PyBorrowed
+    private let schemeHTTPS: PyBorrowed
+    private let empty: PyBorrowed
+    private let on: PyBorrowed
+    private let port80: PyBorrowed
+    private let port443: PyBorrowed
+    let scriptName: PyBorrowed
     private let scriptNameBytes: [UInt8]
     private let trustedProxies: TrustedProxies
     private var varKeys: EnvironKeyTable
-    private let httpHost: PyRef
-    private let slash: PyRef
-    private let get: PyRef
+    private let httpHost: PyBorrowed
+    private let slash: PyBorrowed
+    private let get: PyBorrowed
 
     struct Keys {
         let requestMethod, scriptName, pathInfo, queryString, contentType, contentLength,
             serverName, serverPort, serverProtocol, remoteAddr, remotePort, requestURI, rawURI,
-            urlScheme, input, https: PyRef
+            urlScheme, input, https: PyBorrowed
     }
 
     init(api: CPythonAPI, constants: [EnvironConstant], scriptName: String, trustedProxies: TrustedProxies) {
         self.api = api
         self.trustedProxies = trustedProxies
+        func kept(_ s: StaticString) -> PyBorrowed { api.interned(s).keepForever() }
         varKeys = EnvironKeyTable(api: api, kind: .uwsgiVar)
-        httpHost = api.interned("HTTP_HOST")
-        slash = api.interned("/")
-        get = api.interned("GET")
-        func key(_ s: StaticString) -> PyRef { api.interned(s) }
-        k = Keys(requestMethod: key("REQUEST_METHOD"), scriptName: key("SCRIPT_NAME"),
-                 pathInfo: key("PATH_INFO"), queryString: key("QUERY_STRING"),
-                 contentType: key("CONTENT_TYPE"), contentLength: key("CONTENT_LENGTH"),
-                 serverName: key("SERVER_NAME"), serverPort: key("SERVER_PORT"),
-                 serverProtocol: key("SERVER_PROTOCOL"), remoteAddr: key("REMOTE_ADDR"),
-                 remotePort: key("REMOTE_PORT"), requestURI: key("REQUEST_URI"), rawURI: key("RAW_URI"),
-                 urlScheme: key("wsgi.url_scheme"), input: key("wsgi.input"), https: key("HTTPS"))
+        httpHost = kept("HTTP_HOST")
+        slash = kept("/")
+        get = kept("GET")
+        k = Keys(requestMethod: kept("REQUEST_METHOD"), scriptName: kept("SCRIPT_NAME"),
+                 pathInfo: kept("PATH_INFO"), queryString: kept("QUERY_STRING"),
+                 contentType: kept("CONTENT_TYPE"), contentLength: kept("CONTENT_LENGTH"),
+                 serverName: kept("SERVER_NAME"), serverPort: kept("SERVER_PORT"),
+                 serverProtocol: kept("SERVER_PROTOCOL"), remoteAddr: kept("REMOTE_ADDR"),
+                 remotePort: kept("REMOTE_PORT"), requestURI: kept("REQUEST_URI"), rawURI: kept("RAW_URI"),
+                 urlScheme: kept("wsgi.url_scheme"), input: kept("wsgi.input"), https: kept("HTTPS"))
         headerKeys = EnvironKeyTable(api: api, kind: .httpHeader)
         methods = [KnownMethod(api, "GET"), KnownMethod(api, "POST"), KnownMethod(api, "HEAD"),
                    KnownMethod(api, "PUT"), KnownMethod(api, "DELETE"), KnownMethod(api, "PATCH"),
                    KnownMethod(api, "OPTIONS")]
-        http10 = api.interned("HTTP/1.0")
-        http11 = api.interned("HTTP/1.1")
-        schemeHTTP = api.interned("http")
-        schemeHTTPS = api.interned("https")
-        empty = api.interned("")
-        self.scriptName = api.string(scriptName)
+        http10 = kept("HTTP/1.0")
+        http11 = kept("HTTP/1.1")
+        schemeHTTP = kept("http")
+        schemeHTTPS = kept("https")
+        empty = kept("")
+        on = kept("on")
+        port80 = kept("80")
+        port443 = kept("443")
+        self.scriptName = api.string(scriptName).keepForever()
         scriptNameBytes = Array(scriptName.utf8)
-        template = api.PyDict_New()!
+        template = api.dictionary()!.keepForever()
         for c in constants {
-            _ = api.PyDict_SetItemString(template, cstr(c.name), c.value)
+            api.setItem(template, c.name, c.value)
         }
     }
 
-    /// A new environ dict (new reference). `input` is borrowed.
+    /// A new environ dict. `input` is the `wsgi.input` stream.
     func build(_ buf: UnsafeRawBufferPointer, _ head: borrowing HTTPRequestHead,
-               _ conn: WSGIConnectionInfo, contentLength: Int?, input: PyRef) -> PyRef {
+               _ conn: WSGIConnectionInfo, contentLength: Int?, input: borrowing PyOwned) -> PyOwned {
         if let vars = conn.uwsgiVars { return buildFromVars(buf, vars, conn, input: input) }
         let api = self.api
-        let env = api.PyDict_Copy(template)!
-        @inline(__always) func put(_ key: PyRef, _ value: PyRef) {
-            _ = api.PyDict_SetItem(env, key, value)
-        }
-        @inline(__always) func putNew(_ key: PyRef, _ value: PyRef) {
-            _ = api.PyDict_SetItem(env, key, value)
-            api.decref(value)
+        let env = api.copy(dictionary: template)!
+        let dict = env.borrow
+        @inline(__always) func put(_ key: PyBorrowed, _ value: borrowing some PyRef & ~Copyable) {
+            api.setItem(dict, key, value)
         }
         @inline(__always) func slice(_ r: Range<Int>) -> UnsafeRawBufferPointer {
             UnsafeRawBufferPointer(rebasing: buf[r])
@@ -80,88 +84,85 @@ final class WSGIEnviron {
         if let m = methods.first(where: { $0.name.elementsEqual(method) }) {
             put(k.requestMethod, m.object)
         } else {
-            putNew(k.requestMethod, api.latin1(method))
+            put(k.requestMethod, api.latin1(method))
         }
         put(k.serverProtocol, head.versionMinor == 0 ? http10 : http11)
         put(k.scriptName, scriptName)
-        putNew(k.pathInfo, pathInfo(slice(head.path)))
-        if let q = head.query { putNew(k.queryString, api.latin1(slice(q))) } else { put(k.queryString, empty) }
+        put(k.pathInfo, pathInfo(slice(head.path)))
+        if let q = head.query { put(k.queryString, api.latin1(slice(q))) } else { put(k.queryString, empty) }
         let target = api.latin1(slice(head.target))
         put(k.requestURI, target)
-        putNew(k.rawURI, target)
-        put(k.remoteAddr, conn.remoteAddr)
-        put(k.remotePort, conn.remotePort)
+        put(k.rawURI, target)
+        put(k.remoteAddr, api.latin1(conn.remoteAddress))
+        put(k.remotePort, api.port(conn.remotePort))
         put(k.urlScheme, conn.https ? schemeHTTPS : schemeHTTP)
-        if conn.https { putNew(k.https, api.string("on")) }
+        if conn.https { put(k.https, on) }
         put(k.input, input)
-        if let n = contentLength { putNew(k.contentLength, decimalString(n)) }
+        if let n = contentLength { put(k.contentLength, api.decimal(n)) }
 
         // absolute-form: the target's authority stands for the Host header, which is
         // ignored (RFC 9112 section 3.2.2).
         var hostValue: Range<Int>? = head.authority
-        if let a = hostValue { putNew(httpHost, api.latin1(slice(a))) }
+        if let a = hostValue { put(httpHost, api.latin1(slice(a))) }
         var forwarded: ForwardedFields? = nil
         for field in head.headers {
             let name = slice(field.name)
             // A header name with "_" could pose as another after the dash-to-underscore
             // mapping (X_Forwarded_For vs X-Forwarded-For): such headers are dropped.
             if name.contains(UInt8(ascii: "_")) { continue }
-            if name.count == 14, asciiEqualsLower(name, "content-length") { continue }  // set from the framing
+            if equalsIgnoringCase(name, "content-length") { continue }  // set from the framing
             if conn.trustedPeer, let kind = ForwardedFields.kind(of: name) {
                 if forwarded == nil { forwarded = ForwardedFields() }
                 forwarded!.add(kind, field.value)
             }
-            let key: PyRef
-            if name.count == 12, asciiEqualsLower(name, "content-type") {
+            let key: PyBorrowed
+            if equalsIgnoringCase(name, "content-type") {
                 key = k.contentType
             } else {
-                if name.count == 4, asciiEqualsLower(name, "host") {
+                if equalsIgnoringCase(name, "host") {
                     if head.authority != nil { continue }
                     hostValue = field.value
                 }
                 key = headerKeys.key(for: name)
             }
             let value = api.latin1(slice(field.value))
-            if let prior = api.PyDict_GetItem(env, key) {
+            if let prior = api.item(dict, key) {
                 // Repeated field: combine as one comma-separated value (RFC 9110 5.3);
                 // cookies use "; " as RFC 6265 asks.
-                let sep = asciiEqualsLower(name, "cookie") ? "; " : ", "
-                let joined = joinLatin1(prior, sep, value)
-                api.decref(value)
-                putNew(key, joined)
+                let sep: StaticString = equalsIgnoringCase(name, "cookie") ? "; " : ", "
+                put(key, joinLatin1(prior, sep, value))
             } else {
-                putNew(key, value)
+                put(key, value)
             }
         }
         if let h = hostValue {
             let (name, port) = splitHost(slice(h))
-            putNew(k.serverName, api.latin1(name))
-            if let p = port { putNew(k.serverPort, api.latin1(p)) } else { putNew(k.serverPort, api.string(conn.https ? "443" : "80")) }
+            put(k.serverName, api.latin1(name))
+            if let p = port { put(k.serverPort, api.latin1(p)) } else { put(k.serverPort, conn.https ? port443 : port80) }
         } else {
-            put(k.serverName, conn.serverName)
-            put(k.serverPort, conn.serverPort)
+            let server = conn.listener.pythonStrings(api)
+            put(k.serverName, server.name)
+            put(k.serverPort, server.port)
         }
-        if let forwarded { applyForwarded(forwarded, buf, conn, env) }
+        if let forwarded { applyForwarded(forwarded, buf, conn, dict) }
         return env
     }
 
     /// A trusted proxy said who the client is: REMOTE_ADDR, the scheme, the host and port.
-    private func applyForwarded(_ f: ForwardedFields, _ buf: UnsafeRawBufferPointer, _ conn: WSGIConnectionInfo, _ env: PyRef) {
+    private func applyForwarded(_ f: ForwardedFields, _ buf: UnsafeRawBufferPointer, _ conn: WSGIConnectionInfo, _ env: PyBorrowed) {
         func text(_ r: Range<Int>) -> String { String(decoding: buf[r], as: UTF8.self) }
-        guard let peer = api.utf8(conn.remoteAddr).map({ String(decoding: $0, as: UTF8.self) }) else { return }
+        let peer = String(decoding: conn.remoteAddress, as: UTF8.self)
         let input = ForwardedInput(peer: peer, xForwardedFor: f.xForwardedFor.map(text),
                                    xForwardedProto: f.xForwardedProto.map(text), xForwardedHost: f.xForwardedHost.map(text),
                                    xForwardedPort: f.xForwardedPort.map(text), forwarded: f.forwarded.map(text))
         let r = resolveForwarded(input, trusted: trustedProxies)
-        func set(_ key: PyRef, _ value: String) {
-            let v = api.string(value)
-            _ = api.PyDict_SetItem(env, key, v)
-            api.decref(v)
+        func set(_ key: PyBorrowed, _ value: String) {
+            api.setItem(env, key, api.string(value))
         }
         set(k.remoteAddr, r.remoteAddr)
         if let port = r.remotePort { set(k.remotePort, port) }
         if let scheme = r.scheme {
-            _ = api.PyDict_SetItem(env, k.urlScheme, scheme == "https" ? schemeHTTPS : schemeHTTP)
+            api.setItem(env, k.urlScheme, scheme == "https" ? schemeHTTPS : schemeHTTP)
             if scheme == "https" { set(k.https, "on") }
         }
         if let host = r.host {
@@ -169,84 +170,74 @@ final class WSGIEnviron {
             host.utf8CString.withUnsafeBytes { raw in
                 let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<(raw.count - 1)])
                 let (name, port) = splitHost(bytes)
-                let n = api.latin1(name)
-                _ = api.PyDict_SetItem(env, k.serverName, n)
-                api.decref(n)
+                api.setItem(env, k.serverName, api.latin1(name))
                 if let port, r.port == nil {
-                    let p = api.latin1(port)
-                    _ = api.PyDict_SetItem(env, k.serverPort, p)
-                    api.decref(p)
+                    api.setItem(env, k.serverPort, api.latin1(port))
                 }
             }
         }
         if let port = r.port { set(k.serverPort, port) }
-        else if r.host != nil, r.scheme != nil, api.PyDict_GetItem(env, k.serverPort) == nil {
+        else if r.host != nil, r.scheme != nil, api.item(env, k.serverPort) == nil {
             set(k.serverPort, r.scheme == "https" ? "443" : "80")
         }
     }
 
     /// The environ of a uwsgi request: the packet's vars as they are (nginx already decoded
     /// PATH_INFO and speaks for the client), completed with what PEP 3333 requires.
-    private func buildFromVars(_ buf: UnsafeRawBufferPointer, _ vars: [UWSGIVar], _ conn: WSGIConnectionInfo, input: PyRef) -> PyRef {
+    private func buildFromVars(_ buf: UnsafeRawBufferPointer, _ vars: [UWSGIVar], _ conn: WSGIConnectionInfo,
+                               input: borrowing PyOwned) -> PyOwned {
         let api = self.api
-        let env = api.PyDict_Copy(template)!
-        var https = false
+        let env = api.copy(dictionary: template)!
+        let dict = env.borrow
         for v in vars {
-            let keyBytes = UnsafeRawBufferPointer(rebasing: buf[v.key])
-            let key = varKeys.key(for: keyBytes)
-            let value = api.latin1(UnsafeRawBufferPointer(rebasing: buf[v.value]))
-            _ = api.PyDict_SetItem(env, key, value)
-            api.decref(value)
-            if keyBytes.elementsEqual("HTTPS".utf8) {
-                let val = buf[v.value]
-                https = val.elementsEqual("on".utf8) || val.elementsEqual("ON".utf8) || val.elementsEqual("1".utf8)
-            } else if keyBytes.elementsEqual("REQUEST_SCHEME".utf8) || keyBytes.elementsEqual("UWSGI_SCHEME".utf8) {
-                if buf[v.value].elementsEqual("https".utf8) { https = true }
-            }
+            let key = varKeys.key(for: UnsafeRawBufferPointer(rebasing: buf[v.key]))
+            api.setItem(dict, key, api.latin1(UnsafeRawBufferPointer(rebasing: buf[v.value])))
         }
-        _ = api.PyDict_SetItem(env, k.urlScheme, https ? schemeHTTPS : schemeHTTP)
-        _ = api.PyDict_SetItem(env, k.input, input)
-        func setDefault(_ key: PyRef, _ value: PyRef) {
-            if api.PyDict_GetItem(env, key) == nil { _ = api.PyDict_SetItem(env, key, value) }
+        // The scheme as the uwsgi parser read it from HTTPS, REQUEST_SCHEME and UWSGI_SCHEME.
+        api.setItem(dict, k.urlScheme, conn.https ? schemeHTTPS : schemeHTTP)
+        api.setItem(dict, k.input, input)
+        func setDefault(_ key: PyBorrowed, _ value: PyBorrowed) {
+            if api.item(dict, key) == nil { api.setItem(dict, key, value) }
         }
-        if api.PyDict_GetItem(env, k.scriptName) == nil {
-            _ = api.PyDict_SetItem(env, k.scriptName, scriptName)
+        if api.item(dict, k.scriptName) == nil {
+            api.setItem(dict, k.scriptName, scriptName)
             // --mount: the prefix moves from PATH_INFO to SCRIPT_NAME, as uWSGI does.
-            if !scriptNameBytes.isEmpty, let path = api.PyDict_GetItem(env, k.pathInfo), let p = api.utf8(path),
+            if !scriptNameBytes.isEmpty, let path = api.item(dict, k.pathInfo), let p = api.utf8(path),
                p.starts(with: scriptNameBytes), p.count == scriptNameBytes.count || p[scriptNameBytes.count] == UInt8(ascii: "/") {
-                let rest = api.latin1(UnsafeRawBufferPointer(rebasing: p[scriptNameBytes.count..<p.count]))
-                _ = api.PyDict_SetItem(env, k.pathInfo, rest)
-                api.decref(rest)
+                api.setItem(dict, k.pathInfo, api.latin1(UnsafeRawBufferPointer(rebasing: p[scriptNameBytes.count..<p.count])))
             }
         }
         setDefault(k.pathInfo, slash)
         setDefault(k.queryString, empty)
         setDefault(k.requestMethod, get)
         setDefault(k.serverProtocol, http10)
-        setDefault(k.serverName, conn.serverName)
-        setDefault(k.serverPort, conn.serverPort)
-        setDefault(k.remoteAddr, conn.remoteAddr)
-        if let cl = api.PyDict_GetItem(env, k.contentLength), let c = api.utf8(cl), c.count == 0 {
-            _ = api.PyDict_SetItem(env, k.contentLength, empty)
+        if api.item(dict, k.serverName) == nil || api.item(dict, k.serverPort) == nil {
+            let server = conn.listener.pythonStrings(api)
+            setDefault(k.serverName, server.name)
+            setDefault(k.serverPort, server.port)
+        }
+        if api.item(dict, k.remoteAddr) == nil { api.setItem(dict, k.remoteAddr, api.latin1(conn.remoteAddress)) }
+        if let cl = api.item(dict, k.contentLength), let c = api.utf8(cl), c.count == 0 {
+            api.setItem(dict, k.contentLength, empty)
         }
         return env
     }
 
-    private func joinLatin1(_ a: PyRef, _ sep: String, _ b: PyRef) -> PyRef {
+    private func joinLatin1(_ a: PyBorrowed, _ sep: StaticString, _ b: borrowing PyOwned) -> PyOwned {
         var out: [UInt8] = []
         appendLatin1(a, to: &out)
-        out.append(contentsOf: sep.utf8)
-        appendLatin1(b, to: &out)
-        return out.withUnsafeBytes { api.latin1($0) }
+        appendLiteral(sep, &out)
+        appendLatin1(b.borrow, to: &out)
+        return api.latin1(out)
     }
 
-    private func appendLatin1(_ s: PyRef, to out: inout [UInt8]) {
+    private func appendLatin1(_ s: PyBorrowed, to out: inout [UInt8]) {
         guard let u = api.utf8(s) else { return }
         _ = utf8ToLatin1(u, into: &out)
     }
 
     /// PATH_INFO: the percent-decoded path below SCRIPT_NAME, as latin-1.
-    private func pathInfo(_ raw: UnsafeRawBufferPointer) -> PyRef {
+    private func pathInfo(_ raw: UnsafeRawBufferPointer) -> PyOwned {
         var decoded: [UInt8]
         if raw.contains(UInt8(ascii: "%")) {
             decoded = percentDecode(raw)
@@ -258,31 +249,7 @@ final class WSGIEnviron {
            decoded.count == scriptNameBytes.count || decoded[scriptNameBytes.count] == UInt8(ascii: "/") {
             decoded.removeFirst(scriptNameBytes.count)
         }
-        return decoded.withUnsafeBytes { api.latin1($0) }
-    }
-}
-
-@inline(__always) func asciiEqualsLower(_ b: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
-    guard b.count == lower.utf8CodeUnitCount else { return false }
-    let l = lower.utf8Start
-    for i in 0..<b.count where b[i] | 0x20 != l[i] | 0x20 { return false }
-    // "|0x20" folds letters; the names compared here are letters and '-' (0x2d), which is unchanged.
-    return true
-}
-
-extension WSGIEnviron {
-    /// A new `str` holding the decimal digits of `n` (n >= 0), without a Swift String.
-    func decimalString(_ n: Int) -> PyRef {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buf in
-            var v = n
-            var i = 20
-            repeat {
-                i -= 1
-                buf[i] = UInt8(48 + v % 10)
-                v /= 10
-            } while v > 0
-            return api.latin1(UnsafeRawBufferPointer(start: buf.baseAddress! + i, count: 20 - i))
-        }
+        return api.latin1(decoded)
     }
 }
 
@@ -327,17 +294,17 @@ func utf8ToLatin1(_ u: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool 
 /// An environ entry every request starts with (`wsgi.version`, ...).
 struct EnvironConstant {
     let name: StaticString
-    let value: PyRef
+    let value: PyBorrowed
 }
 
 /// A method seen often enough to keep its str: its bytes, and the interned str.
 struct KnownMethod {
     let name: [UInt8]
-    let object: PyRef
+    let object: PyBorrowed
 
     init(_ api: CPythonAPI, _ name: StaticString) {
         self.name = Array(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-        object = api.interned(name)
+        object = api.interned(name).keepForever()
     }
 }
 
@@ -353,11 +320,11 @@ struct ForwardedFields {
 
     static func kind(of name: UnsafeRawBufferPointer) -> Kind? {
         switch name.count {
-        case 9 where asciiEqualsLower(name, "forwarded"): return .forwarded
-        case 15 where asciiEqualsLower(name, "x-forwarded-for"): return .xForwardedFor
-        case 16 where asciiEqualsLower(name, "x-forwarded-host"): return .xForwardedHost
-        case 16 where asciiEqualsLower(name, "x-forwarded-port"): return .xForwardedPort
-        case 17 where asciiEqualsLower(name, "x-forwarded-proto"): return .xForwardedProto
+        case 9 where equalsIgnoringCase(name, "forwarded"): return .forwarded
+        case 15 where equalsIgnoringCase(name, "x-forwarded-for"): return .xForwardedFor
+        case 16 where equalsIgnoringCase(name, "x-forwarded-host"): return .xForwardedHost
+        case 16 where equalsIgnoringCase(name, "x-forwarded-port"): return .xForwardedPort
+        case 17 where equalsIgnoringCase(name, "x-forwarded-proto"): return .xForwardedProto
         default: return nil
         }
     }

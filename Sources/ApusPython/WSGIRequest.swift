@@ -9,28 +9,58 @@ public enum WSGIBody {
     case file(fd: Int32, length: Int)
 }
 
-/// What the worker knows about the listening socket and the peer of a connection, as
-/// Python strings made once per connection (borrowed by each request).
+/// What the worker knows about the peer and the listening socket of a connection, in plain
+/// values: the bridge makes the Python strings the environ needs.
 public struct WSGIConnectionInfo {
-    public var remoteAddr: PyRef
-    public var remotePort: PyRef
-    public var serverName: PyRef
-    public var serverPort: PyRef
+    /// The client's address as text ("127.0.0.1"); empty for a unix-socket peer. Valid for
+    /// the call it is passed to.
+    public var remoteAddress: UnsafeRawBufferPointer
+    /// The client's port; 0 for none (REMOTE_PORT is then empty).
+    public var remotePort: Int
+    public var listener: WSGIListener
+    /// The request came over TLS (for a uwsgi request: what its vars say).
     public var https: Bool
     /// The peer may set X-Forwarded-* / Forwarded (--forwarded-allow-ips).
     public var trustedPeer: Bool
     /// The request came as a uwsgi packet: the environ is its vars (borrowed).
     public var uwsgiVars: [UWSGIVar]?
 
-    public init(remoteAddr: PyRef, remotePort: PyRef, serverName: PyRef, serverPort: PyRef, https: Bool,
+    public init(remoteAddress: UnsafeRawBufferPointer, remotePort: Int, listener: WSGIListener, https: Bool,
                 trustedPeer: Bool = false, uwsgiVars: [UWSGIVar]? = nil) {
+        self.remoteAddress = remoteAddress
+        self.remotePort = remotePort
+        self.listener = listener
+        self.https = https
         self.trustedPeer = trustedPeer
         self.uwsgiVars = uwsgiVars
-        self.remoteAddr = remoteAddr
-        self.remotePort = remotePort
+    }
+}
+
+/// A listening socket as the app sees it: SERVER_NAME and SERVER_PORT when the request
+/// names no host. Their Python strings are made on first use, under the GIL, and kept for
+/// the process, so a listener may be dropped without the GIL.
+public final class WSGIListener: @unchecked Sendable {
+    let serverName: String
+    /// 0 for a unix socket (SERVER_PORT is then empty).
+    let serverPort: Int
+    private var strings: ServerStrings?
+
+    struct ServerStrings {
+        let name: PyBorrowed
+        let port: PyBorrowed
+    }
+
+    public init(serverName: String, serverPort: Int) {
         self.serverName = serverName
         self.serverPort = serverPort
-        self.https = https
+    }
+
+    /// SERVER_NAME and SERVER_PORT as Python strings. GIL held.
+    @inline(__always) func pythonStrings(_ api: CPythonAPI) -> ServerStrings {
+        if let strings { return strings }
+        let made = ServerStrings(name: api.string(serverName).keepForever(), port: api.port(serverPort).keepForever())
+        strings = made
+        return made
     }
 }
 

@@ -2,18 +2,21 @@ import ApusProtocols
 
 extension WSGIApplication {
     /// Calls the app in-process with `GET path` (before the worker reports ready, for
-    /// `--warmup`). Returns the status code, or nil when the app failed. GIL held.
+    /// `--warmup`), on the calling thread, which holds the GIL. Returns the status code, or
+    /// nil when the app failed.
     public func warmUp(path: String) -> Int? {
         let request = Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\nUser-Agent: apus-warmup\r\n\r\n".utf8)
         var head = HTTPRequestHead()
+        let local: [UInt8] = Array("127.0.0.1".utf8)
         return request.withUnsafeBytes { buf -> Int? in
             guard HTTPRequestParser().parseHead(buf, into: &head) == .complete else { return nil }
-            let local = api.string("127.0.0.1"), port = api.string("0"), name = api.string("localhost")
-            defer { api.decref(local); api.decref(port); api.decref(name) }
-            let info = WSGIConnectionInfo(remoteAddr: local, remotePort: port, serverName: name, serverPort: port, https: false)
-            let sink = WarmupSink()
-            makeCaller().call(buf, head, info, body: .empty, contentLength: nil, sink: sink)
-            return sink.failed ? nil : sink.status
+            return local.withUnsafeBytes { address -> Int? in
+                let info = WSGIConnectionInfo(remoteAddress: address, remotePort: 0,
+                                              listener: WSGIListener(serverName: "localhost", serverPort: 0), https: false)
+                let sink = WarmupSink()
+                makeCaller(thread: interpreter.currentThread()).call(buf, head, info, body: .empty, contentLength: nil, sink: sink)
+                return sink.failed ? nil : sink.status
+            }
         }
     }
 }

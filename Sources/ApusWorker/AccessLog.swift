@@ -56,10 +56,7 @@ final class AccessLog: @unchecked Sendable {
         var tmv = tm()
         gmtime_r(&t, &tmv)
         stamp.removeAll(keepingCapacity: true)
-        func two(_ v: Int32) {
-            stamp.append(UInt8(48 + v / 10))
-            stamp.append(UInt8(48 + v % 10))
-        }
+        func two(_ v: Int32) { appendDecimal(Int(v), minimumDigits: 2, to: &stamp) }
         two(tmv.tm_mday)
         stamp.append(UInt8(ascii: "/"))
         let m = Int(tmv.tm_mon) * 3

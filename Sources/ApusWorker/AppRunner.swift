@@ -24,10 +24,8 @@ final class AppRunner {
     unowned let worker: Worker
     let caller: WSGICaller
     let writer: ResponseWriter
-    let api: CPythonAPI
-    /// This thread's Python thread state while it does not hold the GIL.
-    var threadState: UnsafeMutableRawPointer?
-    let onLoopThread: Bool
+    /// This thread's hold on the GIL.
+    let thread: PythonThread
     /// This runner's line in `InFlight`.
     let index: Int
 
@@ -35,54 +33,37 @@ final class AppRunner {
     init(worker: Worker, index: Int = 0, poolThread: Bool = false) {
         self.worker = worker
         self.index = index
-        api = worker.interpreter.api
-        onLoopThread = !poolThread
-        if poolThread { threadState = worker.interpreter.attachCurrentThread(); worker.interpreter.acquireGIL(threadState) }
-        caller = worker.application.makeCaller()
-        if poolThread { threadState = worker.interpreter.releaseGIL() }
+        let thread = poolThread ? worker.interpreter.attachCurrentThread() : worker.loopThread
+        self.thread = thread
+        if poolThread { thread.acquireGIL() }
+        caller = worker.application.makeCaller(thread: thread)
+        if poolThread { thread.releaseGIL() }
         writer = ResponseWriter(sendTimeout: 30)
-        writer.waiting = { [unowned self] wait in
-            let interpreter = self.worker.interpreter
-            if self.onLoopThread {
-                self.worker.loopState = interpreter.releaseGIL()
-                defer { interpreter.acquireGIL(self.worker.loopState) }
-                return wait()
-            }
-            self.threadState = interpreter.releaseGIL()
-            defer { interpreter.acquireGIL(self.threadState) }
-            return wait()
-        }
+        writer.waiting = { wait in thread.withoutGIL(wait) }
     }
 
     func run(_ job: AppJob) {
         let conn = job.conn
         writer.reset(for: conn)
         let started = Sys.now()
-        if onLoopThread { worker.interpreter.acquireGIL(worker.loopState) } else { worker.interpreter.acquireGIL(threadState) }
-        let listener = conn.listener
-        if listener.pyServerName == nil {
-            listener.pyServerName = api.string(listener.serverName)
-            listener.pyServerPort = decimalString(listener.serverPort)
-        }
-        let remoteAddr = conn.peerAddress.withUnsafeBytes { api.latin1($0) }
-        let remotePort = decimalString(conn.peerPort)
-        let info = WSGIConnectionInfo(remoteAddr: remoteAddr, remotePort: remotePort,
-                                      serverName: listener.pyServerName!, serverPort: listener.pyServerPort!, https: false,
-                                      trustedPeer: conn.trustedPeer,
-                                      uwsgiVars: listener.proto == .uwsgi ? conn.uwsgiHead.vars : nil)
+        thread.acquireGIL()
         let buf = UnsafeRawBufferPointer(start: conn.buffer + conn.start, count: conn.end - conn.start)
         InFlight.begin(index, UnsafeRawBufferPointer(rebasing: buf[conn.head.method]), UnsafeRawBufferPointer(rebasing: buf[conn.head.target]))
         defer { InFlight.end(index) }
-        if job.chunkedMemory {
-            conn.body.memory.withUnsafeBytes { mem in
-                caller.call(buf, conn.head, info, body: .memory(mem), contentLength: job.contentLength, sink: writer)
+        conn.peerAddress.withUnsafeBytes { peer in
+            let uwsgi = conn.listener.proto == .uwsgi
+            let info = WSGIConnectionInfo(remoteAddress: peer, remotePort: conn.peerPort, listener: conn.listener.wsgi,
+                                          https: uwsgi && conn.uwsgiHead.https, trustedPeer: conn.trustedPeer,
+                                          uwsgiVars: uwsgi ? conn.uwsgiHead.vars : nil)
+            if job.chunkedMemory {
+                conn.body.memory.withUnsafeBytes { mem in
+                    caller.call(buf, conn.head, info, body: .memory(mem), contentLength: job.contentLength, sink: writer)
+                }
+            } else {
+                caller.call(buf, conn.head, info, body: job.body, contentLength: job.contentLength, sink: writer)
             }
-        } else {
-            caller.call(buf, conn.head, info, body: job.body, contentLength: job.contentLength, sink: writer)
         }
-        api.decref(remoteAddr)
-        api.decref(remotePort)
-        if onLoopThread { worker.loopState = worker.interpreter.releaseGIL() } else { threadState = worker.interpreter.releaseGIL() }
+        thread.releaseGIL()
         worker.accessLog?.record(conn: conn, status: writer.status, bytes: writer.bodyBytes, seconds: Sys.now() - started)
     }
 }
@@ -127,8 +108,7 @@ final class AppPool: @unchecked Sendable {
 
     /// On the loop thread: finish the connections the app threads are done with.
     func collectFinished(_ t: Double) {
-        var v: UInt64 = 0
-        _ = read(doneFD, &v, 8)
+        Sys.drain(doneFD)
         pthread_mutex_lock(&doneLock)
         swap(&done, &collected)
         pthread_mutex_unlock(&doneLock)
@@ -156,17 +136,7 @@ final class AppPool: @unchecked Sendable {
             let wake = done.isEmpty
             done.append((job, keep))
             pthread_mutex_unlock(&doneLock)
-            if wake {
-                var one: UInt64 = 1
-                _ = write(doneFD, &one, 8)
-            }
+            if wake { Sys.wake(doneFD) }
         }
-    }
-}
-
-extension AppRunner {
-    /// A port as a Python str (REMOTE_PORT, SERVER_PORT): its digits, or "" for none.
-    private func decimalString(_ n: Int) -> PyRef {
-        n > 0 ? withDecimalDigits(n) { api.latin1($0) } : api.latin1(UnsafeRawBufferPointer(start: nil, count: 0))
     }
 }

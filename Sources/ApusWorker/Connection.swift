@@ -212,9 +212,8 @@ final class Listener {
     let proto: Bind.Kind
     /// Connections start with a PROXY protocol header.
     let proxyProtocol: Bool
-    /// SERVER_NAME / SERVER_PORT as Python strings, made on first use under the GIL.
-    var pyServerName: PyRef?
-    var pyServerPort: PyRef?
+    /// SERVER_NAME / SERVER_PORT as the app sees them.
+    let wsgi: WSGIListener
     let isUnix: Bool
     let serverName: String
     /// 0 for a unix socket (SERVER_PORT is then empty).
@@ -226,6 +225,7 @@ final class Listener {
         self.isUnix = isUnix
         self.serverName = serverName
         self.serverPort = serverPort
+        wsgi = WSGIListener(serverName: serverName, serverPort: serverPort)
     }
 }
 

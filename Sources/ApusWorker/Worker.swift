@@ -95,7 +95,8 @@ final class Worker {
     /// response, and the app runs back to back with warm caches (bjoern does the same).
     var held: [Connection] = []
     let accessLog: AccessLog?
-    private var loopThreadState: UnsafeMutableRawPointer?
+    /// The loop thread's hold on the GIL (it holds it until `run` starts the loop).
+    let loopThread: PythonThread
 
     /// Connections are edge-triggered: the loop reads until the socket is empty, and an
     /// event for a connection that is in the app is remembered instead of disarming the
@@ -103,10 +104,11 @@ final class Worker {
     static let connectionEvents = Epoll.readable | Epoll.peerClosed | Epoll.edgeTriggered
     static let hangupEvents = Epoll.peerClosed | Epoll.hangup | Epoll.error
 
-    init(spec: WorkerLaunch, interpreter: PythonInterpreter, app: PyRef) {
+    init(spec: WorkerLaunch, interpreter: PythonInterpreter, app: WSGICallable) {
         self.spec = spec
         config = spec.configuration
         self.interpreter = interpreter
+        loopThread = interpreter.currentThread()
         application = WSGIApplication(interpreter: interpreter, app: app, scriptName: config.scriptName,
                                       multithread: config.threads > 1, multiprocess: config.processes > 1,
                                       trustedProxies: config.trustedProxies)
@@ -170,7 +172,7 @@ final class Worker {
                 _exit(WorkerExit.warmupFailed)
             }
         }
-        loopThreadState = interpreter.releaseGIL()
+        loopThread.releaseGIL()
         WorkerMessage(kind: .ready, slot: spec.slot, pid: getpid(), generation: spec.generation).send(to: spec.statusFD)
         loop()
         accessLog?.flush()
@@ -275,11 +277,5 @@ final class Worker {
             if conn.buffered > 0 { process(conn, now: t, peerClosed: !open) }
             else { closeAfterPending(conn) }
         }
-    }
-
-    /// The loop thread's Python thread state while it does not hold the GIL.
-    var loopState: UnsafeMutableRawPointer? {
-        get { loopThreadState }
-        set { loopThreadState = newValue }
     }
 }

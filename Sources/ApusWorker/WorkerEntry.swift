@@ -102,7 +102,7 @@ public enum WorkerEntry {
         }
     }
 
-    private static func loadApplication(_ spec: WorkerLaunch, _ interpreter: PythonInterpreter) -> PyRef {
+    private static func loadApplication(_ spec: WorkerLaunch, _ interpreter: PythonInterpreter) -> WSGICallable {
         let app = spec.configuration.app
         do {
             return try interpreter.loadApp(module: app.module, file: app.wsgiFile, callable: app.callable)

@@ -213,6 +213,27 @@ func decimalDigitsMatchTheDescription(_ n: Int) {
     #expect(withDecimalDigits(n) { Array($0) } == Array("\(n)".utf8))
 }
 
+@Test func decimalDigitsArePaddedToTheMinimum() {
+    for (n, width, text) in [(0, 2, "00"), (7, 2, "07"), (42, 2, "42"), (123, 2, "123"), (5, 4, "0005"), (0, 1, "0"), (9, 0, "9")] {
+        var out: [UInt8] = []
+        appendDecimal(n, minimumDigits: width, to: &out)
+        #expect(out == Array(text.utf8), "\(n) \(width)")
+        #expect(withDecimalDigits(n, minimumDigits: width) { Array($0) } == Array(text.utf8))
+    }
+    #expect(withDecimalDigits(1, minimumDigits: 99) { $0.count } == 24)
+}
+
+@Test func caseInsensitiveComparisonFoldsOnlyASCIILetters() {
+    func eq(_ s: String, _ lower: StaticString) -> Bool { Array(s.utf8).withUnsafeBytes { equalsIgnoringCase($0, lower) } }
+    #expect(eq("Content-Type", "content-type"))
+    #expect(eq("COOKIE", "cookie"))
+    #expect(!eq("cookies", "cookie"))
+    #expect(!eq("cooki", "cookie"))
+    #expect(!eq("x\ru", "x-u"))  // CR is not '-' in any case
+    #expect(!eq("\u{00C9}", "\u{00E9}"))  // only ASCII letters fold
+    #expect(eq("", ""))
+}
+
 @Test func literalsAreAppendedWhole() {
     var out: [UInt8] = []
     appendLiteral("HTTP_", &out)

@@ -274,6 +274,15 @@ def test_second_start_response_without_exc_info_raises(excinfo):
     assert r.status == 200 and r.body.endswith(b"raised: yes")
 
 
+def test_start_response_called_while_the_headers_are_read(excinfo):
+    # The head being validated is the one the server took: the server holds its own
+    # references to it, whatever the app's code does meanwhile.
+    for _ in range(3):
+        r = get(excinfo.port, "/reenter")
+        assert r.status == 200 and r.header("x-first") == "yes" and r.body == b"body"
+    assert get(excinfo.port, "/twice").status == 200
+
+
 # -- close() -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

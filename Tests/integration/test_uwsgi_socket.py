@@ -80,6 +80,15 @@ def test_https_var_gives_the_https_scheme(server):
     assert env["wsgi.url_scheme"] == "https"
 
 
+def test_scheme_vars_are_read_without_case(server):
+    # as the uwsgi parser reads them: HTTPS on or 1, a scheme var https, in any case
+    for extra in ([("HTTPS", "On")], [("HTTPS", "1")], [("UWSGI_SCHEME", "HTTPS")]):
+        env = json.loads(parse(exchange(server.uport, packet(nginx_like(extra=extra))))[2])
+        assert env["wsgi.url_scheme"] == "https", extra
+    env = json.loads(parse(exchange(server.uport, packet(nginx_like(extra=[("HTTPS", "off")]))))[2])
+    assert env["wsgi.url_scheme"] == "http"
+
+
 def test_body_by_content_length(server):
     body = bytes(range(256)) * 40
     env = json.loads(parse(exchange(server.uport, packet(nginx_like("POST", "/up", body), body)))[2])

@@ -5,6 +5,9 @@
 /after  -> the 200 head and a first chunk are sent, then start_response(exc_info) must
            re-raise; the app lets it propagate (the response can only be cut short)
 /twice  -> start_response twice without exc_info: must raise; the app reports that it did
+/reenter -> the headers are a sequence (not a list) whose first item, as the server reads
+           it, calls start_response again with exc_info: the status and headers being
+           read are then no longer the app's, and the server must still have them
 """
 import sys
 
@@ -39,5 +42,24 @@ def application(environ, start_response):
         except Exception:
             raised = b"yes"
         return [b"second start_response raised: " + raised]
+    if path == "/reenter":
+        class Headers:
+            def __init__(self, items):
+                self.items = items
+
+            def __len__(self):
+                return len(self.items)
+
+            def __getitem__(self, i):
+                if i == 0:
+                    try:
+                        raise ValueError("replaced while read")
+                    except ValueError:
+                        start_response("500 Internal Server Error", [("X-Second", "yes")], sys.exc_info())
+                return self.items[i]
+
+        # Built at run time, so the app keeps no other reference to them.
+        start_response("".join(["200", " OK"]), Headers([("Content-Type", "text/plain"), ("X-First", "yes")]))
+        return [b"body"]
     start_response("404 Not Found", [("Content-Length", "0")])
     return []
