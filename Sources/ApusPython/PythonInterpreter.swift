@@ -45,8 +45,8 @@ public final class PythonInterpreter: @unchecked Sendable {
         // thread that imports it for the main one.
         if api.importModule("threading") == nil { api.clearError() }
         if let path = api.sysObject("path") {
-            for (i, entry) in sysPath.enumerated() {
-                _ = api.listInsert(path, i, api.string(entry))
+            for (i, entry) in sysPath.enumerated() where !api.listInsert(path, i, api.string(entry)) {
+                throw PythonLoadError(message: "cannot put \(entry) on sys.path")
             }
         }
         if !interp.run("import os as _os, sys as _sys\n_sys.path.insert(0, _os.getcwd())\ndel _os, _sys\n") {
