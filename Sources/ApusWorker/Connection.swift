@@ -14,9 +14,14 @@ final class Connection {
     let fd: Int32
     let listener: Listener
     var machine: ConnectionMachine
-    /// Received bytes live in `buffer[start..<end]`.
+    /// Received bytes live in `buffer[start..<end]`. An idle connection has no buffer of its
+    /// own (`capacity` 0): it takes one from the worker's `ReadBuffers` when bytes come and
+    /// gives it back when they are all consumed, so 10,000 idle keep-alive connections hold
+    /// no read buffers.
     var buffer: UnsafeMutableRawPointer
-    var capacity: Int
+    var capacity = 0
+    // The worker and its spares live as long as the process: no reference count to check.
+    unowned(unsafe) let buffers: ReadBuffers
     var start = 0
     var end = 0
     var body = BodyAccumulator()
@@ -39,17 +44,19 @@ final class Connection {
     /// In the loop's epoll set.
     var armed = false
 
-    init(fd: Int32, listener: Listener, peerAddress: [UInt8], peerPort: Int, now: Double) {
+    init(fd: Int32, listener: Listener, peerAddress: [UInt8], peerPort: Int, buffers: ReadBuffers, now: Double) {
         self.fd = fd
         self.listener = listener
         self.peerAddress = peerAddress
         self.peerPort = peerPort
+        self.buffers = buffers
+        buffer = ReadBuffers.none
         machine = ConnectionMachine(wire: listener.proto == .uwsgi ? .uwsgi : .http, proxyProtocol: listener.proxyProtocol, now: now)
-        capacity = 8192
-        buffer = .allocate(byteCount: capacity, alignment: 16)
     }
 
-    deinit { buffer.deallocate() }
+    /// The last reference can go on an app thread (the job it ran), so a buffer still held
+    /// here is freed, not given back to the loop thread's spares.
+    deinit { if capacity > 0 { buffer.deallocate() } }
 
     var buffered: Int { end - start }
 
@@ -60,6 +67,10 @@ final class Connection {
     /// place (a check that stays in release builds).
     func reserve(_ n: Int) {
         if machine.isInApp { preconditionFailure("connection buffer moved while its request is in the app") }
+        if capacity == 0 {
+            buffer = buffers.take()
+            capacity = ReadBuffers.size
+        }
         if start > 0 && (start == end || capacity - end < n) {
             if start < end { memmove(buffer, buffer + start, end - start) }
             end -= start
@@ -70,7 +81,7 @@ final class Connection {
             while newCap - end < n { newCap *= 2 }
             let nb = UnsafeMutableRawPointer.allocate(byteCount: newCap, alignment: 16)
             nb.copyMemory(from: buffer, byteCount: end)
-            buffer.deallocate()
+            dropBuffer()
             buffer = nb
             capacity = newCap
         }
@@ -139,17 +150,64 @@ final class Connection {
         pendingOut.append(contentsOf: Self.continueLine)
     }
 
-    /// Shrinks a buffer that grew for one large request back to the default size.
-    func shrinkIfIdle() {
-        if start == end {
-            start = 0
-            end = 0
-            if capacity > 65536 {
-                buffer.deallocate()
-                capacity = 8192
-                buffer = .allocate(byteCount: capacity, alignment: 16)
-            }
+    /// Gives the buffer back when every byte in it is consumed and no request reads it.
+    func releaseBufferIfIdle() {
+        guard start == end else { return }
+        releaseBuffer()
+    }
+
+    /// Gives the buffer back (on the loop thread; the connection is closing, or idle).
+    func releaseBuffer() {
+        guard capacity > 0, !machine.isInApp else { return }
+        start = 0
+        end = 0
+        dropBuffer()
+        buffer = ReadBuffers.none
+        capacity = 0
+    }
+
+    /// Returns the buffer to the worker's spares, or frees one that grew past their size.
+    private func dropBuffer() {
+        if capacity == ReadBuffers.size { buffers.give(buffer) }
+        else if capacity > 0 { buffer.deallocate() }
+    }
+}
+
+/// The worker's spare read buffers, all of `size` bytes, for connections that have bytes to
+/// read. Used by the loop thread only: a buffer is taken and given back there, and while a
+/// request is in the app its connection keeps its buffer.
+final class ReadBuffers {
+    static let size = 8192
+    /// What a connection without a buffer points at: never read or written (its capacity is 0).
+    nonisolated(unsafe) static let none = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
+    /// The buffer given back last: a keep-alive connection under load gives its buffer back
+    /// after each response and takes one at its next request, so this slot serves most takes.
+    /// One thread touches these fields and no access spans another: no run-time exclusivity
+    /// check (it was two calls into the Swift runtime per take and per give).
+    @exclusivity(unchecked) private var last: UnsafeMutableRawPointer?
+    @exclusivity(unchecked) private var spare: [UnsafeMutableRawPointer] = []
+    /// Spares kept at most besides `last`; the rest are freed.
+    let keep: Int
+
+    init(keep: Int) {
+        self.keep = keep
+        spare.reserveCapacity(keep)
+    }
+
+    @inline(__always)
+    func take() -> UnsafeMutableRawPointer {
+        if let buffer = last {
+            last = nil
+            return buffer
         }
+        return spare.popLast() ?? .allocate(byteCount: Self.size, alignment: 16)
+    }
+
+    @inline(__always)
+    func give(_ buffer: UnsafeMutableRawPointer) {
+        if last == nil { last = buffer }
+        else if spare.count < keep { spare.append(buffer) }
+        else { buffer.deallocate() }
     }
 }
 

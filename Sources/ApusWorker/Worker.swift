@@ -95,6 +95,8 @@ final class Worker {
     /// response, and the app runs back to back with warm caches (bjoern does the same).
     var held: [Connection] = []
     let accessLog: AccessLog?
+    /// Read buffers for the connections that are reading (see `Connection.buffer`).
+    let readBuffers = ReadBuffers(keep: 32)
     /// The loop thread's hold on the GIL (it holds it until `run` starts the loop).
     let loopThread: PythonThread
 

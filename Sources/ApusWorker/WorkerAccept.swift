@@ -101,7 +101,7 @@ extension Worker {
             Sys.close(fd)
             return true
         }
-        let conn = Connection(fd: fd, listener: listener, peerAddress: host, peerPort: port, now: t)
+        let conn = Connection(fd: fd, listener: listener, peerAddress: host, peerPort: port, buffers: readBuffers, now: t)
         conn.trustedPeer = host.withUnsafeBytes { trustedProxies.trusts($0) }
         if pool != nil && !draining {
             conn.isFresh = true
@@ -117,8 +117,11 @@ extension Worker {
             closeConnection(conn)
             return true
         }
-        if connections[Int(fd)] === conn && !conn.armed && !conn.machine.isInApp && conn.machine.state != .closing {
-            watch(conn, Self.connectionEvents)  // else armed when the app is done, or to write
+        if connections[Int(fd)] === conn {
+            conn.releaseBufferIfIdle()
+            if !conn.armed && !conn.machine.isInApp && conn.machine.state != .closing {
+                watch(conn, Self.connectionEvents)  // else armed when the app is done, or to write
+            }
         }
         return true
     }

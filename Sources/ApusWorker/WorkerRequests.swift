@@ -25,6 +25,7 @@ extension Worker {
                 return
             }
             process(conn, now: t, peerClosed: !open)
+            if connections[Int(conn.fd)] === conn { conn.releaseBufferIfIdle() }
         }
     }
 
@@ -126,7 +127,7 @@ extension Worker {
             closeAfterPending(conn)
         case let .next(consumed, read):
             conn.consume(consumed)
-            conn.shrinkIfIdle()
+            conn.releaseBufferIfIdle()
             if !conn.pendingOut.isEmpty { hold(conn) }
             if !conn.armed { watch(conn, Self.connectionEvents) }
             if case let .read(toEnd)? = read {
@@ -167,6 +168,7 @@ extension Worker {
     /// Reads and drops what the client sends after an error answer, until it closes.
     private func discardInput(_ conn: Connection) {
         conn.clear()
+        conn.reserve(ReadBuffers.size)
         while true {
             switch Sys.call({ recv(conn.fd, conn.buffer, conn.capacity, 0) }) {
             case let .done(n) where n > 0:

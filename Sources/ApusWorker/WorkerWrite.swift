@@ -66,6 +66,7 @@ extension Worker {
         case .resume:
             watch(conn, Self.connectionEvents)
             if conn.buffered > 0 && connections[Int(conn.fd)] === conn { process(conn, now: conn.machine.since) }
+            if connections[Int(conn.fd)] === conn { conn.releaseBufferIfIdle() }
         }
     }
 
@@ -90,6 +91,7 @@ extension Worker {
         if !draining { spec.tally.set(Int(spec.slot), liveConnections) }
         if !accepting { updateAccepting() }
         conn.body.reset()
+        conn.releaseBuffer()
         Sys.close(conn.fd)
     }
 }
