@@ -14,14 +14,8 @@ public enum Log {
     public static func error(_ message: String) { emit("ERROR", message) }
 
     private static func emit(_ level: String, _ message: String) {
-        var line = "[\(timestamp())] [\(getpid())] [\(level)] \(role): \(message)\n"
-        line.withUTF8 { writeToStderr(UnsafeRawBufferPointer($0)) }
-    }
-
-    /// Writes every byte to stderr (async-signal-safe: write(2) only). When stderr fails
-    /// there is nowhere left to say so: the rest of the line is dropped.
-    public static func writeToStderr(_ bytes: UnsafeRawBufferPointer) {
-        if case .failed = Sys.writeAll(2, bytes) { /* see above */ }
+        let line = "[\(timestamp())] [\(getpid())] [\(level)] \(role): \(message)\n"
+        Sys.writeStderr(line)
     }
 
     /// "2026-11-26 22:10:01 +0000" (UTC).

@@ -248,3 +248,12 @@ public struct ResponseHeadWriter: Sendable {
         out.append(lf)
     }
 }
+
+/// The server's own short answer (an error it gives instead of the app): status line,
+/// `Server`, a text/plain body of `text` (left out for HEAD, its length kept), and
+/// `Connection: close`.
+public func plainResponse(status: Int, reason: String, text: String, includeBody: Bool = true) -> [UInt8] {
+    var out = Array("HTTP/1.1 \(status) \(reason)\r\nServer: apus\r\nContent-Type: text/plain\r\nContent-Length: \(text.utf8.count)\r\nConnection: close\r\n\r\n".utf8)
+    if includeBody { out.append(contentsOf: text.utf8) }
+    return out
+}

@@ -93,9 +93,12 @@ public enum Sys {
     /// a program that cannot write to stderr has nowhere left to report it.
     public static func writeStderr(_ text: String) {
         var text = text
-        text.withUTF8 { bytes in
-            if case .failed = writeAll(2, UnsafeRawBufferPointer(bytes)) { /* see above */ }
-        }
+        text.withUTF8 { writeStderr(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Writes `bytes` to stderr (async-signal-safe: write(2) only), with the same rule.
+    public static func writeStderr(_ bytes: UnsafeRawBufferPointer) {
+        if case .failed = writeAll(2, bytes) { /* see above */ }
     }
 
     /// Writes all of `bytes` to `fd` (a blocking descriptor), after short writes and EINTR.

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ApusObserve
 import ApusProtocols
+import ApusSys
 
 /// One line per request in the common log format, buffered per loop iteration and written
 /// to stderr in one `write`. Lines are assembled from bytes: no `String` per request (and
@@ -43,7 +44,7 @@ final class AccessLog: @unchecked Sendable {
         pthread_mutex_lock(&lock)
         defer { pthread_mutex_unlock(&lock) }
         if pending.isEmpty { return }
-        pending.withUnsafeBytes { Log.writeToStderr($0) }
+        pending.withUnsafeBytes { Sys.writeStderr($0) }
         pending.removeAll(keepingCapacity: true)
     }
 

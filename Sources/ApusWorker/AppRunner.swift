@@ -38,7 +38,7 @@ final class AppRunner {
         if poolThread { thread.acquireGIL() }
         caller = worker.application.makeCaller(thread: thread)
         if poolThread { thread.releaseGIL() }
-        writer = ResponseWriter(sendTimeout: 30)
+        writer = ResponseWriter(sendTimeout: worker.rules.sendTimeout)
         writer.waiting = { wait in thread.withoutGIL(wait) }
     }
 

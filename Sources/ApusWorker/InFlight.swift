@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ApusObserve
 import ApusProtocols
+import ApusSys
 
 /// The request line each app thread is serving, kept in plain memory so that a signal
 /// handler can write them to the log when a worker's time is up (reload mercy or shutdown
@@ -51,8 +52,8 @@ enum InFlight {
             if line[0] == 0 { continue }
             var n = 0
             while n < lineBytes && line[n] != 0 { n += 1 }
-            prefix.withUnsafeBytes { Log.writeToStderr($0) }
-            Log.writeToStderr(UnsafeRawBufferPointer(start: line, count: n))
+            prefix.withUnsafeBytes { Sys.writeStderr($0) }
+            Sys.writeStderr(UnsafeRawBufferPointer(start: line, count: n))
         }
     }
 }

@@ -187,11 +187,10 @@ final class ResponseWriter: WSGIResponseSink {
             status = 500
             began = true
             keepAlive = false
-            let body = "Internal Server Error\n"
-            var head = "HTTP/1.1 500 Internal Server Error\r\nServer: apus\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n"
-            head += "\r\n"
-            out.append(contentsOf: head.utf8)
-            if !conn.head.isHEAD { out.append(contentsOf: body.utf8); bodyBytes = body.utf8.count }
+            let text = "Internal Server Error\n"
+            let includeBody = !conn.head.isHEAD
+            out.append(contentsOf: plainResponse(status: 500, reason: "Internal Server Error", text: text, includeBody: includeBody))
+            if includeBody { bodyBytes = text.utf8.count }
             flushOut()  // a failed write leaves `broken` set, as below
         }
         broken = true

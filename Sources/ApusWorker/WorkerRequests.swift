@@ -141,15 +141,13 @@ extension Worker {
     /// A malformed or oversized request: a short answer, then the connection closes. The
     /// machine is `.discarding`: what the client still sends is dropped for a moment.
     private func reject(_ conn: Connection, _ error: HTTPRequestError) {
-        let reason = error.reasonPhrase
-        let text = "\(error.status) \(reason)\n"
-        let answer = "HTTP/1.1 \(error.status) \(reason)\r\nServer: apus\r\nContent-Type: text/plain\r\nContent-Length: \(text.utf8.count)\r\nConnection: close\r\n\r\n\(text)"
         if case let .badRequest(why) = error {
             Log.warning("bad request from \(conn.peerDescription): \(why)", budget: &clientErrorLog, now: Sys.now())
         }
         // Rare, and the order on the wire must hold: what is pending goes first. A client
         // that reads none of it is closed on.
-        var bytes = Array(answer.utf8)
+        let reason = error.reasonPhrase
+        var bytes = plainResponse(status: error.status, reason: reason, text: "\(error.status) \(reason)\n")
         guard conn.writePendingBlocking(timeout: 5),
               bytes.withUnsafeMutableBytes({ SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer($0), timeout: 1) }) else {
             closeConnection(conn)
