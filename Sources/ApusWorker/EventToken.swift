@@ -7,7 +7,7 @@ enum EventToken: Equatable {
     case listener(Int)
     /// The eventfd the signal handlers write: a flag changed.
     case wake
-    /// The app threads' eventfd: finished requests wait to be collected.
+    /// The crew's eventfd: requests finished by a thread that lost the loop wait to be collected.
     case appThreadsDone
 
     private static let kindShift: UInt64 = 32

@@ -44,10 +44,11 @@ private let handleReopenLog: @convention(c) (Int32) -> Void = { _ in
 }
 
 /// One worker process: an epoll loop that accepts connections, moves each one through its
-/// `ConnectionMachine`, and runs the app on itself (`--threads 1`) or on a pool of app
-/// threads. This file has the loop, the signals and the drain; accepting and balancing are
-/// in WorkerAccept.swift, reading and dispatching in WorkerRequests.swift, holding and
-/// writing answers in WorkerWrite.swift.
+/// `ConnectionMachine`, and runs the app for the requests it completes. With `--threads` > 1
+/// every thread can run the loop, one at a time (`Crew`): the one that has it runs the app
+/// itself and hands the loop on only while an app call waits. This file has the loop, the
+/// signals and the drain; accepting and balancing are in WorkerAccept.swift, reading and
+/// dispatching in WorkerRequests.swift, holding and writing answers in WorkerWrite.swift.
 final class Worker {
     let spec: WorkerLaunch
     let config: Configuration
@@ -61,8 +62,10 @@ final class Worker {
     var connections: [Connection?] = []
     var liveConnections = 0
     var draining = false
-    /// Requests handed to the app and not finished yet.
+    /// Requests handed to the app and not finished yet: waiting in `ready`, or running.
     var inFlight = 0
+    /// Threads running the app (the requests of `inFlight` that left `ready`).
+    var inApp = 0
     /// With app threads: connections accepted in the last `freshGrace` seconds whose first
     /// request has not reached the app yet. They count against the free threads, so a worker
     /// does not take more new connections than it has threads for; the grace period keeps a
@@ -87,9 +90,12 @@ final class Worker {
     /// Log lines any client can cause (refused connections, malformed requests), at most 10 a
     /// second for the worker; the rest are counted in the next line.
     var clientErrorLog = LogBudget(perSecond: 10)
-    /// Loop-thread app runner (threads == 1) or nil when a pool runs the app.
-    var inline: AppRunner?
-    var pool: AppPool?
+    /// With `--threads` > 1: the threads' hand-over of the loop.
+    var crew: Crew?
+    /// Complete requests waiting for the app, in the order they came. The thread that has
+    /// the loop runs them after handling its batch of events.
+    var ready: [AppJob] = []
+    var readyHead = 0
     /// Connections with finished responses in `pendingOut`, written once the current batch
     /// of events is handled: a client is woken once per batch rather than once per
     /// response, and the app runs back to back with warm caches (bjoern does the same).
@@ -97,8 +103,10 @@ final class Worker {
     let accessLog: AccessLog?
     /// Read buffers for the connections that are reading (see `Connection.buffer`).
     let readBuffers = ReadBuffers(keep: 32)
-    /// The loop thread's hold on the GIL (it holds it until `run` starts the loop).
-    let loopThread: PythonThread
+    /// The main thread's hold on the GIL (it holds it until `run` starts the loop).
+    let mainThread: PythonThread
+    /// When the loop last closed the connections whose deadline passed.
+    var lastSweep = 0.0
 
     /// Connections are edge-triggered: the loop reads until the socket is empty, and an
     /// event for a connection that is in the app is remembered instead of disarming the
@@ -110,7 +118,7 @@ final class Worker {
         self.spec = spec
         config = spec.configuration
         self.interpreter = interpreter
-        loopThread = interpreter.currentThread()
+        mainThread = interpreter.currentThread()
         application = WSGIApplication(interpreter: interpreter, app: app, scriptName: config.scriptName,
                                       multithread: config.threads > 1, multiprocess: config.processes > 1,
                                       trustedProxies: config.trustedProxies)
@@ -159,14 +167,13 @@ final class Worker {
             listeners.append(Listener(socket, proxyProtocol: config.proxyProtocol))
         }
         spec.tally.set(Int(spec.slot), 0)
-        updateAccepting()
         if config.threads > 1 {
-            let pool = AppPool(worker: self, threads: config.threads)
-            self.pool = pool
-            register(pool.doneFD, .appThreadsDone)
-        } else {
-            inline = AppRunner(worker: self)
+            let crew = Crew()
+            self.crew = crew
+            register(crew.doneFD, .appThreadsDone)
         }
+        updateAccepting()
+        let runner = AppRunner(worker: self, index: 0)
         if let path = config.warmupPath {
             let status = application.warmUp(path: path)
             guard let status, (200..<300).contains(status) else {
@@ -174,11 +181,25 @@ final class Worker {
                 _exit(WorkerExit.warmupFailed)
             }
         }
-        loopThread.releaseGIL()
+        if let crew {
+            // The other threads wait for the loop; each makes its Python thread state once
+            // the main thread lets the GIL go.
+            nonisolated(unsafe) let worker = self
+            Crew.start(config.threads - 1) { index in
+                let runner = AppRunner(worker: worker, index: index)
+                while true {
+                    crew.waitForLoop(index)
+                    worker.serve(runner)
+                }
+            }
+        }
+        mainThread.releaseGIL()
         WorkerMessage(kind: .ready, slot: spec.slot, pid: getpid(), generation: spec.generation).send(to: spec.statusFD)
-        loop()
-        accessLog?.flush()
-        _exit(0)
+        lastSweep = Sys.now()
+        while true {
+            serve(runner)
+            crew!.waitForLoop(0)
+        }
     }
 
     private func installSignals() {
@@ -209,15 +230,51 @@ final class Worker {
         }
     }
 
-    private func loop() {
+    /// The loop, on the thread that has it, until it exits the process (drained) or, with
+    /// app threads, until it handed the loop on while in the app.
+    func serve(_ me: AppRunner) {
         var events = [apus_event](repeating: apus_event(), count: 128)
-        var lastSweep = Sys.now()
         while true {
+            if readyHead < ready.count {
+                let job = ready[readyHead]
+                readyHead += 1
+                if readyHead == ready.count {
+                    ready.removeAll(keepingCapacity: true)
+                    readyHead = 0
+                }
+                inApp += 1
+                crew?.leave(me.index)
+                // The GIL is kept across the requests run back to back.
+                if !me.thread.holdsGIL { me.thread.acquireGIL() }
+                me.run(job)
+                let keep = me.writer.canKeepAlive
+                if let crew, !crew.returned(me.index, job, keepAlive: keep) {
+                    me.thread.releaseGIL()
+                    return
+                }
+                finish(job, keepAlive: keep, now: Sys.now())
+                continue
+            }
+            if me.thread.holdsGIL { me.thread.releaseGIL() }
+            while !held.isEmpty { writeHeld() }
+            accessLog?.flush()
+            let now = Sys.now()
+            if !fresh.isEmpty { expireFresh(now) }
+            if !accepting { updateAccepting() }
+            if now - lastSweep >= 1 {
+                lastSweep = now
+                sweepTimeouts(now)
+            }
             if stopRequested != 0 && !draining { beginDrain(takeQueued: stopRequested == 1) }
-            if draining && liveConnections == 0 { return }
+            if draining && liveConnections == 0 && readyHead == ready.count {
+                accessLog?.flush()
+                _exit(0)
+            }
+            if readyHead < ready.count { continue }
             // Out of the accept rotation, look again soon: the others' counts change too.
             let timeout: Int32 = (accepting && fresh.isEmpty) || draining ? 1000 : 10
-            let n = poller.wait(into: &events, timeoutMS: timeout)
+            let n = crew.map { crew in crew.polling(me.index) { poller.wait(into: &events, timeoutMS: timeout) } }
+                ?? poller.wait(into: &events, timeoutMS: timeout)
             let t = Sys.now()
             for i in 0..<n {
                 let event = events[i]
@@ -227,22 +284,14 @@ final class Worker {
                     if conn.machine.writeBlocked { writePending(conn) }
                     else { readable(conn, now: t, hangup: event.events & Self.hangupEvents != 0) }
                 case let .listener(index)?:
-                    acceptOne(listeners[index], now: t)
+                    listenerReady(index, now: t)
                 case .wake?:
                     Sys.drain(wakeFD)
                 case .appThreadsDone?:
-                    pool?.collectFinished(t)
+                    crew?.collect { job, keep in finish(job, keepAlive: keep, now: t) }
                 case nil:
                     preconditionFailure("epoll event with an unknown token \(event.data)")
                 }
-            }
-            while !held.isEmpty { writeHeld() }
-            accessLog?.flush()
-            if !fresh.isEmpty { expireFresh(Sys.now()) }
-            if !accepting { updateAccepting() }
-            if t - lastSweep >= 1 {
-                sweepTimeouts(t)
-                lastSweep = t
             }
         }
     }

@@ -8,10 +8,12 @@ import ApusSys
 
 /// Accepting connections and balancing them across the workers that share the listeners.
 extension Worker {
-    /// Whether this worker has a free app thread, is under its connection cap, holds no more
-    /// than its share of connections, and is not pausing after running out of descriptors.
+    /// Whether this worker has a thread for one more request (with app threads: the requests
+    /// waiting for the app or in it, and the fresh connections, leave one free), is under its
+    /// connection cap, holds no more than its share of connections, and is not pausing
+    /// after running out of descriptors.
     func wantsConnections() -> Bool {
-        inFlight + fresh.count < config.threads && mayTakeConnection()
+        (crew == nil || inFlight + fresh.count < config.threads) && mayTakeConnection()
     }
 
     /// Everything `wantsConnections` asks but a free app thread.
@@ -21,14 +23,29 @@ extension Worker {
             && (acceptPausedUntil == 0 || Sys.now() >= acceptPausedUntil)
     }
 
-    /// EPOLLEXCLUSIVE: one sleeping worker is woken per new connection, not all of them.
-    /// A worker with no free app thread, or with more connections than its share, takes its
-    /// listeners out so that the kernel wakes another worker instead.
+    /// A listener is readable. EPOLLEXCLUSIVE wakes one sleeping worker per new connection;
+    /// one that wants no connection (no free thread, at its cap, over its share) takes its
+    /// listeners out of the epoll set so that the kernel wakes another worker instead. They
+    /// are taken out only when a connection comes, not whenever the worker is busy: under
+    /// keep-alive load no connection comes and the listeners stay put.
+    func listenerReady(_ index: Int, now t: Double) {
+        if wantsConnections() {
+            acceptOne(listeners[index], now: t)
+        } else {
+            stopAccepting()
+        }
+    }
+
+    func stopAccepting() {
+        guard accepting else { return }
+        accepting = false
+        for l in listeners { stopWatching(l) }
+    }
+
+    /// Puts the listeners back in the epoll set once this worker wants connections again.
     func updateAccepting() {
-        if draining || takingBacklog { return }
-        var want = wantsConnections()
-        guard want != accepting else { return }
-        if want && pool != nil {
+        if draining || takingBacklog || accepting || !wantsConnections() { return }
+        if crew != nil {
             // An app thread came free: take what already waits in the backlog. Under load
             // this keeps the listeners out of the epoll set instead of adding and deleting
             // them once per request; only an empty backlog puts them back.
@@ -41,19 +58,14 @@ extension Worker {
                 }
             }
             takingBacklog = false
-            want = wantsConnections()
-            if !want { return }
+            if !wantsConnections() { return }
         }
-        accepting = want
+        accepting = true
         for (i, l) in listeners.enumerated() {
-            if want {
-                // Fails only without kernel memory (ENOMEM) or over fs.epoll.max_user_watches:
-                // this worker cannot serve, and the master starts another.
-                if case let .failed(e) = poller.add(l.fd, Epoll.readable | Epoll.exclusive, EventToken.listener(i).raw) {
-                    fatalError("cannot watch a listening socket: \(Sys.describe(e))")
-                }
-            } else {
-                stopWatching(l)
+            // Fails only without kernel memory (ENOMEM) or over fs.epoll.max_user_watches:
+            // this worker cannot serve, and the master starts another.
+            if case let .failed(e) = poller.add(l.fd, Epoll.readable | Epoll.exclusive, EventToken.listener(i).raw) {
+                fatalError("cannot watch a listening socket: \(Sys.describe(e))")
             }
         }
     }
@@ -103,7 +115,7 @@ extension Worker {
         }
         let conn = Connection(fd: fd, listener: listener, peerAddress: host, peerPort: port, buffers: readBuffers, now: t)
         conn.trustedPeer = host.withUnsafeBytes { trustedProxies.trusts($0) }
-        if pool != nil && !draining {
+        if crew != nil && !draining {
             conn.isFresh = true
             fresh.append(conn)
         }
@@ -137,7 +149,7 @@ extension Worker {
                 let what = error == EMFILE ? "this worker's open-files limit" : error == ENFILE ? "the system's open-files limit" : "kernel memory"
                 Log.warning("cannot accept connections: out of \(what) with \(liveConnections) open; new ones wait in the queue (or go to other workers) until some close. Raise the limit (ulimit -n) or lower --max-connections")
             }
-            if accepting && !takingBacklog { updateAccepting() }
+            if !takingBacklog { stopAccepting() }
         default:
             break  // ECONNABORTED and the like: the client gave up while queued
         }

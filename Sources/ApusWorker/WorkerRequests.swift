@@ -57,8 +57,7 @@ extension Worker {
                 conn.remove(count: count, after: conn.machine.head.headLength)
             case let .dispatch(request):
                 dispatch(conn, request)
-                // An inline run is finished here: go on with pipelined bytes, if any.
-                if conn.machine.isInApp || connections[Int(conn.fd)] !== conn { return }
+                return  // pipelined bytes wait until the app is done with this request
             case let .reject(error):
                 reject(conn, error)
                 return
@@ -80,7 +79,7 @@ extension Worker {
         }
     }
 
-    /// Hands a complete request to the app: inline, or to the pool.
+    /// Queues a complete request for the app (see `serve`).
     private func dispatch(_ conn: Connection, _ request: ConnectionMachine.Request) {
         let headLength = conn.machine.head.headLength
         var body = WSGIBody.empty
@@ -103,23 +102,18 @@ extension Worker {
         }
         inFlight += 1
         notFresh(conn)
-        if pool != nil { updateAccepting() }
-        let job = AppJob(conn: conn, body: body, contentLength: request.contentLength, bodyInBuffer: bodyInBuffer,
-                         chunkedMemory: chunkedMemory)
-        if let pool {
-            pool.submit(job)
-        } else if let inline {
-            inline.run(job)
-            finish(job, keepAlive: inline.writer.canKeepAlive, now: Sys.now())
-        }
+        if crew != nil { updateAccepting() }
+        ready.append(AppJob(conn: conn, body: body, contentLength: request.contentLength, bodyInBuffer: bodyInBuffer,
+                            chunkedMemory: chunkedMemory))
     }
 
     /// After the app answered: next request, or close.
     func finish(_ job: AppJob, keepAlive: Bool, now t: Double) {
         let conn = job.conn
         inFlight -= 1
+        inApp -= 1
         if !accepting { updateAccepting() }
-        if pool != nil && !accepting && !draining && inFlight >= config.threads { acceptInTurn(t) }
+        if crew != nil && !accepting && !draining && inFlight >= config.threads { acceptInTurn(t) }
         // A body in a file: the app's stream owned and closed the descriptor.
         conn.body.reset()
         switch conn.machine.appFinished(reusable: keepAlive, now: t) {
@@ -132,7 +126,7 @@ extension Worker {
             if !conn.armed { watch(conn, Self.connectionEvents) }
             if case let .read(toEnd)? = read {
                 readable(conn, now: t, hangup: toEnd)
-            } else if pool != nil && conn.buffered > 0 {
+            } else if conn.buffered > 0 {
                 process(conn, now: t)
             }
         }

@@ -44,6 +44,30 @@ def test_threads_only_serve_in_parallel(apus, tmp_path):
     assert len({r["pid"] for r in results}) == 1
 
 
+@pytest.mark.parametrize("path", ["/sleep?s=6", "/spin?s=6"], ids=["waiting", "cpu-bound"])
+def test_a_long_request_does_not_hold_the_other_threads_back(apus, path):
+    """One thread's request runs for 6 s, waiting (GIL released) or computing (GIL held):
+    the worker's other thread takes the loop over and serves new connections and a
+    keep-alive one meanwhile (CPython hands the GIL over every few milliseconds)."""
+    srv = apus("pidapp", "--processes", "1", "--threads", "2")
+    get(srv.port, "/", timeout=10)
+    with ThreadPoolExecutor(1) as ex:
+        long = ex.submit(get, srv.port, path, timeout=30)
+        time.sleep(0.5)
+        assert not long.done()
+        c = Conn(srv.port, timeout=10)
+        tids = set()
+        for _ in range(20):
+            tids.add(get(srv.port, "/", timeout=10).json()["tid"])
+            c.send(build_request("GET", "/"))
+            tids.add(c.response().json()["tid"])
+        c.close()
+        assert not long.done(), "the quick requests were served only after the long one"
+        r = long.result(timeout=30)
+    assert r.status == 200
+    assert r.json()["tid"] not in tids, "the long request's thread was busy: another served them"
+
+
 @pytest.mark.parametrize("how", ["/exit", "/segv", "/segv-real"])
 def test_crashed_worker_is_respawned(apus, how):
     srv = apus("crash", "--processes", "2")

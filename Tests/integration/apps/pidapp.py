@@ -2,6 +2,7 @@
 
 /              -> {"pid", "import_pid", "tid"}
 /sleep?s=1     -> sleeps s seconds first; if $STARTED_LOG is set, appends a line on entry
+/spin?s=1      -> runs Python for s seconds without waiting on anything (holds the GIL)
 /barrier?key=K&n=N&timeout=T
                -> waits until N requests with the same key are inside the app at once
                   (counted with a file in $BARRIER_DIR, so it works across processes);
@@ -34,6 +35,12 @@ def application(environ, start_response):
                 f.write(f"{os.getpid()}\n")
         time.sleep(float(qs.get("s", ["1"])[0]))
         info["slept"] = True
+    elif path == "/spin":
+        end = time.monotonic() + float(qs.get("s", ["1"])[0])
+        n = 0
+        while time.monotonic() < end:
+            n += 1
+        info["spun"] = n
     elif path == "/barrier":
         key, n = qs["key"][0], int(qs["n"][0])
         timeout = float(qs.get("timeout", ["15"])[0])
