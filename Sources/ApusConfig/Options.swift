@@ -190,7 +190,7 @@ extension OptionSpec {
                  help: "Number of worker processes.",
                  into: \.config.processes),
             .int("threads", range: 1...1024, section: .workers,
-                 help: "Number of threads per worker process.",
+                 help: "Threads per worker process: up to N requests in the app at once. The thread that runs the loop runs the app too; another takes over while an app call waits (database, sleep, slow client).",
                  into: \.config.threads),
             .flag("preload", aliases: ["preload-app"], negations: ["lazy-apps"], section: .workers,
                   help: "Import the application once, then fork the workers from that process (default: each worker imports it after the fork, as with uWSGI's --lazy-apps).",
