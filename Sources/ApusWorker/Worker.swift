@@ -105,6 +105,8 @@ final class Worker {
     let readBuffers = ReadBuffers(keep: 32)
     /// The main thread's hold on the GIL (it holds it until `run` starts the loop).
     let mainThread: PythonThread
+    /// The runner of the thread that has the loop.
+    var loopRunner: AppRunner?
     /// When the loop last closed the connections whose deadline passed.
     var lastSweep = 0.0
 
@@ -233,6 +235,7 @@ final class Worker {
     /// The loop, on the thread that has it, until it exits the process (drained) or, with
     /// app threads, until it handed the loop on while in the app.
     func serve(_ me: AppRunner) {
+        loopRunner = me
         var events = [apus_event](repeating: apus_event(), count: 128)
         while true {
             if readyHead < ready.count {

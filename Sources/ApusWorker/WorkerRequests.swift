@@ -142,8 +142,14 @@ extension Worker {
         // that reads none of it is closed on.
         let reason = error.reasonPhrase
         var bytes = plainResponse(status: error.status, reason: reason, text: "\(error.status) \(reason)\n")
-        guard conn.writePendingBlocking(timeout: 5),
-              bytes.withUnsafeMutableBytes({ SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer($0), timeout: 1) }) else {
+        // Between the requests of a batch the thread that has the loop holds the GIL: a wait
+        // here must not hold back the app's other threads.
+        let waiting: SocketIO.Waiting = { [loopRunner] wait in
+            guard let thread = loopRunner?.thread, thread.holdsGIL else { return wait() }
+            return thread.withoutGIL(wait)
+        }
+        guard conn.writePendingBlocking(timeout: 5, waiting: waiting),
+              bytes.withUnsafeMutableBytes({ SocketIO.writeAll(conn.fd, UnsafeRawBufferPointer($0), timeout: 1, waiting: waiting) }) else {
             closeConnection(conn)
             return
         }
