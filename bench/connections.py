@@ -484,6 +484,10 @@ def summary(r: dict) -> str:
 # ---------------------------------------------------------------- report
 
 
+def _ms(x):
+    return "-" if x is None else f"{x:g}"
+
+
 def _mib(kib):
     return f"{kib / 1024:.1f}" if kib is not None else "-"
 
@@ -506,28 +510,34 @@ def render_md(meta: dict, recs: list[dict]) -> str:
              f"{a['open_deadline']:g} s for opening all")
     L.append(f"- reproduce: `{meta['reproduce']}`")
     L.append("")
-    L.append("| server | accepted and served | requests answered / sent | errors | p50 ms | p99 ms "
+    L.append("| server | accepted and served | opening s | first GET p99 ms "
+             "| requests answered / sent | errors | p50 ms | p99 ms "
              "| max ms | wave answered | wave p99 ms | closed idle | RSS none MiB | RSS N idle MiB "
              "| bytes / idle conn |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in recs:
         if "open" not in r:
             L.append(f"| {r['server']} | FAILED: {r.get('error', '?').splitlines()[0][:100]} "
-                     "|||||||||||")
+                     "|||||||||||||")
             continue
         phases = [r[ph] for ph in ("open", "mixed", "wave") if ph in r]
         o, m, w = r["open"], r.get("mixed") or {}, r.get("wave") or {}
         idle = r.get("rss_idle")
         L.append(" | ".join([
-            f"| {r['server']}", f"{o['answered']:,} / {n:,}",
+            f"| {r['server']}", f"{o['answered']:,} / {n:,}", f"{o.get('seconds', 0):.1f}",
+            _ms(o["p99_ms"]),
             f"{sum(p['answered'] for p in phases):,} / {sum(p['sent'] for p in phases):,}",
             f"{sum(p['n_errors'] for p in phases):,}",
-            str(m.get("p50_ms", "-")), str(m.get("p99_ms", "-")), str(m.get("max_ms", "-")),
-            f"{w['answered']:,} / {w['sent']:,}" if w else "-", str(w.get("p99_ms", "-")),
+            _ms(m.get("p50_ms")), _ms(m.get("p99_ms")), _ms(m.get("max_ms")),
+            f"{w['answered']:,} / {w['sent']:,}" if w else "-", _ms(w.get("p99_ms")),
             str(sum(p.get("closed_idle", 0) for p in phases)),
             _mib(r["rss_none"]["total_rss_kib"]), _mib(idle["total_rss_kib"]) if idle else "-",
             f"{r['bytes_per_idle']:,}" if r.get("bytes_per_idle") is not None
             else f"- (holds {r.get('held_at_rss', 0):,})"]) + " |")
+    L.append("")
+    L.append("opening s: time to open all N and have each served its first GET; first GET p99: "
+             "from the connect to that GET's answer. p50/p99/max: the mixed phase's requests. "
+             "requests and errors: all phases.")
     L.append("")
     L.append("Errors by kind and phase; RSS per process (KiB, none → N idle), sockets each holds:")
     L.append("")
