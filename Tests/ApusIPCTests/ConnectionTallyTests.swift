@@ -22,6 +22,20 @@ import Glibc
     #expect(!tally.mayAccept(slot: 2, mine: 5))  // two above: out until the others catch up
 }
 
+@Test func theSlackGrowsWithTheCount() {
+    // Up to 31 connections: one above the least loaded, as few connections stay balanced.
+    // Above that a sixteenth, so that two workers taking a burst of thousands of connections
+    // do not leave the rotation every few connections (each comes back only on its next look).
+    let tally = ConnectionTally()
+    tally.slots = 2
+    tally.set(1, 31)
+    #expect(tally.mayAccept(slot: 0, mine: 32))
+    #expect(!tally.mayAccept(slot: 0, mine: 33))
+    tally.set(1, 5000)
+    #expect(tally.mayAccept(slot: 0, mine: 5312))
+    #expect(!tally.mayAccept(slot: 0, mine: 5313))
+}
+
 @Test func theLeastLoadedWorkerNeverStops() {
     // Whatever the counts, some worker may accept: connections are never left unserved.
     let tally = ConnectionTally()
