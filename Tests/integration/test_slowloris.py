@@ -214,13 +214,9 @@ async def _many_connections(port, count, outstanding, active, seconds, probe):
 
 def test_thousands_of_keep_alive_connections_on_two_workers(apus):
     """3,000 keep-alive connections arrive on 2 workers, up to 1,000 at a time: all are
-    accepted and served quickly and stay open; 200 of them keep asking while the others are
-    idle, then every one asks once more. bench/connections.py is the same at 10,000.
-
-    The workers take turns through the connection tally (ApusIPC/ConnectionTally.swift). With
-    a slack of one connection, each worker left the rotation every few connections and came
-    back only on its next look, 10 ms later: the two took about 1,000 connections a second
-    between them (3,000 in 3 s; one worker alone takes them in 0.3 s)."""
+    accepted, served and stay open, each worker holding its share; 200 of them keep asking
+    while the others are idle, then every one asks once more. How fast they are accepted is
+    a figure of bench/connections.py (the same at 10,000), not of this test."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < MANY + 100:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -237,7 +233,6 @@ def test_thousands_of_keep_alive_connections_on_two_workers(apus):
     bad = [a for a in opened + mixed + wave if a != hello]
     assert not bad, f"{len(bad)} of {len(opened) + len(mixed) + len(wave)} requests failed: {bad[:3]}"
     assert len(mixed) >= 200, len(mixed)
-    assert took < 1.5, f"opening {MANY} connections took {took:.2f} s"
     assert sum(held.values()) >= MANY, held  # all still open, each worker has its share
     assert min(held.values()) >= 0.4 * MANY, held
     assert sorted(srv.workers()) == sorted(workers)
