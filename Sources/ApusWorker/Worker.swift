@@ -263,7 +263,7 @@ final class Worker {
             accessLog?.flush()
             let now = Sys.now()
             if !fresh.isEmpty { expireFresh(now) }
-            if !accepting { updateAccepting() }
+            updateAccepting()
             if now - lastSweep >= 1 {
                 lastSweep = now
                 sweepTimeouts(now)

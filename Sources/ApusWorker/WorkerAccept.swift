@@ -23,11 +23,8 @@ extension Worker {
             && (acceptPausedUntil == 0 || Sys.now() >= acceptPausedUntil)
     }
 
-    /// A listener is readable. EPOLLEXCLUSIVE wakes one sleeping worker per new connection;
-    /// one that wants no connection (no free thread, at its cap, over its share) takes its
-    /// listeners out of the epoll set so that the kernel wakes another worker instead. They
-    /// are taken out only when a connection comes, not whenever the worker is busy: under
-    /// keep-alive load no connection comes and the listeners stay put.
+    /// A listener is readable: take one connection, unless this worker stopped wanting them
+    /// during the batch of events (see `updateAccepting`).
     func listenerReady(_ index: Int, now t: Double) {
         if wantsConnections() {
             acceptOne(listeners[index], now: t)
@@ -42,9 +39,21 @@ extension Worker {
         for l in listeners { stopWatching(l) }
     }
 
-    /// Puts the listeners back in the epoll set once this worker wants connections again.
+    /// EPOLLEXCLUSIVE wakes one sleeping worker per new connection, so a worker that wants no
+    /// connection (at its cap, over its share, no thread free) must not be in the listeners'
+    /// wait queue: woken, it would leave the connection in the backlog and no other worker
+    /// would hear of it. This runs when a connection opens or closes and before every
+    /// epoll_wait. Requests queued during a batch of events are run before the poll, so a
+    /// worker whose app never waits is never short of threads there, and under keep-alive
+    /// load its listeners stay in the set.
     func updateAccepting() {
-        if draining || takingBacklog || accepting || !wantsConnections() { return }
+        if draining || takingBacklog { return }
+        let want = wantsConnections()
+        if want == accepting { return }
+        if !want {
+            stopAccepting()
+            return
+        }
         if crew != nil {
             // An app thread came free: take what already waits in the backlog. Under load
             // this keeps the listeners out of the epoll set instead of adding and deleting

@@ -102,7 +102,6 @@ extension Worker {
         }
         inFlight += 1
         notFresh(conn)
-        if crew != nil { updateAccepting() }
         ready.append(AppJob(conn: conn, body: body, contentLength: request.contentLength, bodyInBuffer: bodyInBuffer,
                             chunkedMemory: chunkedMemory))
     }
@@ -112,7 +111,6 @@ extension Worker {
         let conn = job.conn
         inFlight -= 1
         inApp -= 1
-        if !accepting { updateAccepting() }
         if crew != nil && !accepting && !draining && inFlight >= config.threads { acceptInTurn(t) }
         // A body in a file: the app's stream owned and closed the descriptor.
         conn.body.reset()
