@@ -127,6 +127,31 @@ def test_killed_zygote_is_replaced(apus, preload):
     assert srv.proc.poll() is None, "the master died"
 
 
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_connections_opened_one_after_another_are_all_served(apus, threads):
+    """New connections one at a time, each kept open: the workers take turns (connection
+    tally), and a worker that is woken for a connection it does not want must not have been
+    in the listeners' wait queue, or that connection is left in the backlog with no worker
+    told of it."""
+    srv = apus("pidapp", "--processes", "2", "--threads", threads, "--keep-alive", "60")
+    wait_until(lambda: len(srv.workers()) == 2, 20, what="2 worker processes")
+    conns = []
+    try:
+        pids = collections.Counter()
+        for i in range(24):
+            c = Conn(srv.port, timeout=5)
+            conns.append(c)
+            r = c.request("GET", f"/?i={i}")
+            assert r.status == 200, i
+            pids[r.json()["pid"]] += 1
+        for c in conns:
+            assert c.request("GET", "/").status == 200
+        assert len(pids) == 2 and min(pids.values()) >= 8, pids
+    finally:
+        for c in conns:
+            c.close()
+
+
 def test_balance_under_keep_alive(apus):
     """32 keep-alive connections against 2 workers: each worker serves 35-65%."""
     srv = apus("pidapp", "--processes", "2")
