@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CApusSys
+import ApusProtocols
 import ApusSys
 
 /// The threads of a worker with `--threads` > 1 and their hand-over of the loop: `CrewState`
@@ -24,7 +25,8 @@ final class Crew: @unchecked Sendable {
     /// The owner's side of `done`: swapped with it, so collecting allocates nothing.
     private var collected: [(AppJob, Bool)] = []
 
-    init() {
+    init(threads: Int) {
+        tids = Array(repeating: 0, count: threads)
         doneFD = apus_eventfd()
         precondition(doneFD >= 0, "eventfd failed: \(Sys.describe(errno))")
         pthread_mutex_init(&mutex, nil)
@@ -83,13 +85,54 @@ final class Crew: @unchecked Sendable {
         return n
     }
 
+    /// Each thread's id (for `threadWaits`), set by the thread itself when it starts.
+    private var tids: [Int32]
+
+    /// Thread `me` says who it is; before it first leaves or waits for the loop.
+    func register(_ me: Int) {
+        let tid = apus_gettid()
+        pthread_mutex_lock(&mutex)
+        tids[me] = tid
+        pthread_mutex_unlock(&mutex)
+    }
+
+    /// Whether thread `tid` of this process sleeps in the kernel (state S or D in
+    /// /proc/self/task/TID/stat: it waits on a socket, a lock, a timer) rather than runs or
+    /// waits for a CPU (R). An unreadable state counts as waiting.
+    static func threadWaits(_ tid: Int32) -> Bool {
+        var path: [UInt8] = Array("/proc/self/task/".utf8)
+        appendDecimal(Int(tid), to: &path)
+        path.append(contentsOf: "/stat".utf8)
+        path.append(0)
+        let fd = path.withUnsafeBufferPointer { p in
+            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { open($0, O_RDONLY | O_CLOEXEC) }
+        }
+        guard fd >= 0 else { return true }
+        defer { Sys.close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return true }
+        // "TID (name) S ...": the name may hold spaces and parentheses; the state follows
+        // the last ')'.
+        guard let close = buffer[0..<n].lastIndex(of: UInt8(ascii: ")")), close + 2 < n else { return true }
+        let state = buffer[close + 2]
+        return state != UInt8(ascii: "R")
+    }
+
     /// Blocks thread `me`, which neither owns the loop nor runs the app, until it owns it.
     func waitForLoop(_ me: Int) {
         var lastSeen: UInt64? = nil
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         while true {
-            switch state.look(me, lastSeen: &lastSeen) {
+            var look = state.look(me, lastSeen: &lastSeen)
+            if case let .check(thread) = look {
+                // Under the mutex: the thread cannot come back and leave again meanwhile.
+                look = state.checked(me, waits: Self.threadWaits(tids[thread]), lastSeen: &lastSeen)
+            }
+            switch look {
+            case .check:
+                preconditionFailure("checked answers with a decision")
             case .takeOver:
                 return
             case .idle:

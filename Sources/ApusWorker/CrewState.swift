@@ -9,9 +9,10 @@
 ///
 /// One other thread is the **standby**: it looks at the loop every `Crew.takeOverAfter`
 /// seconds. When the loop has had no owner since its last look (the same app call is still
-/// running: it waits on a database, a lock, a slow client), it takes the loop over
-/// (`.takeOver`) and serves the other connections, and the thread in the app hands its
-/// finished request back through the done list when it returns. While the owner sleeps in
+/// running) and that call waits (on a database, a lock, a slow client), or has computed for
+/// `computingLooks` periods, it takes the loop over (`.takeOver`) and serves the other
+/// connections, and the thread in the app hands its finished request back through the done
+/// list when it returns. While the owner sleeps in
 /// epoll_wait (at two looks in a row) there is nothing to watch: the standby sleeps without
 /// a timeout until the owner next goes into the app. The other threads are **idle**; one of them becomes the
 /// standby when the slot is free and the owner leaves.
@@ -29,6 +30,10 @@ struct CrewState: Equatable {
     private(set) var departures: UInt64 = 0
     /// The owner is (about to be) blocked in epoll_wait.
     private(set) var polling = false
+    /// The thread that last left the loop for the app.
+    private(set) var leaver = 0
+    /// Looks in a row by the standby that found the same app call keeping the loop.
+    private(set) var longLooks = 0
     /// Looks in a row by the standby that found the owner in epoll_wait.
     private(set) var idleLooks = 0
     /// The done eventfd was written and the owner has not collected since.
@@ -41,6 +46,7 @@ struct CrewState: Equatable {
     mutating func leave(_ me: Int) -> Wake {
         precondition(owner == me, "thread \(me) left a loop it does not own")
         owner = Self.nobody
+        leaver = me
         departures &+= 1
         if standby == Self.nobody { return idle > 0 ? .idleThread : .nobody }
         if standbySleeping {
@@ -87,6 +93,29 @@ struct CrewState: Equatable {
         case wait(timed: Bool)
         /// Another thread is the standby: wait until woken as an idle thread.
         case idle
+        /// One app call has kept the loop without an owner since the last look: find out
+        /// whether `thread` waits or computes, and say so with `checked`.
+        case check(thread: Int)
+    }
+
+    /// Looks a computing app call keeps the loop (about 20 ms): a call that waits loses it at
+    /// the first look that finds it still there, one that computes only after these. A
+    /// computing thread holds the GIL, so another thread could only parse the next requests,
+    /// not run them; and on a busy machine a call of a few hundred microseconds often spans
+    /// a millisecond of wall-clock time while its thread waits for a CPU. Past this, the
+    /// other connections are served between CPython's GIL switches, as with any thread pool.
+    static let computingLooks = 20
+
+    /// The standby's answer to `.check`: whether the thread in the app waits in the kernel
+    /// (on a socket, a lock, a timer) rather than computes or waits for a CPU.
+    mutating func checked(_ me: Int, waits: Bool, lastSeen: inout UInt64?) -> Look {
+        precondition(standby == me && owner == Self.nobody)
+        guard waits || longLooks >= Self.computingLooks else { return .wait(timed: true) }
+        standby = Self.nobody
+        owner = me
+        lastSeen = nil
+        longLooks = 0
+        return .takeOver
     }
 
     /// One look by thread `me`. `lastSeen` is its own memory between looks: the departures
@@ -99,16 +128,16 @@ struct CrewState: Equatable {
         }
         if owner == Self.nobody {
             if lastSeen == departures {
-                // The same app call has held the loop's owner for a whole period.
-                standby = Self.nobody
-                owner = me
-                lastSeen = nil
-                return .takeOver
+                // The same app call has kept the loop without an owner for a whole period.
+                longLooks += 1
+                return .check(thread: leaver)
             }
             lastSeen = departures
+            longLooks = 0
             return .wait(timed: true)
         }
         lastSeen = nil
+        longLooks = 0
         if polling {
             // Two looks in a row: the owner sleeps in epoll_wait, not just passing through it.
             idleLooks += 1

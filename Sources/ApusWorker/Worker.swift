@@ -170,7 +170,8 @@ final class Worker {
         }
         spec.tally.set(Int(spec.slot), 0)
         if config.threads > 1 {
-            let crew = Crew()
+            let crew = Crew(threads: config.threads)
+            crew.register(0)
             self.crew = crew
             register(crew.doneFD, .appThreadsDone)
         }
@@ -188,6 +189,7 @@ final class Worker {
             // the main thread lets the GIL go.
             nonisolated(unsafe) let worker = self
             Crew.start(config.threads - 1) { index in
+                crew.register(index)
                 let runner = AppRunner(worker: worker, index: index)
                 while true {
                     crew.waitForLoop(index)

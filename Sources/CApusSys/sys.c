@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <sys/syscall.h>
 #include "CApusSys.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +42,7 @@ int apus_accept(int fd, struct sockaddr *addr, socklen_t *len) {
 }
 
 int apus_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+int apus_gettid(void) { return (int)syscall(SYS_gettid); }
 
 int apus_pipe_cloexec(int fds[2], int nonblock) {
     return pipe2(fds, O_CLOEXEC | (nonblock ? O_NONBLOCK : 0));

@@ -3,6 +3,13 @@ import Testing
 
 /// A crew of three as `Worker.run` starts it: thread 0 owns the loop, 1 became the standby
 /// at its first look, 2 is idle.
+/// A look that finds the same app call again, whose thread waits in the kernel.
+private func lookAtWaitingCall(_ s: inout CrewState, _ me: Int, _ seen: inout UInt64?, leaver: Int) -> CrewState.Look {
+    let look = s.look(me, lastSeen: &seen)
+    guard look == .check(thread: leaver) else { return look }
+    return s.checked(me, waits: true, lastSeen: &seen)
+}
+
 private func crewOfThree() -> (CrewState, [UInt64?]) {
     var s = CrewState()
     var seen: [UInt64?] = [nil, nil, nil]
@@ -27,7 +34,7 @@ private func crewOfThree() -> (CrewState, [UInt64?]) {
     var (s, seen) = crewOfThree()
     _ = s.leave(0)
     #expect(s.look(1, lastSeen: &seen[1]) == .wait(timed: true), "first look: the call may be short")
-    #expect(s.look(1, lastSeen: &seen[1]) == .takeOver, "same call a period later")
+    #expect(lookAtWaitingCall(&s, 1, &seen[1], leaver: 0) == .takeOver, "same call a period later")
     #expect(s.owner == 1 && s.standby == CrewState.nobody)
     // The new owner leaves for the app in turn: the idle thread is woken to stand by.
     #expect(s.leave(1) == .idleThread)
@@ -58,12 +65,12 @@ private func crewOfThree() -> (CrewState, [UInt64?]) {
     var (s, seen) = crewOfThree()
     _ = s.leave(0)
     _ = s.look(1, lastSeen: &seen[1])
-    #expect(s.look(1, lastSeen: &seen[1]) == .takeOver)
+    #expect(lookAtWaitingCall(&s, 1, &seen[1], leaver: 0) == .takeOver)
     #expect(s.returned(0) == .handBack(wake: true))
     _ = s.leave(1)
     s.idleWoken()
     _ = s.look(2, lastSeen: &seen[2])
-    #expect(s.look(2, lastSeen: &seen[2]) == .takeOver)
+    #expect(lookAtWaitingCall(&s, 2, &seen[2], leaver: 1) == .takeOver)
     #expect(s.returned(1) == .handBack(wake: false), "the eventfd is already written")
     s.collected()
     _ = s.leave(2)
@@ -97,10 +104,38 @@ private func crewOfThree() -> (CrewState, [UInt64?]) {
     #expect(s.look(1, lastSeen: &seen) == .wait(timed: true))
     _ = s.leave(0)
     _ = s.look(1, lastSeen: &seen)
-    #expect(s.look(1, lastSeen: &seen) == .takeOver)
+    #expect(lookAtWaitingCall(&s, 1, &seen, leaver: 0) == .takeOver)
     // No idle thread to wake when thread 1 goes into the app: the loop waits for whichever
     // thread returns first.
     #expect(s.leave(1) == .nobody)
     #expect(s.returned(0) == .own)
     #expect(s.returned(1) == .handBack(wake: true))
+}
+
+@Test func aComputingCallKeepsTheLoopForComputingLooks() {
+    var (s, seen) = crewOfThree()
+    _ = s.leave(0)
+    #expect(s.look(1, lastSeen: &seen[1]) == .wait(timed: true))
+    for _ in 1..<CrewState.computingLooks {
+        #expect(s.look(1, lastSeen: &seen[1]) == .check(thread: 0))
+        #expect(s.checked(1, waits: false, lastSeen: &seen[1]) == .wait(timed: true))
+    }
+    #expect(s.look(1, lastSeen: &seen[1]) == .check(thread: 0))
+    #expect(s.checked(1, waits: false, lastSeen: &seen[1]) == .takeOver, "computed for the whole allowance")
+    #expect(s.owner == 1)
+}
+
+@Test func theComputingAllowanceStartsAgainWithEachCall() {
+    var (s, seen) = crewOfThree()
+    _ = s.leave(0)
+    _ = s.look(1, lastSeen: &seen[1])
+    for _ in 1..<CrewState.computingLooks {
+        _ = s.look(1, lastSeen: &seen[1])
+        _ = s.checked(1, waits: false, lastSeen: &seen[1])
+    }
+    #expect(s.returned(0) == .own)
+    _ = s.leave(0)
+    #expect(s.look(1, lastSeen: &seen[1]) == .wait(timed: true), "a new call")
+    #expect(s.look(1, lastSeen: &seen[1]) == .check(thread: 0))
+    #expect(s.checked(1, waits: false, lastSeen: &seen[1]) == .wait(timed: true))
 }

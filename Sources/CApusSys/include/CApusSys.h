@@ -24,6 +24,8 @@ int apus_epoll_wait(int epfd, apus_event *events, int max, int timeout_ms);
 /// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC.
 int apus_accept(int fd, struct sockaddr *addr, socklen_t *len);
 int apus_eventfd(void);
+/// The calling thread's id (gettid).
+int apus_gettid(void);
 int apus_pipe_cloexec(int fds[2], int nonblock);
 int apus_set_pdeathsig(int sig);
 int apus_set_child_subreaper(void);
