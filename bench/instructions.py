@@ -73,8 +73,9 @@ def read_response(sock: socket.socket, pending: bytearray) -> None:
             return
 
 
-def worker_pid(master: int) -> int | None:
-    """The pid of the process named "worker 0" in the master's session."""
+def workers(master: int) -> list[int]:
+    """The pids of the processes named "worker N" in the master's session."""
+    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -86,8 +87,14 @@ def worker_pid(master: int) -> int | None:
         except OSError:
             continue
         if int(fields[3]) == master and comm.startswith("worker"):
-            return int(entry)
-    return None
+            found.append(int(entry))
+    return sorted(found)
+
+
+def worker_pid(master: int) -> int | None:
+    """The pid of the one worker (`--processes 1`)."""
+    found = workers(master)
+    return found[0] if found else None
 
 
 def total_instructions(path: str) -> int:

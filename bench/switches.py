@@ -26,25 +26,7 @@ import sys
 import tempfile
 import time
 
-from instructions import APPS, BENCH, REPO, free_port
-
-
-def workers(master: int) -> list[int]:
-    """The pids of the processes named "worker N" in the master's session."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/comm") as f:
-                comm = f.read().strip()
-        except OSError:
-            continue
-        if int(fields[3]) == master and comm.startswith("worker"):
-            found.append(int(entry))
-    return sorted(found)
+from instructions import APPS, BENCH, REPO, free_port, workers
 
 
 def switches(pids: list[int]) -> tuple[int, int]:
