@@ -132,9 +132,13 @@ struct ConnectionMachine {
     private(set) var state: State
     let wire: Wire
     var head = HTTPRequestHead()
-    /// The vars of a uwsgi packet; `head` then holds the framing derived from them.
-    var uwsgiHead = UWSGIRequestHead()
-    private var chunkedDecoder = ChunkedDecoder(maxBodyBytes: 0)
+    /// The vars of a uwsgi packet; `head` then holds the framing derived from them. On the
+    /// heap, made by the first packet: an HTTP connection (and an idle one) does not carry
+    /// its bytes (see "Idle connections" in docs/architecture.md).
+    private var uwsgiPacket: OnHeap<UWSGIRequestHead>?
+    var uwsgiHead: UWSGIRequestHead { uwsgiPacket?.value ?? UWSGIRequestHead() }
+    /// The state of a chunked body, made by the first chunked request (on the heap likewise).
+    private var chunkedDecoder: OnHeap<ChunkedDecoder>?
     /// Body bytes of the request in the app that sit in the buffer after the head.
     private var bodyInBuffer = 0
     var keepAlive = true
@@ -215,13 +219,14 @@ struct ConnectionMachine {
                 }
                 if bytes.isEmpty { return draining || peerClosed ? closeAfterPending() : .readMore }
                 if wire == .uwsgi {
-                    switch rules.uwsgi.parseHead(bytes, into: &uwsgiHead) {
+                    if uwsgiPacket == nil { uwsgiPacket = OnHeap(UWSGIRequestHead()) }
+                    switch rules.uwsgi.parseHead(bytes, into: &uwsgiPacket!.value) {
                     case .incomplete:
                         return peerClosed ? closeAfterPending() : .readMore
                     case let .failure(error):
                         return .refusePacket(error)
                     case .complete:
-                        head.adoptUWSGI(uwsgiHead, in: bytes)
+                        head.adoptUWSGI(uwsgiPacket!.value, in: bytes)
                         keepAlive = false  // uwsgi: one request per connection
                     }
                 } else {
@@ -254,12 +259,12 @@ struct ConnectionMachine {
                 if have < total { return peerClosed ? .close : .readMore }
                 return dispatch(Request(body: .inBuffer(count: total), contentLength: total), inBuffer: total, draining: draining)
             case .chunked:
-                if chunkedDecoder.isDone {
-                    return dispatch(Request(body: .sink, contentLength: chunkedDecoder.decodedBytes), inBuffer: 0, draining: draining)
+                if chunkedDecoder!.value.isDone {
+                    return dispatch(Request(body: .sink, contentLength: chunkedDecoder!.value.decodedBytes), inBuffer: 0, draining: draining)
                 }
                 let input = UnsafeRawBufferPointer(rebasing: bytes[head.headLength...])
                 var full = false
-                let result = chunkedDecoder.decode(input) { piece in
+                let result = chunkedDecoder!.value.decode(input) { piece in
                     if !full && !body(piece) { full = true }
                 }
                 if full { return .close }
@@ -299,7 +304,11 @@ struct ConnectionMachine {
             }
             state = .body(remaining: n - have)
         case .chunked:
-            chunkedDecoder = ChunkedDecoder(maxBodyBytes: rules.maxBodyBytes)
+            if chunkedDecoder == nil {
+                chunkedDecoder = OnHeap(ChunkedDecoder(maxBodyBytes: rules.maxBodyBytes))
+            } else {
+                chunkedDecoder!.value = ChunkedDecoder(maxBodyBytes: rules.maxBodyBytes)
+            }
             state = .chunked
         }
         bodyDeadline = now + (rules.bodyTimeout ?? rules.headTimeout)
@@ -412,5 +421,27 @@ struct ConnectionMachine {
             return nil
         }
         return .read(toEnd: false)
+    }
+}
+
+/// A value kept on the heap behind one reference, copied when written while shared, so the
+/// machine stays a value: for the parts few connections use, which would otherwise sit in
+/// every connection.
+struct OnHeap<Value> {
+    private final class Storage {
+        var value: Value
+        init(_ value: Value) { self.value = value }
+    }
+
+    private var storage: Storage
+
+    init(_ value: Value) { storage = Storage(value) }
+
+    var value: Value {
+        get { storage.value }
+        _modify {
+            if !isKnownUniquelyReferenced(&storage) { storage = Storage(storage.value) }
+            yield &storage.value
+        }
     }
 }
