@@ -105,14 +105,36 @@ def total_instructions(path: str) -> int:
     raise RuntimeError(f"no totals in {path}")
 
 
-def run_once(binary: str, app: str, threads: int, count: int, workdir: str) -> int:
+def uwsgi_packet(path: str, port: int) -> bytes:
+    """A uwsgi packet with the vars nginx's uwsgi_params sends for a GET of `path`."""
+    target, _, query = path.partition("?")
+    pairs = [("QUERY_STRING", query), ("REQUEST_METHOD", "GET"), ("CONTENT_TYPE", ""),
+             ("CONTENT_LENGTH", ""), ("REQUEST_URI", path), ("PATH_INFO", target),
+             ("DOCUMENT_ROOT", "/usr/share/nginx/html"), ("SERVER_PROTOCOL", "HTTP/1.1"),
+             ("REQUEST_SCHEME", "http"), ("REMOTE_ADDR", "127.0.0.1"), ("REMOTE_PORT", "40000"),
+             ("SERVER_PORT", str(port)), ("SERVER_NAME", "bench"), ("HTTP_HOST", "bench"),
+             ("HTTP_USER_AGENT", "instructions.py")]
+    body = b"".join(len(k).to_bytes(2, "little") + k.encode() + len(v).to_bytes(2, "little") + v.encode()
+                    for k, v in pairs)
+    return b"\x00" + len(body).to_bytes(2, "little") + b"\x00" + body
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    data = bytearray()
+    while chunk := sock.recv(65536):
+        data += chunk
+    return bytes(data)
+
+
+def run_once(binary: str, app: str, threads: int, count: int, workdir: str, uwsgi: bool = False) -> int:
     """Starts apus under callgrind, sends `count` keep-alive requests on one connection
-    after one readiness request, stops it, and returns the worker's instruction count."""
+    after one readiness request (with `uwsgi`: `count` uwsgi packets, each on a connection
+    of its own, as nginx sends them), stops it, and returns the worker's instruction count."""
     appdir, module, path = APPS[app]
     port = free_port()
     out = os.path.join(workdir, f"cg-{count}-%p")
     cmd = ["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out}",
-           binary, "--http", f"127.0.0.1:{port}", "--processes", "1", "--threads", str(threads),
+           binary, "--socket" if uwsgi else "--http", f"127.0.0.1:{port}", "--processes", "1", "--threads", str(threads),
            "--venv", os.path.join(BENCH, ".venv"), "--chdir", os.path.join(REPO, appdir),
            "--no-access-log", module]
     log = open(os.path.join(workdir, f"apus-{count}.log"), "wb")
@@ -129,12 +151,22 @@ def run_once(binary: str, app: str, threads: int, count: int, workdir: str) -> i
                 if time.monotonic() > deadline:
                     raise RuntimeError("apus did not listen within 300 s")
                 time.sleep(0.5)
-        request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
-        pending = bytearray()
-        for _ in range(count + 1):  # the first one waits for the worker to be ready
-            sock.sendall(request)
-            read_response(sock, pending)
-        sock.close()
+        if uwsgi:
+            packet = uwsgi_packet(path, port)
+            for i in range(count + 1):  # the first one waits for the worker to be ready
+                if i > 0:
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=240)
+                sock.sendall(packet)
+                if not read_to_end(sock).startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError("a uwsgi request was not answered 200")
+                sock.close()
+        else:
+            request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+            pending = bytearray()
+            for _ in range(count + 1):  # the first one waits for the worker to be ready
+                sock.sendall(request)
+                read_response(sock, pending)
+            sock.close()
         pid = worker_pid(proc.pid)
         if pid is None:
             raise RuntimeError("no worker process found")
@@ -155,6 +187,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("--uwsgi", action="store_true",
+                    help="uwsgi packets on --socket, a connection per request (as behind nginx)")
     args = ap.parse_args()
     if not shutil.which("valgrind"):
         print("instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -163,10 +197,11 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="apus-cg-") as workdir:
             stripped = os.path.join(workdir, "apus")
             subprocess.run(["strip", "--strip-debug", binary, "-o", stripped], check=True)
-            short = run_once(stripped, args.app, args.threads, args.warmup, workdir)
-            long = run_once(stripped, args.app, args.threads, args.warmup + args.requests, workdir)
+            short = run_once(stripped, args.app, args.threads, args.warmup, workdir, args.uwsgi)
+            long = run_once(stripped, args.app, args.threads, args.warmup + args.requests, workdir, args.uwsgi)
         per_request = (long - short) / args.requests
-        print(f"{binary}: {args.app} 1x{args.threads}: {per_request:,.0f} instructions per request "
+        over = " over uwsgi" if args.uwsgi else ""
+        print(f"{binary}: {args.app}{over} 1x{args.threads}: {per_request:,.0f} instructions per request "
               f"(worker: {short:,} after {args.warmup} requests, {long:,} after {args.warmup + args.requests})",
               flush=True)
     return 0

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ApusProtocols
 
 /// The environ keys of request header names (`HTTP_USER_AGENT` for `User-Agent`) or of uwsgi
@@ -58,7 +61,9 @@ struct EnvironKeyTable: ~Copyable {
     }
 
     @inline(__always) private static func equal(_ stored: [UInt8], _ b: UnsafeRawBufferPointer, fold: Bool) -> Bool {
-        stored.withUnsafeBytes { fold ? equalsIgnoringCase(b, lowercased: $0) : $0.elementsEqual(b) }
+        stored.withUnsafeBytes { a in
+            fold ? equalsIgnoringCase(b, lowercased: a) : (b.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, b.count) == 0)
+        }
     }
 
     /// A new key. Interned (one object per name across the process) when it is kept in the
