@@ -238,6 +238,22 @@ def test_reload_under_load_loses_nothing(reloadapp, tmp_path, method):
             f"the new workers were not started together: {spans}"
 
 
+@pytest.mark.parametrize("method", ["fifo-r", "fifo-w", "fifo-c"])
+def test_threaded_workers_reload_under_load_loses_nothing(reloadapp, method):
+    """The talk's shape, workers with three threads each: a thread that runs the loop hands
+    it over while its app call waits, and a retiring worker drains every thread's request."""
+    app = reloadapp("--threads", "3", processes=2)
+    wait_until(lambda: len(app.workers()) == 2, 20, what="2 workers")
+    before = set(app.workers())
+    lg, gen = reload_under_load(app, lambda: fifo_trigger(method[-1])(app), "v2")
+    assert gen >= 2
+    assert_no_failures(lg)
+    assert_only_code_after(lg, lg.marks["complete"], "v2")
+    after = wait_until(lambda: (w := app.workers()) and len(w) == 2 and w, 20,
+                       what="2 workers after the reload")
+    assert not set(after) & before, f"old workers {before} still there: {after}"
+
+
 def test_two_second_import(reloadapp):
     """The brief's app: 2 s to import. Old workers serve all through the new ones' import."""
     app = reloadapp(processes=2, startup=2.0)
