@@ -203,6 +203,22 @@ TOUCH = {"touch-reload": "--touch-reload", "touch-workers-reload": "--touch-work
          "touch-chain-reload": "--touch-chain-reload"}
 
 
+def reloads_under_load_losing_nothing(app, trigger):
+    """Two workers reloaded by `trigger` under load: no request fails, only the new code
+    answers once the reload completed, and none of the old workers is left. Returns the
+    new workers."""
+    wait_until(lambda: len(app.workers()) == 2, 20, what="2 workers")
+    before = set(app.workers())
+    lg, gen = reload_under_load(app, trigger, "v2")
+    assert gen >= 2
+    assert_no_failures(lg)
+    assert_only_code_after(lg, lg.marks["complete"], "v2")
+    after = wait_until(lambda: (w := app.workers()) and len(w) == 2 and w, 20,
+                       what="2 workers after the reload")
+    assert not set(after) & before, f"old workers {before} still there: {after}"
+    return after
+
+
 @pytest.mark.parametrize("method", ["fifo-r", "fifo-w", "fifo-c", "SIGHUP", *TOUCH])
 def test_reload_under_load_loses_nothing(reloadapp, tmp_path, method):
     args = []
@@ -218,15 +234,7 @@ def test_reload_under_load_loses_nothing(reloadapp, tmp_path, method):
     else:
         trigger = fifo_trigger(method[-1])
     app = reloadapp(*args, processes=2)
-    wait_until(lambda: len(app.workers()) == 2, 20, what="2 workers")
-    before = set(app.workers())
-    lg, gen = reload_under_load(app, lambda: trigger(app), "v2")
-    assert gen >= 2
-    assert_no_failures(lg)
-    assert_only_code_after(lg, lg.marks["complete"], "v2")
-    after = wait_until(lambda: (w := app.workers()) and len(w) == 2 and w, 20,
-                       what="2 workers after the reload")
-    assert not set(after) & before, f"old workers {before} still there: {after}"
+    after = reloads_under_load_losing_nothing(app, lambda: trigger(app))
     assert app.proc.poll() is None
     # how the new workers came up: a chain imports one worker after the other, the other
     # methods start the whole new set at once
@@ -243,15 +251,7 @@ def test_threaded_workers_reload_under_load_loses_nothing(reloadapp, method):
     """The talk's shape, workers with three threads each: a thread that runs the loop hands
     it over while its app call waits, and a retiring worker drains every thread's request."""
     app = reloadapp("--threads", "3", processes=2)
-    wait_until(lambda: len(app.workers()) == 2, 20, what="2 workers")
-    before = set(app.workers())
-    lg, gen = reload_under_load(app, lambda: fifo_trigger(method[-1])(app), "v2")
-    assert gen >= 2
-    assert_no_failures(lg)
-    assert_only_code_after(lg, lg.marks["complete"], "v2")
-    after = wait_until(lambda: (w := app.workers()) and len(w) == 2 and w, 20,
-                       what="2 workers after the reload")
-    assert not set(after) & before, f"old workers {before} still there: {after}"
+    reloads_under_load_losing_nothing(app, lambda: fifo_trigger(method[-1])(app))
 
 
 def test_two_second_import(reloadapp):
