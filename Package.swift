@@ -5,7 +5,7 @@ import PackageDescription
 //   apus (main) -> ApusMaster, ApusWorker, ApusConfig, ApusIPC, ApusObserve
 //   ApusMaster  -> ApusConfig, ApusIPC, ApusSys    (never ApusPython: the master runs no Python)
 //   ApusWorker  -> ApusProtocols, ApusPython, ApusConfig, ApusIPC, ApusSys
-//   ApusIPC     -> ApusConfig, ApusSys             (what master and workers share)
+//   ApusIPC     -> ApusConfig, ApusSys, CApusSys   (what master and workers share)
 //   ApusSys     -> CApusSys                        (the syscall policy, the clock, epoll)
 //   ApusPython  -> ApusProtocols, ApusObserve, CApusSys  (CPython loaded at run time with dlopen)
 //   ApusObserve -> ApusSys                         (log lines)
@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "ApusConfig", dependencies: ["ApusProtocols"]),
         .target(name: "ApusObserve", dependencies: ["ApusSys"]),
         .target(name: "ApusSys", dependencies: ["CApusSys"], swiftSettings: optimize),
-        .target(name: "ApusIPC", dependencies: ["ApusConfig", "ApusSys"]),
+        .target(name: "ApusIPC", dependencies: ["ApusConfig", "ApusSys", "CApusSys"]),
         .target(name: "ApusProtocols", swiftSettings: optimize),
         .target(name: "ApusPython", dependencies: ["ApusProtocols", "ApusObserve", "CApusSys"], swiftSettings: optimize),
         .target(name: "ApusWorker",

@@ -48,6 +48,14 @@ if [ $FAILED -eq 0 ]; then
     else record "swift test" FAILED; FAILED=1; fi
 fi
 
+# A second build of apus (debug; its modules are already built by `swift test`): the
+# upgrade-in-place test replaces the running binary with it (Tests/integration/test_upgrade.py).
+if [ $FAILED -eq 0 ]; then
+    step "swift build --product apus (debug)"
+    if swift build --product apus; then record "swift build (debug apus)" ok
+    else record "swift build (debug apus)" FAILED; FAILED=1; fi
+fi
+
 # -- integration suite -----------------------------------------------------------------------
 if [ -x "$ROOT/.build/release/apus" ]; then
     step "pytest Tests/integration"

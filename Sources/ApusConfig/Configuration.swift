@@ -82,6 +82,8 @@ public struct Configuration: Equatable, Sendable {
     public var pythonPath: [String] = []
     public var env: [String: String] = [:]
     public var preload = false
+    /// `--check`: start Python, import the app, exit (0 when it worked).
+    public var check = false
     public var shutdownTimeout = 30.0
     /// Path of a Python interpreter (`--python`).
     public var python: String?

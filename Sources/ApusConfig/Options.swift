@@ -308,6 +308,11 @@ extension OptionSpec {
                 _, _, _ throws(ConfigError) in
                 // Read by the resolver before any other setting is applied.
             },
+            .custom("check", kind: .flag, valueName: "", section: .general, sources: .commandLine,
+                    help: "Check the setup and exit: resolve the options, find and start Python, import the application; exit 0 when all of that works, else print why and exit non-zero. The master runs it before an upgrade in place (SIGUSR2, FIFO f).") {
+                d, raw, ctx throws(ConfigError) in
+                d.config.check = try parseBool(raw, ctx) != ctx.negated
+            },
             .custom("help", short: ["h"], kind: .flag, valueName: "", section: .general,
                     sources: .commandLine, action: .help,
                     help: "Show this help and exit.") { _, _, _ throws(ConfigError) in },

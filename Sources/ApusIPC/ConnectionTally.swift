@@ -1,9 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CApusSys
 
 /// Open-connection counts of every worker, in memory shared by the master and all workers
-/// (an anonymous shared mapping made by the master before the first fork).
+/// (a memory file mapped by the master before the first fork; its descriptor survives an
+/// upgrade in place, so the new master image maps the same counts as the old workers).
 ///
 /// Workers share one listening queue; left alone, the kernel keeps waking the same worker
 /// and one process ends up with most keep-alive connections. With the tally, a worker that
@@ -12,14 +14,29 @@ import Glibc
 /// a slot with no accepting worker (free, or draining after a reload) and is skipped.
 public final class ConnectionTally: @unchecked Sendable {
     public static let maxSlots = 1024
+    private static let bytes = (maxSlots + 1) * MemoryLayout<Int32>.size
     private let base: UnsafeMutablePointer<Int32>  // [0]: slots in use; [1 + slot]: count
+    /// The memory file (close-on-exec; kept open across an upgrade in place).
+    public let fd: Int32
 
+    /// New counts, every slot free.
     public init() {
-        let bytes = (Self.maxSlots + 1) * MemoryLayout<Int32>.size
-        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
-        precondition(p != MAP_FAILED, "mmap for the connection tally failed")
-        base = p!.bindMemory(to: Int32.self, capacity: Self.maxSlots + 1)
+        fd = apus_memfd("apus-tally", Self.bytes)
+        precondition(fd >= 0, "memfd for the connection tally failed")
+        base = Self.map(fd)
         for i in 1...Self.maxSlots { base[i] = -1 }
+    }
+
+    /// The counts of a master image that upgraded in place, from its memory file.
+    public init(adopting fd: Int32) {
+        self.fd = fd
+        base = Self.map(fd)
+    }
+
+    private static func map(_ fd: Int32) -> UnsafeMutablePointer<Int32> {
+        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        precondition(p != MAP_FAILED, "mmap for the connection tally failed")
+        return p!.bindMemory(to: Int32.self, capacity: maxSlots + 1)
     }
 
     /// How many slots are in use (the master sets it to the number of workers).

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CApusSys
 import ApusObserve
 import ApusSys
 
@@ -29,6 +30,13 @@ struct MasterFIFO {
         case let .failed(e): throw ControlFailure("--master-fifo: cannot open \(path): \(Sys.describe(e))")
         case .wouldBlock: throw ControlFailure("--master-fifo: cannot open \(path): \(Sys.describe(EAGAIN))")
         }
+        self.path = path
+    }
+
+    /// The FIFO a master image that upgraded in place was handed (close-on-exec again).
+    init(adopting fd: Int32, path: String) {
+        _ = apus_set_cloexec(fd, 1)
+        self.fd = fd
         self.path = path
     }
 

@@ -69,14 +69,24 @@ public final class Master {
     var pidfile: String?
     var touchFiles = TouchFiles([])
     /// Workers' open-connection counts, shared with them (accept balancing).
-    let tally = ConnectionTally()
+    let tally: ConnectionTally
+    /// How to start this master again for an upgrade in place, and where that stands.
+    let relaunch: Relaunch
+    var upgrade = UpgradeStep.idle
+    /// What the previous image handed over, when this one was started by an upgrade.
+    let inherited: UpgradeState?
     /// libpython of the live generations, mapped before any worker is forked.
     var libraries = MappedLibraries()
 
+    /// - Parameter inherited: set when this image was started by an upgrade in place.
     public init(config: Configuration, python: PythonInstallation, version: String,
+                relaunch: Relaunch, inherited: UpgradeState? = nil,
                 prepareZygote: @escaping (WorkerLaunch, Int32) -> () -> Never,
                 reloadConfiguration: @escaping ConfigurationSource) {
         self.version = version
+        self.relaunch = relaunch
+        self.inherited = inherited
+        tally = inherited.map { ConnectionTally(adopting: $0.tallyFD) } ?? ConnectionTally()
         self.prepareZygote = prepareZygote
         self.reloadConfiguration = reloadConfiguration
         generations[1] = Generation(1, config: config, python: python, kind: nil)
@@ -105,7 +115,12 @@ public final class Master {
         SignalQueue.install()
         guard setUp() else { return Self.startFailed }
         logBanner()
-        startGeneration(plan.serving)
+        if let inherited {
+            adopt(inherited)
+            perform(plan.request(.upgrade, workers: config.processes))
+        } else {
+            startGeneration(plan.serving)
+        }
 
         while true {
             waitForEvents(timeout: stopping || plan.isReloading ? 100 : 500)
@@ -113,6 +128,7 @@ public final class Master {
             for command in fifo?.commands() ?? [] { handle(command: command) }
             for message in status.messages() { handle(message) }
             reapChildren()
+            carryOnUpgrade()
             let t = Sys.now()
             if stopping {
                 if table.isEmpty && !generations.values.contains(where: { $0.zygote.isRunning }) { break }
@@ -137,22 +153,44 @@ public final class Master {
             return false
         }
         do {
+            if let inherited { adoptDescriptors(inherited) }
             for bind in config.binds where sockets[bind] == nil {
                 sockets[bind] = try ListenSocket.open(bind, backlog: config.listenBacklog,
                                                       mode: config.socketMode, owner: config.socketOwner)
             }
-            status = try StatusPipe.open()
+            if inherited == nil { status = try StatusPipe.open() }
             if let path = config.pidfile {
                 try Pidfile.write(path)
                 pidfile = path
             }
-            if let path = config.masterFIFO { fifo = try MasterFIFO(path: path) }
+            if let path = config.masterFIFO, fifo == nil { fifo = try MasterFIFO(path: path) }
         } catch {
             Log.error("\(error)")
             return false
         }
         touchFiles = TouchFiles([config.touchReload, config.touchWorkersReload, config.touchChainReload].compactMap { $0 })
         return true
+    }
+
+    /// An upgraded image takes over the previous one's status pipe, FIFO (when the path is
+    /// the same) and the sockets its configuration still binds; the others are closed (the
+    /// old workers keep their own copies until they exit).
+    private func adoptDescriptors(_ state: UpgradeState) {
+        status = StatusPipe.adopt(readFD: state.statusRead, writeFD: state.statusWrite)
+        if state.fifoFD >= 0 {
+            if config.masterFIFO == state.fifoPath { fifo = MasterFIFO(adopting: state.fifoFD, path: state.fifoPath) }
+            else { MasterFIFO(adopting: state.fifoFD, path: state.fifoPath).remove() }
+        }
+        for socket in state.sockets {
+            if let bind = config.binds.first(where: { $0.description == socket.bind }), sockets[bind] == nil {
+                _ = apus_set_cloexec(socket.fd, 1)
+                sockets[bind] = socket.fd
+            } else {
+                Sys.close(socket.fd)
+                if let path = socket.unixPath { removeFile(path) }
+                Log.info("stopped listening on \(socket.bind) (not in the new configuration)")
+            }
+        }
     }
 
     private func tearDown() {
@@ -184,6 +222,7 @@ public final class Master {
         case SIGTTIN: handleTTIN("SIGTTIN")
         case SIGTTOU: handleTTOU("SIGTTOU")
         case SIGUSR1: handleUSR1()
+        case SIGUSR2: requestUpgrade(reason: "SIGUSR2")
         default: break
         }
     }
@@ -194,6 +233,7 @@ public final class Master {
         case UInt8(ascii: "r"): requestReload(.graceful, reason: "FIFO r")
         case UInt8(ascii: "w"): requestReload(.workers, reason: "FIFO w")
         case UInt8(ascii: "c"): requestReload(.chain, reason: "FIFO c")
+        case UInt8(ascii: "f"): requestUpgrade(reason: "FIFO f")
         case UInt8(ascii: "q"): handleTerm("FIFO q")
         case UInt8(ascii: "Q"): handleQuit("FIFO Q")
         case UInt8(ascii: "+"): handleTTIN("FIFO +")

@@ -67,6 +67,7 @@ extension Master {
         if let fifo { Sys.close(fifo.fd) }
         for fd in sockets.values where fd >= 0 && !keeping.contains(fd) { Sys.close(fd) }
         for gen in generations.values { Sys.close(gen.zygote.commandFD) }
+        Sys.close(tally.fd)  // mapped already; only the master hands it on
     }
 
     /// Tells a worker to stop accepting and finish its requests within --reload-mercy.
@@ -101,6 +102,7 @@ extension Master {
             let pid = pid_t(n)
             let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
             let how = exitCode >= 0 ? "exit status \(exitCode)" : "killed by signal \(status & 0x7f)"
+            if upgradeCheckExited(pid: pid, exitCode: exitCode, how: how) { continue }
             if let g = generations.first(where: { $0.value.zygote.pid == pid })?.key {
                 zygoteExited(g, exitCode: exitCode, how: how)
                 continue

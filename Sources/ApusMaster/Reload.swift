@@ -7,6 +7,9 @@ public enum ReloadKind: Int, Comparable, Sendable, CustomStringConvertible {
     case workers = 1
     /// Re-read the configuration, then as `workers` (sockets opened or closed as binds changed).
     case graceful = 2
+    /// A new master image (binary, Python, options) adopted the old one's workers: as
+    /// `workers`, started by the new image itself, never asked for while one runs.
+    case upgrade = 3
 
     public static func < (a: ReloadKind, b: ReloadKind) -> Bool { a.rawValue < b.rawValue }
 
@@ -15,6 +18,7 @@ public enum ReloadKind: Int, Comparable, Sendable, CustomStringConvertible {
         case .chain: "chain reload"
         case .workers: "worker reload"
         case .graceful: "graceful reload"
+        case .upgrade: "upgrade in place"
         }
     }
 }

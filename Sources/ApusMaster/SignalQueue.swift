@@ -21,6 +21,9 @@ enum SignalQueue {
         writeFD = fds[1]
         for sig in handled { Sys.check("sigaction") { apus_signal(sig, onSignal) } }
         Sys.check("sigaction(SIGPIPE, SIG_IGN)") { apus_signal_ignore(SIGPIPE) }
+        // An image started by an upgrade in place inherits the mask the old one blocked
+        // everything with before execve; what arrived meanwhile is pending and comes now.
+        Sys.check("sigprocmask") { apus_unblock_all_signals() }
     }
 
     /// The signals received since the last call, in order.

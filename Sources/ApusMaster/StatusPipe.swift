@@ -31,6 +31,12 @@ struct StatusPipe {
         return StatusPipe(readFD: fds[0], writeFD: writeFD)
     }
 
+    /// The pipe a master image that upgraded in place was handed (close-on-exec again).
+    static func adopt(readFD: Int32, writeFD: Int32) -> StatusPipe {
+        for fd in [readFD, writeFD] { _ = apus_set_cloexec(fd, 1) }
+        return StatusPipe(readFD: readFD, writeFD: writeFD)
+    }
+
     /// The messages that arrived since the last call. Malformed records are skipped.
     mutating func messages() -> [WorkerMessage] {
         var buf = [UInt8](repeating: 0, count: 4096)

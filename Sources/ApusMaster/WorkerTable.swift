@@ -59,6 +59,25 @@ struct WorkerTable: Equatable {
         self.desired = desired
     }
 
+    /// The table of a master image that upgraded in place: the old image's workers that
+    /// had a pid (one still being forked is stopped when it says `started`).
+    init(desired: Int, adopting records: [UpgradeState.Worker]) {
+        self.desired = desired
+        workers = records.filter { $0.pid > 0 }.map {
+            Worker(slot: $0.slot, pid: $0.pid, generation: $0.generation, ready: $0.ready,
+                   startedAt: $0.startedAt, retiring: $0.retiring, deadline: $0.deadline)
+        }
+        everReady = true  // the old image served: a failing boot now delays, it does not stop
+    }
+
+    /// The records an upgrade in place hands to the next image.
+    var upgradeRecords: [UpgradeState.Worker] {
+        workers.filter { $0.pid > 0 }.map {
+            UpgradeState.Worker(slot: $0.slot, pid: $0.pid, generation: $0.generation, ready: $0.ready,
+                                retiring: $0.retiring, startedAt: $0.startedAt, deadline: $0.deadline)
+        }
+    }
+
     var isEmpty: Bool { workers.isEmpty }
 
     /// The pids of the running workers (those that said `started`).

@@ -90,11 +90,14 @@ public enum WorkerEntry {
     /// The --env variables, then the interpreter, with the working directory (the app's,
     /// after --chdir) and then --pythonpath first on sys.path.
     private static func startPython(_ spec: WorkerLaunch) -> PythonInterpreter {
-        let config = spec.configuration
+        startPython(spec.configuration, spec.python)
+    }
+
+    private static func startPython(_ config: Configuration, _ python: PythonInstallation) -> PythonInterpreter {
         for (k, v) in config.env { setenv(k, v, 1) }
         do {
-            return try PythonInterpreter.start(libraryPath: spec.python.libraryPath,
-                                               programPath: spec.python.programPath,
+            return try PythonInterpreter.start(libraryPath: python.libraryPath,
+                                               programPath: python.programPath,
                                                sysPath: config.pythonPath)
         } catch {
             Log.error("cannot start Python: \(error)")
@@ -102,8 +105,23 @@ public enum WorkerEntry {
         }
     }
 
+    /// `apus --check`: starts Python and imports the app as a worker would, in this
+    /// process, then exits 0; a failure is printed (the traceback for the app) and exits
+    /// with the status a worker would (`WorkerExit`).
+    public static func check(_ config: Configuration, _ python: PythonInstallation) -> Never {
+        Log.role = "check"
+        let interpreter = startPython(config, python)
+        _ = loadApplication(config, interpreter)
+        Log.info("check passed: \(config.app.description) imports with Python \(python.version) (\(python.programPath))")
+        exit(0)
+    }
+
     private static func loadApplication(_ spec: WorkerLaunch, _ interpreter: PythonInterpreter) -> WSGICallable {
-        let app = spec.configuration.app
+        loadApplication(spec.configuration, interpreter)
+    }
+
+    private static func loadApplication(_ config: Configuration, _ interpreter: PythonInterpreter) -> WSGICallable {
+        let app = config.app
         do {
             return try interpreter.loadApp(module: app.module, file: app.wsgiFile, callable: app.callable)
         } catch {

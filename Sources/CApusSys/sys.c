@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/sendfile.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 int apus_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
@@ -128,3 +129,27 @@ long apus_raise_open_files_limit(void) {
 }
 
 int apus_tmpfile(const char *dir) { return open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600); }
+
+int apus_memfd(const char *name, long size) {
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd < 0) return -1;
+    if (ftruncate(fd, size) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int apus_set_cloexec(int fd, int on) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0) return -1;
+    return fcntl(fd, F_SETFD, on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC));
+}
+
+int apus_block_all_signals(void) {
+    sigset_t all;
+    sigfillset(&all);
+    return sigprocmask(SIG_SETMASK, &all, NULL);
+}

@@ -92,6 +92,50 @@ enum Environment {
     }
 }
 
+/// What the previous image handed over when this one was started by an upgrade in place
+/// (nil otherwise). The variable is removed, so no child sees it.
+func takeUpgradeState() -> UpgradeState? {
+    guard let value = getenv(UpgradeState.environmentKey).map({ String(cString: $0) }) else { return nil }
+    unsetenv(UpgradeState.environmentKey)
+    guard let fd = Int32(value) else { fail("\(UpgradeState.environmentKey) is not a descriptor: \(value)", status: 1) }
+    var bytes: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &buf, buf.count)
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        bytes += buf[0..<n]
+    }
+    Sys.close(fd)
+    do {
+        return try UpgradeState(decoding: String(decoding: bytes, as: UTF8.self))
+    } catch {
+        fail("upgrade in place: \(error.description)", status: 1)
+    }
+}
+
+/// The binary as it was started: a path with a slash from the start directory, else the
+/// first match on PATH, else /proc/self/exe. An upgrade in place runs this path again, so
+/// it follows a file replaced on disk or a moved symlink.
+func executablePath(from directory: String) -> String {
+    let argv0 = CommandLine.arguments.first ?? ""
+    if argv0.hasPrefix("/") { return argv0 }
+    if argv0.contains("/") { return directory + "/" + argv0 }
+    if !argv0.isEmpty, let path = getenv("PATH").map({ String(cString: $0) }) {
+        for dir in path.split(separator: ":") where access("\(dir)/\(argv0)", X_OK) == 0 {
+            return dir.hasPrefix("/") ? "\(dir)/\(argv0)" : "\(directory)/\(dir)/\(argv0)"
+        }
+    }
+    var buf = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : argv0
+}
+
+let inherited = takeUpgradeState()
+if let inherited, case let .failure(problem) = enter(inherited.startDirectory) {
+    fail("upgrade in place: \(problem.message)", status: 1)
+}
+
 let command: Command
 do {
     command = try resolve()
@@ -108,13 +152,20 @@ case .version:
     exit(0)
 case let .run(options):
     let startDirectory = currentDirectory()
+    if options.check, let format = getenv(UpgradeState.formatKey).map({ String(cString: $0) }),
+       format != UpgradeState.format {
+        fail("this binary cannot take over from a master that hands over \(format) (it reads \(UpgradeState.format))", status: 2)
+    }
     let (config, python): (Configuration, PythonInstallation)
     switch prepare(options) {
     case let .success(ready): (config, python) = ready
     case let .failure(problem): fail(problem.message, status: 2)
     }
+    if config.check { WorkerEntry.check(config, python) }
+    let relaunch = Relaunch(executable: executablePath(from: startDirectory),
+                            arguments: Array(CommandLine.arguments.dropFirst()), startDirectory: startDirectory)
     let master = Master(
-        config: config, python: python, version: apusVersion,
+        config: config, python: python, version: apusVersion, relaunch: relaunch, inherited: inherited,
         prepareZygote: { launch, commandFD in
             { WorkerEntry.runZygote(launch, commandFD: commandFD) }
         },

@@ -44,6 +44,12 @@ int apus_unblock_all_signals(void);
 /// of the parent's ever runs in it.
 pid_t apus_fork_clean(void);
 /// The soft RLIMIT_NOFILE (capped at 2^30), or -1.
+/// A memory file (memfd) of `size` bytes, close-on-exec; -1 with errno on failure.
+int apus_memfd(const char *name, long size);
+/// Sets (on != 0) or clears close-on-exec on fd.
+int apus_set_cloexec(int fd, int on);
+/// Blocks every signal (kept across execve) and returns 0; the new image unblocks.
+int apus_block_all_signals(void);
 long apus_open_files_limit(void);
 /// Raises the soft RLIMIT_NOFILE to the hard one; returns the new soft limit.
 long apus_raise_open_files_limit(void);
