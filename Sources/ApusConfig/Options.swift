@@ -69,7 +69,8 @@ public struct OptionSpec {
     /// How the environment variable holds several values of a list option.
     public let environmentSeparator: Character?
 
-    enum Action { case help, version, ini }
+    /// Options that choose what the run does rather than set a value of the server.
+    enum Action { case help, version, ini, check }
     let action: Action?
     /// Validates one raw value and applies it to the draft configuration.
     let set: Setter
@@ -308,7 +309,7 @@ extension OptionSpec {
                 _, _, _ throws(ConfigError) in
                 // Read by the resolver before any other setting is applied.
             },
-            .custom("check", kind: .flag, valueName: "", section: .general, sources: .commandLine,
+            .custom("check", kind: .flag, valueName: "", section: .general, sources: .commandLine, action: .check,
                     help: "Check the setup and exit: resolve the options, find and start Python, import the application; exit 0 when all of that works, else print why and exit non-zero. The master runs it before an upgrade in place (SIGUSR2, FIFO f).") {
                 d, raw, ctx throws(ConfigError) in
                 d.config.check = try parseBool(raw, ctx) != ctx.negated

@@ -30,14 +30,14 @@ OTHER_BIN = os.environ.get("APUS_OTHER_BIN") or str(REPO / ".build" / "debug" / 
 class Pid1Server:
     """apus as PID 1 of a new PID namespace, logging to a file."""
 
-    def __init__(self, tmp_path, exe, args, port):
+    def __init__(self, tmp_path, exe, args, port, env=None):
         self.port = port
         self.log_path = tmp_path / f"apus-{port}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             ["unshare", "--pid", "--fork", "--mount-proc", str(exe), *map(str, args)],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=clean_env({"PYTHONDONTWRITEBYTECODE": "1"}), start_new_session=True)
+            env=clean_env({"PYTHONDONTWRITEBYTECODE": "1", **(env or {})}), start_new_session=True)
         # the forked child of unshare is the master, PID 1 inside
         self.master = wait_until(lambda: (c := children_of(self.proc.pid)) and c[0], 10,
                                  what="the master under unshare")
@@ -82,8 +82,8 @@ class Pid1Server:
 def pid1(tmp_path):
     made = []
 
-    def start(exe, args, port):
-        s = Pid1Server(tmp_path, exe, args, port)
+    def start(exe, args, port, env=None):
+        s = Pid1Server(tmp_path, exe, args, port, env)
         made.append(s)
         return s
 
@@ -230,3 +230,34 @@ def test_failed_check_changes_nothing(pid1, tmp_path):
         assert srv.answer()["code"]
     assert set(srv.workers()) == workers
     assert "executing" not in srv.text()
+
+
+def test_new_generation_that_fails_leaves_the_old_one_serving(pid1, tmp_path):
+    """The check passes but the new workers cannot start: the upgraded master abandons the
+    new generation and the old workers, adopted across the exec, keep serving, under load."""
+    marker = tmp_path / "fail"
+    port = free_port()
+    srv = pid1(APUS_BIN, ["--chdir", APPS, "upgradeapp", "--http", f"127.0.0.1:{port}",
+                          "--processes", "2", "--no-access-log", "--reload-timeout", "20"],
+               port, env={"FAIL_IN_WORKERS": str(marker)})
+    wait_until(lambda: len(srv.workers()) == 3, 20, what="zygote and 2 workers")
+    served_by = {srv.answer()["pid"] for _ in range(20)}
+    marker.write_text("")
+    lg = LoadGen(srv.port, keepalive=2, per_request=2, max_duration=120)
+    lg.start()
+    try:
+        time.sleep(0.5)
+        os.kill(srv.master, signal.SIGUSR2)
+        try:
+            wait_until(lambda: "reload failed" in srv.text(), 60, what="the new generation to be abandoned")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{srv.text()}") from None
+        time.sleep(1.0)
+    finally:
+        lg.stop()
+    assert_no_failures(lg)
+    text = srv.text()
+    assert "executing" in text and "adopted 2 workers of generation 1" in text
+    assert "this worker cannot start" in text
+    assert {r.pid for r in lg.records if r.ok} <= served_by | set(srv.workers())
+    assert {srv.answer()["pid"] for _ in range(20)} <= served_by
