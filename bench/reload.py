@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +52,13 @@ SCENARIOS = {
     "apus-w-preload": ("apus", "w", "--preload, master FIFO w: a new preloader imports once, forks the set"),
     "apus-c-preload": ("apus", "c", "--preload, master FIFO c: a new preloader, workers chained"),
     "apus-hup": ("apus", "HUP", "SIGHUP: graceful reload"),
+    # upgrades of the whole master (binary, Python, options), next to the anchors' dances
+    "apus-f": ("apus", "f", "master FIFO f: upgrade in place (check, re-execute the master, same pid, new workers ready first)"),
+    "apus-usr2": ("apus", "USR2", "SIGUSR2: upgrade in place"),
+    "uwsgi-fork": ("uwsgi", "fork", "master FIFO f: master fork; the dance: the ini gives the copy its own FIFO "
+                   "first, then FIFO q to the old master once the new code answers"),
+    "gunicorn-usr2": ("gunicorn", "USR2", "SIGUSR2: new master; the dance: once the new code answers, "
+                      "WINCH (ignored unless daemonized) and TERM to the old master"),
 }
 DEFAULT = ["apus-r", "apus-w", "apus-c", "uwsgi-r", "uwsgi-w", "uwsgi-c", "gunicorn-hup"]
 
@@ -94,6 +102,7 @@ class Server:
         self.run_dir, self.port, self.fifo = run_dir, port, fifo
         self.proc = None
         self.preload = False
+        self.extra_pids = []
 
     def command(self, a):
         vdir = self.run_dir / "ver"
@@ -105,16 +114,16 @@ class Server:
                     "--pythonpath", str(APPS), "--pythonpath", str(vdir),
                     "--master-fifo", str(self.fifo), "--no-access-log",
                     "--reload-mercy", "30", *(["--preload"] if self.preload else []), app]
+        if self.kind == "uwsgi" and self.method == "fork":
+            # the re-forked master re-reads its ini: the FIFO is set there so the copy can be
+            # given its own before `f` (else it takes over the old master's path)
+            self.ini = self.run_dir / "uwsgi.ini"
+            self.ini.write_text(f"[uwsgi]\nmaster-fifo = {self.fifo}\n")
+            return [str(venv / "bin" / "uwsgi"), "--ini", str(self.ini),
+                    *[x for x in self.uwsgi_args(a, venv, vdir, app)[1:]
+                      if x not in ("--master-fifo", str(self.fifo))]]
         if self.kind == "uwsgi":
-            cmd = [str(venv / "bin" / "uwsgi"), "--http-socket", f"127.0.0.1:{self.port}",
-                   "--master", "--processes", str(a.workers), "--threads", str(a.threads),
-                   "--virtualenv", str(venv), "--chdir", str(APPS), "--pythonpath", str(APPS),
-                   "--pythonpath", str(vdir), "--module", app, "--master-fifo", str(self.fifo),
-                   "--disable-logging", "--die-on-term", "--worker-reload-mercy", "30",
-                   "--reload-mercy", "30", "--need-app", "--lazy-apps"]
-            if a.threads > 1:
-                cmd.append("--enable-threads")
-            return cmd
+            return self.uwsgi_args(a, venv, vdir, app)
         if self.kind == "gunicorn":
             worker = "gthread" if a.threads > 1 else "sync"
             return [str(venv / "bin" / "gunicorn"), "-b", f"127.0.0.1:{self.port}",
@@ -122,6 +131,18 @@ class Server:
                     "--chdir", str(APPS), "--pythonpath", f"{APPS},{vdir}",
                     "--graceful-timeout", "30", "--timeout", "60", "--log-level", "info", app]
         raise ValueError(self.kind)
+
+    def uwsgi_args(self, a, venv, vdir, app):
+        """uWSGI's command line for the reload scenarios (HTTP socket, lazy apps)."""
+        cmd = [str(venv / "bin" / "uwsgi"), "--http-socket", f"127.0.0.1:{self.port}",
+               "--master", "--processes", str(a.workers), "--threads", str(a.threads),
+               "--virtualenv", str(venv), "--chdir", str(APPS), "--pythonpath", str(APPS),
+               "--pythonpath", str(vdir), "--module", app, "--master-fifo", str(self.fifo),
+               "--disable-logging", "--die-on-term", "--worker-reload-mercy", "30",
+               "--reload-mercy", "30", "--need-app", "--lazy-apps"]
+        if a.threads > 1:
+            cmd.append("--enable-threads")
+        return cmd
 
     def start(self, a):
         env = {k: v for k, v in os.environ.items()
@@ -151,9 +172,20 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError(f"{self.kind} not ready within {timeout}s: {self.tail()}")
 
-    def reload(self):
+    def reload(self, new_code_seen):
+        """Fire the reload; for the anchors' upgrade dances, also the steps after it, which
+        wait (in a thread) until `new_code_seen()` says the new code answers."""
         if self.method == "HUP":
             os.kill(self.proc.pid, signal.SIGHUP)
+        elif self.method == "USR2" and self.kind == "apus":
+            os.kill(self.proc.pid, signal.SIGUSR2)
+        elif self.method == "USR2":  # gunicorn
+            os.kill(self.proc.pid, signal.SIGUSR2)
+            threading.Thread(target=self._gunicorn_dance, args=(new_code_seen,), daemon=True).start()
+        elif self.method == "fork":  # uWSGI
+            self.ini.write_text(f"[uwsgi]\nmaster-fifo = {self.fifo}.2\n")
+            self._fifo_write(self.fifo, b"f")
+            threading.Thread(target=self._uwsgi_dance, args=(new_code_seen,), daemon=True).start()
         else:
             fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
             try:
@@ -161,7 +193,46 @@ class Server:
             finally:
                 os.close(fd)
 
+    def _fifo_write(self, path, data):
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def _wait(self, pred, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if pred():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _gunicorn_dance(self, new_code_seen):
+        if self._wait(new_code_seen, 40):
+            time.sleep(0.5)  # let every new worker come up
+            os.kill(self.proc.pid, signal.SIGWINCH)
+            os.kill(self.proc.pid, signal.SIGTERM)
+
+    def _uwsgi_dance(self, new_code_seen):
+        # the copy re-execs in a session of its own: its pid is only in the log
+        def copy_pid():
+            for ln in self.tail(1 << 20).splitlines():
+                if "new master copy spawned with pid" in ln:
+                    self.extra_pids.append(int(ln.rsplit(" ", 1)[1]))
+                    return True
+            return False
+        self._wait(copy_pid, 10)
+        if self._wait(new_code_seen, 40):
+            time.sleep(0.5)
+            self._fifo_write(self.fifo, b"q")  # graceful stop of the old master
+
     def stop(self, timeout=15.0):
+        for pid in getattr(self, "extra_pids", []):
+            try:
+                os.killpg(os.getpgid(pid), signal.SIGINT)
+            except (ProcessLookupError, PermissionError):
+                pass
         if self.proc is None:
             return
         try:
@@ -209,7 +280,7 @@ def run_one(name, a, rep, base):
         time.sleep(a.pre)
         write_version(run_dir / "ver", "v2")
         t_trigger = lg.mark("trigger")
-        srv.reload()
+        srv.reload(lambda: any(r.code == "v2" for r in list(lg.records)))
         # until only the new code has answered for --post seconds (or --max-wait passes)
         deadline = time.monotonic() + a.max_wait
         seen = 0
