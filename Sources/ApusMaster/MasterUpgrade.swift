@@ -96,7 +96,11 @@ extension Master {
     /// Every turn of the loop: start a queued check, time a hung one out, or exec once the
     /// reload that delayed a passed check is done.
     func carryOnUpgrade() {
-        if stopping { return }
+        if stopping {
+            if case let .checking(pid, _) = upgrade { deliver(SIGKILL, to: pid) }
+            upgrade = .idle
+            return
+        }
         switch upgrade {
         case .idle: break
         case let .wanted(reason):

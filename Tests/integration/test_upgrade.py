@@ -261,3 +261,26 @@ def test_new_generation_that_fails_leaves_the_old_one_serving(pid1, tmp_path):
     assert "this worker cannot start" in text
     assert {r.pid for r in lg.records if r.ok} <= served_by | set(srv.workers())
     assert {srv.answer()["pid"] for _ in range(20)} <= served_by
+
+
+def test_upgrade_asked_during_a_reload_waits_for_it(pid1, tmp_path):
+    """FIFO `w` then `f` at once: the upgrade is queued behind the worker reload, then runs;
+    SIGTERM right after an upgrade still stops the upgraded master gracefully."""
+    port = free_port()
+    fifo = tmp_path / "fifo"
+    srv = pid1(APUS_BIN, ["--chdir", APPS, "upgradeapp", "--http", f"127.0.0.1:{port}",
+                          "--processes", "2", "--master-fifo", fifo, "--no-access-log"], port)
+    fifo_send(fifo, "wf")
+    try:
+        wait_until(lambda: "upgrade in place done" in srv.text(), 60, what="the upgrade")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{srv.text()}") from None
+    text = srv.text()
+    assert text.index("worker reload: starting generation 2") \
+        < text.index("upgrade in place queued behind the reload in progress") \
+        < text.index("worker reload done: generation 2 serving") \
+        < text.index("upgrade in place: starting generation 3")
+    assert srv.answer()["code"]
+    os.kill(srv.master, signal.SIGTERM)
+    assert srv.proc.wait(timeout=30) == 0
+    assert "stopped" in srv.text()
