@@ -17,11 +17,33 @@ func fail(_ message: String, status: Int32) -> Never {
     exit(status)
 }
 
+/// The sockets systemd passed (LISTEN_FDS), read once at start: the variables are then
+/// removed from the environment, and every resolution, at start and at each graceful reload,
+/// is given the same sockets, so they resolve to the same binds.
+nonisolated(unsafe) var activatedSockets: [InheritedSocket] = []
+
+/// Reads and removes systemd's LISTEN_* variables; each socket's local address is read so
+/// that a `--http`/`--socket` at that address adopts it.
+func takeActivatedSockets() throws(ConfigError) -> [InheritedSocket] {
+    let sockets = try SocketActivation.parse(environment: Environment.current(), pid: getpid())
+    for name in SocketActivation.variables { unsetenv(name) }
+    return sockets.map { InheritedSocket(fd: $0.fd, name: $0.name, address: ListenSocket.localAddress($0.fd)) }
+}
+
 /// The command line (and ini files, and environment) as they are now, resolved from the
 /// working directory.
 func resolve() throws(ConfigError) -> Command {
     try resolveCommand(arguments: Array(CommandLine.arguments.dropFirst()),
-                       environment: Environment.current(), fileSystem: RealFileSystem())
+                       environment: Environment.current(), fileSystem: RealFileSystem(),
+                       inherited: activatedSockets)
+}
+
+/// Inherited sockets are checked (a listening TCP or unix stream socket) and made
+/// close-on-exec before anything else runs, so a bad `--fd` is one line and no start.
+func adoptInheritedSockets(_ config: Configuration) throws(ListenSocket.Failure) {
+    for bind in config.binds {
+        if case let .fd(fd) = bind.address { try ListenSocket.adopt(fd, label: bind.description) }
+    }
 }
 
 /// The one start-up step, at start and at each graceful reload: from the options to what
@@ -94,6 +116,7 @@ enum Environment {
 
 let command: Command
 do {
+    activatedSockets = try takeActivatedSockets()
     command = try resolve()
 } catch {
     fail(error.message, status: 2)
@@ -107,6 +130,11 @@ case .version:
     print("apus \(apusVersion)")
     exit(0)
 case let .run(options):
+    do {
+        try adoptInheritedSockets(options)
+    } catch {
+        fail(error.description, status: 2)
+    }
     let startDirectory = currentDirectory()
     let (config, python): (Configuration, PythonInstallation)
     switch prepare(options) {
