@@ -20,6 +20,9 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 # nginx: Tests/integration/test_nginx.py runs its own instance in front of apus
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+# systemd-socket-activate: Tests/integration/test_inherited_sockets.py and test_examples.py hand
+# apus its sockets the way systemd does
+command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
     step "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
