@@ -16,7 +16,7 @@ import pytest
 
 import conftest
 from conftest import APUS_BIN, ApusServer, free_port
-from helpers import APPS, get, wait_until
+from helpers import APPS, fifo_send, get, wait_log, wait_until
 from test_reload import (LOAD_TIMEOUT, Reloadable, assert_no_failures, assert_only_code_after,
                          reload_under_load)
 from test_uwsgi_socket import exchange, nginx_like, packet, parse
@@ -261,3 +261,38 @@ def test_listen_variables_for_another_process_are_ignored(apus):
     srv = apus("echo_env", env={"LISTEN_PID": "1", "LISTEN_FDS": "1"})
     assert srv.get().status == 200
     assert "fd:3" not in srv.log()
+
+
+def test_a_reload_that_drops_an_inherited_socket_keeps_it_for_a_later_one(tmp_path, servers):
+    """A socket Apus cannot open again is never closed by a reload: dropped from the
+    configuration it is no longer served (connections wait in its queue), and a later
+    reload serves it again, here with the other protocol."""
+    sock = listening_socket()
+    port, fd = sock.getsockname()[1], sock.fileno()
+    other = free_port()
+    ini, fifo = tmp_path / "apus.ini", tmp_path / "master.fifo"
+
+    def configure(*lines):
+        ini.write_text("[apus]\n" + "\n".join(lines) + "\n")
+
+    def reload_to(generation):
+        offset = len(srv.log())
+        fifo_send(fifo, "r")
+        wait_log(srv.log, rf"generation {generation} serving", LOAD_TIMEOUT, start=offset)
+
+    configure(f"fd = {fd}")
+    srv = start_with_fds(tmp_path, "echo_env", ["--ini", ini, "--master-fifo", fifo], [fd])
+    servers.append(srv)
+    try:
+        srv.port = port
+        srv.wait_ready()
+        configure(f"http = 127.0.0.1:{other}")
+        reload_to(2)
+        assert get(other).status == 200
+        assert socket_inode(srv.pid, fd) == f"socket:[{os.fstat(fd).st_ino}]"
+        configure(f"http = 127.0.0.1:{other}", f"socket = fd://{fd}")
+        reload_to(3)
+        status, _, _ = uwsgi_answer(port)
+        assert status.startswith("HTTP/1.1 200"), status
+    finally:
+        sock.close()
