@@ -37,7 +37,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 # h11: the independent HTTP/1.1 parser that Tests/integration/test_differential.py compares with
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests h11
+# pyyaml: Tests/integration/test_examples.py reads examples/kubernetes/deployment.yaml
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests h11 pyyaml
 echo "python: $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0], sys.prefix)')"
 
 # -- build and unit tests --------------------------------------------------------------------
