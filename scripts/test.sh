@@ -20,6 +20,9 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 # nginx: Tests/integration/test_nginx.py runs its own instance in front of apus
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+# systemd-socket-activate: Tests/integration/test_inherited_sockets.py and test_examples.py hand
+# apus its sockets the way systemd does
+command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
     step "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -34,7 +37,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 # h11: the independent HTTP/1.1 parser that Tests/integration/test_differential.py compares with
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests h11
+# pyyaml: Tests/integration/test_examples.py reads examples/kubernetes/deployment.yaml
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests h11 pyyaml
 echo "python: $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0], sys.prefix)')"
 
 # -- build and unit tests --------------------------------------------------------------------

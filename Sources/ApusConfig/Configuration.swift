@@ -5,6 +5,9 @@ public struct Bind: Equatable, Hashable, Sendable, CustomStringConvertible {
         /// `host` is an IPv4 or IPv6 literal or a name ("" or "0.0.0.0" means every IPv4 address).
         case tcp(host: String, port: Int)
         case unix(path: String)
+        /// A listening socket inherited from the parent (`--fd N`, `fd://N`, systemd's
+        /// LISTEN_FDS): adopted as it is, never opened, bound or unlinked by Apus.
+        case fd(Int32)
     }
     public enum Kind: String, Equatable, Hashable, Sendable {
         case http
@@ -25,6 +28,8 @@ public struct Bind: Equatable, Hashable, Sendable, CustomStringConvertible {
             return "\(proto.rawValue)://\(h):\(port)"
         case let .unix(path):
             return "\(proto.rawValue)://unix:\(path)"
+        case let .fd(n):
+            return "\(proto.rawValue)://fd:\(n)"
         }
     }
 }

@@ -89,6 +89,8 @@ struct Draft {
     var callable: NamedValue?
     var http: [Bind] = []
     var sockets: [Bind] = []
+    /// `--fd N`: HTTP on an inherited listening socket.
+    var fds: [Bind] = []
 
     mutating func setApp(_ new: AppChoice) throws(ConfigError) {
         if let old = app, old.layer == new.layer, old.option != new.option, !old.sameApp(as: new) {
@@ -155,8 +157,9 @@ struct Entry {
 // MARK: - Resolution
 
 /// Resolves `arguments` (without argv[0]), the process environment and any ini files into a Command.
+/// `inherited`: the sockets systemd passed (`SocketActivation.parse`, read once at start).
 public func resolveCommand(arguments: [String], environment: [String: String],
-                           fileSystem: any FileSystem) throws(ConfigError) -> Command {
+                           fileSystem: any FileSystem, inherited: [InheritedSocket] = []) throws(ConfigError) -> Command {
     let index = OptionIndex()
 
     // 1. The command line (also decides --help and --version).
@@ -204,11 +207,12 @@ public func resolveCommand(arguments: [String], environment: [String: String],
     }
     draft.config.configFiles = iniSources.map(\.raw)
     draft.config.warnings = warnings
-    return .run(try finish(draft, environment: environment, fileSystem: fileSystem))
+    return .run(try finish(draft, environment: environment, fileSystem: fileSystem, inherited: inherited))
 }
 
 /// Settles what depends on several options: the application and the binds.
-func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileSystem) throws(ConfigError) -> Configuration {
+func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileSystem,
+            inherited: [InheritedSocket] = []) throws(ConfigError) -> Configuration {
     var config = draft.config
 
     var app = draft.app
@@ -245,7 +249,8 @@ func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileS
     config.app.callable = callable
 
     var binds: [Bind] = []
-    for bind in draft.http + draft.sockets where !binds.contains(bind) { binds.append(bind) }
+    for bind in draft.http + draft.sockets + draft.fds where !binds.contains(bind) { binds.append(bind) }
+    binds = adopt(inherited, into: binds)
     if binds.isEmpty {
         if let port = environment["PORT"], !port.isEmpty {
             guard let number = parsePort(port[...]) else {

@@ -116,6 +116,7 @@ extension Bind.Address {
         switch self {
         case let .tcp(host, port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         case let .unix(path): return "unix:\(path)"
+        case let .fd(n): return "fd://\(n)"
         }
     }
 }
@@ -128,8 +129,12 @@ func parsePort(_ text: Substring) -> Int? {
     return port
 }
 
-/// `:8000`, `HOST:PORT`, `[IPV6]:PORT`, `unix:PATH`, or a socket path starting with `/`, `./` or `../`.
+/// `:8000`, `HOST:PORT`, `[IPV6]:PORT`, `unix:PATH`, a socket path starting with `/`, `./` or
+/// `../`, or `fd://N` (a listening socket inherited from the parent, as Gunicorn writes it).
 func parseBind(_ raw: String, proto: Bind.Kind, _ ctx: SetContext) throws(ConfigError) -> Bind {
+    if raw.hasPrefix("fd://") {
+        return Bind(address: .fd(try parseFD(String(raw.dropFirst(5)), ctx)), proto: proto)
+    }
     if raw.hasPrefix("unix:") {
         let path = String(raw.dropFirst(5))
         guard !path.isEmpty else { throw ctx.fail("missing socket path after \"unix:\"") }
@@ -168,6 +173,18 @@ func parseBind(_ raw: String, proto: Bind.Kind, _ ctx: SetContext) throws(Config
         throw ctx.fail("port must be between 1 and 65535, got \(quoted(String(portText)))")
     }
     return Bind(address: .tcp(host: host, port: port), proto: proto)
+}
+
+/// Highest descriptor number accepted for an inherited socket (Linux's default hard limit
+/// on open files is far below it).
+let maxInheritedFD = 1 << 20
+
+/// The number of an inherited listening socket: 0 and up (0 for inetd-style stdin).
+func parseFD(_ raw: String, _ ctx: SetContext) throws(ConfigError) -> Int32 {
+    guard isASCIIDigits(raw[...]), raw.count <= 7, let n = Int(raw), n <= maxInheritedFD else {
+        throw ctx.fail("expected a file descriptor number such as 3, got \(quoted(raw))")
+    }
+    return Int32(n)
 }
 
 func isIPv6Literal(_ s: String) -> Bool {

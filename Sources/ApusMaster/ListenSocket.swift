@@ -31,6 +31,9 @@ public enum ListenSocket {
                 throw error
             }
             return fd
+        case let .fd(fd):
+            try adopt(fd, label: bind.description)
+            return fd
         }
     }
 

@@ -40,6 +40,9 @@ extension Master {
         stepStartedAt = Sys.now()
         do {
             for bind in cfg.binds where sockets[bind] == nil {
+                if case let .fd(n) = bind.address, let own = sockets.first(where: { $0.value == n && $0.key.address != bind.address }) {
+                    throw ListenSocket.Failure(description: "\(bind): fd \(n) is Apus's own socket for \(own.key)")
+                }
                 sockets[bind] = try ListenSocket.open(bind, backlog: cfg.listenBacklog, mode: cfg.socketMode, owner: cfg.socketOwner)
                 Log.info("listening on \(bind) (new in generation \(g))")
             }
@@ -77,6 +80,9 @@ extension Master {
         let live = [plan.serving, plan.incoming].compactMap { $0 }
         let wanted = Set(live.compactMap { generations[$0] }.flatMap { $0.config.binds })
         for (bind, fd) in sockets where !wanted.contains(bind) {
+            // An inherited socket cannot be opened again: the master keeps it (unserved)
+            // for a later reload, and the parent's copy stays the parent's business.
+            if case .fd = bind.address { continue }
             Sys.close(fd)
             if case let .unix(path) = bind.address { removeFile(path) }
             sockets[bind] = nil

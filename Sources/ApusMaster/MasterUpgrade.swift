@@ -14,11 +14,18 @@ public struct Relaunch: Sendable {
     public let executable: String
     public let arguments: [String]
     public let startDirectory: String
+    /// Variables the next image gets on top of the environment (systemd's LISTEN_*, which
+    /// this image took out of its own), and the descriptors they name.
+    public let environment: [String]
+    public let descriptors: [Int32]
 
-    public init(executable: String, arguments: [String], startDirectory: String) {
+    public init(executable: String, arguments: [String], startDirectory: String,
+                environment: [String] = [], descriptors: [Int32] = []) {
         self.executable = executable
         self.arguments = arguments
         self.startDirectory = startDirectory
+        self.environment = environment
+        self.descriptors = descriptors
     }
 }
 
@@ -136,9 +143,11 @@ extension Master {
             if stateFD >= 0 { Sys.close(stateFD) }
             return
         }
-        let kept = state.descriptors + [stateFD]
-        let env = currentEnvironment().filter { !$0.hasPrefix(UpgradeState.environmentKey + "=") }
-            + ["\(UpgradeState.environmentKey)=\(stateFD)"]
+        let kept = state.descriptors + relaunch.descriptors + [stateFD]
+        let replaced = relaunch.environment.compactMap { $0.split(separator: "=", maxSplits: 1).first.map { $0 + "=" } }
+            + [UpgradeState.environmentKey + "="]
+        let env = currentEnvironment().filter { entry in !replaced.contains { entry.hasPrefix($0) } }
+            + relaunch.environment + ["\(UpgradeState.environmentKey)=\(stateFD)"]
         let cArgv = CStrings([relaunch.executable] + relaunch.arguments), cEnv = CStrings(env)
         Log.info("upgrade in place: the check passed; executing \(relaunch.executable) (pid \(getpid()) stays, \(state.workers.count) workers of generation \(plan.serving) adopted)")
         for fd in kept { _ = apus_set_cloexec(fd, 0) }

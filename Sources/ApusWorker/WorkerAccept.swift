@@ -216,6 +216,22 @@ extension Listener {
         case .unix:
             self.init(fd: socket.fd, proto: socket.bind.proto, proxyProtocol: proxyProtocol, isUnix: true,
                       serverName: "localhost", serverPort: 0)
+        case .fd:
+            // Inherited: its address is whatever the parent bound.
+            var addr = sockaddr_storage()
+            var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let named = withUnsafeMutablePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in Sys.call { getsockname(socket.fd, sa, &len) }.value != nil }
+            }
+            let family = Int32(addr.ss_family)
+            if named && (family == AF_INET || family == AF_INET6) {
+                let (host, port) = describe(addr)
+                self.init(fd: socket.fd, proto: socket.bind.proto, proxyProtocol: proxyProtocol, isUnix: false,
+                          serverName: String(decoding: host, as: UTF8.self), serverPort: port)
+            } else {
+                self.init(fd: socket.fd, proto: socket.bind.proto, proxyProtocol: proxyProtocol, isUnix: true,
+                          serverName: "localhost", serverPort: 0)
+            }
         }
     }
 }

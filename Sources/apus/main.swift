@@ -17,11 +17,33 @@ func fail(_ message: String, status: Int32) -> Never {
     exit(status)
 }
 
+/// The sockets systemd passed (LISTEN_FDS), read once at start: the variables are then
+/// removed from the environment, and every resolution, at start and at each graceful reload,
+/// is given the same sockets, so they resolve to the same binds.
+nonisolated(unsafe) var activatedSockets: [InheritedSocket] = []
+
+/// Reads and removes systemd's LISTEN_* variables; each socket's local address is read so
+/// that a `--http`/`--socket` at that address adopts it.
+func takeActivatedSockets() throws(ConfigError) -> [InheritedSocket] {
+    let sockets = try SocketActivation.parse(environment: Environment.current(), pid: getpid())
+    for name in SocketActivation.variables { unsetenv(name) }
+    return sockets.map { InheritedSocket(fd: $0.fd, name: $0.name, address: ListenSocket.localAddress($0.fd)) }
+}
+
 /// The command line (and ini files, and environment) as they are now, resolved from the
 /// working directory.
 func resolve() throws(ConfigError) -> Command {
     try resolveCommand(arguments: Array(CommandLine.arguments.dropFirst()),
-                       environment: Environment.current(), fileSystem: RealFileSystem())
+                       environment: Environment.current(), fileSystem: RealFileSystem(),
+                       inherited: activatedSockets)
+}
+
+/// Inherited sockets are checked (a listening TCP or unix stream socket) and made
+/// close-on-exec before anything else runs, so a bad `--fd` is one line and no start.
+func adoptInheritedSockets(_ config: Configuration) throws(ListenSocket.Failure) {
+    for bind in config.binds {
+        if case let .fd(fd) = bind.address { try ListenSocket.adopt(fd, label: bind.description) }
+    }
 }
 
 /// The one start-up step, at start and at each graceful reload: from the options to what
@@ -138,6 +160,7 @@ if let inherited, case let .failure(problem) = enter(inherited.startDirectory) {
 
 let command: Command
 do {
+    activatedSockets = try takeActivatedSockets()
     command = try resolve()
 } catch {
     fail(error.message, status: 2)
@@ -151,6 +174,14 @@ case .version:
     print("apus \(apusVersion)")
     exit(0)
 case let .run(options):
+    // --check looks at the options, the Python and the app; the sockets are the master's.
+    if !options.check {
+        do {
+            try adoptInheritedSockets(options)
+        } catch {
+            fail(error.description, status: 2)
+        }
+    }
     let startDirectory = currentDirectory()
     if options.check, let format = getenv(UpgradeState.formatKey).map({ String(cString: $0) }),
        format != UpgradeState.format {
@@ -163,7 +194,9 @@ case let .run(options):
     }
     if config.check { WorkerEntry.check(config, python) }
     let relaunch = Relaunch(executable: executablePath(from: startDirectory),
-                            arguments: Array(CommandLine.arguments.dropFirst()), startDirectory: startDirectory)
+                            arguments: Array(CommandLine.arguments.dropFirst()), startDirectory: startDirectory,
+                            environment: SocketActivation.environment(for: activatedSockets, pid: getpid()),
+                            descriptors: activatedSockets.map(\.fd))
     let master = Master(
         config: config, python: python, version: apusVersion, relaunch: relaunch, inherited: inherited,
         prepareZygote: { launch, commandFD in

@@ -33,6 +33,7 @@ let samples: [Sample] = [
     Sample("chdir", "/srv") { $0.chdir = "/srv" },
     Sample("http", "127.0.0.1:9000") { $0.binds = [tcp("127.0.0.1", 9000)] },
     Sample("socket", "/tmp/app.sock") { $0.binds = [unix("/tmp/app.sock", .uwsgi)] },
+    Sample("fd", "3") { $0.binds = [Bind(address: .fd(3), proto: .http)] },
     Sample("backlog", "128") { $0.listenBacklog = 128 },
     Sample("chmod-socket", "666") { $0.socketMode = 0o666 },
     Sample("chown-socket", "www-data:www-data") { $0.socketOwner = "www-data:www-data" },
