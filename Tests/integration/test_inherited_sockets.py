@@ -192,7 +192,10 @@ def test_a_socket_from_a_python_parent(tmp_path, servers, spelling):
 # -- a graceful reload keeps the inherited socket ----------------------------------------------
 
 @needs_activate
-def test_graceful_reload_under_load_keeps_the_activated_socket(tmp_path, servers):
+@pytest.mark.parametrize("command", ["r", "f"], ids=["graceful-reload", "upgrade-in-place"])
+def test_graceful_reload_under_load_keeps_the_activated_socket(tmp_path, servers, command):
+    """FIFO r, and FIFO f, which re-executes the master: it hands systemd's sockets to its
+    next image as LISTEN_* again (same pid, same descriptors)."""
     port = free_port()
     vdir, ready, slow = tmp_path / "ver", tmp_path / "ready", tmp_path / "slow"
     for d in (vdir, ready, slow):
@@ -209,7 +212,7 @@ def test_graceful_reload_under_load_keeps_the_activated_socket(tmp_path, servers
         (ready / f"import-{p}").exists() for p in srv.workers()), 30, what="2 workers imported")
     before = socket_inode(srv.pid, 3)
     offset = app.log_len()
-    lg, _ = reload_under_load(app, lambda: app.send("r"), "v2")
+    lg, _ = reload_under_load(app, lambda: app.send(command), "v2")
     assert_no_failures(lg)
     assert_only_code_after(lg, lg.marks["complete"], "v2")
     # the same socket, in the master and in every new worker; nothing opened again
