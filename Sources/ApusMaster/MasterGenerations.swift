@@ -40,8 +40,9 @@ extension Master {
         stepStartedAt = Sys.now()
         do {
             for bind in cfg.binds where sockets[bind] == nil {
-                sockets[bind] = try ListenSocket.open(bind, backlog: cfg.listenBacklog, mode: cfg.socketMode, owner: cfg.socketOwner)
-                Log.info("listening on \(bind) (new in generation \(g))")
+                sockets[bind] = try ListenSocket.open(bind, backlog: cfg.listenBacklog, mode: cfg.socketMode, owner: cfg.socketOwner,
+                                                      reusePort: cfg.reusePort)
+                Log.info("\(cfg.reusePort ? "bound to" : "listening on") \(bind) (new in generation \(g))")
             }
         } catch {
             perform(plan.failed(generation: g, reason: "\(error)", workers: workerCount(for: plan.pending)))

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/filter.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -128,3 +129,9 @@ long apus_raise_open_files_limit(void) {
 }
 
 int apus_tmpfile(const char *dir) { return open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600); }
+
+int apus_attach_reuseport_index(int fd, unsigned index) {
+    struct sock_filter code[1] = { BPF_STMT(BPF_RET | BPF_K, index) };
+    struct sock_fprog prog = { .len = 1, .filter = code };
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog));
+}
