@@ -51,6 +51,10 @@ SCENARIOS = {
     "apus-w-preload": ("apus", "w", "--preload, master FIFO w: a new preloader imports once, forks the set"),
     "apus-c-preload": ("apus", "c", "--preload, master FIFO c: a new preloader, workers chained"),
     "apus-hup": ("apus", "HUP", "SIGHUP: graceful reload"),
+    "apus-reuseport": ("apus", "swap", "--reuse-port handover: a second instance on the same address, "
+                       "SIGTERM to the first once the second answers"),
+    "uwsgi-reuseport": ("uwsgi", "swap", "--reuse-port handover: a second instance on the same address, "
+                        "FIFO q (graceful shutdown) to the first once the second answers"),
 }
 DEFAULT = ["apus-r", "apus-w", "apus-c", "uwsgi-r", "uwsgi-w", "uwsgi-c", "gunicorn-hup"]
 
@@ -94,6 +98,8 @@ class Server:
         self.run_dir, self.port, self.fifo = run_dir, port, fifo
         self.proc = None
         self.preload = False
+        self.log_name = "server.log"
+        self.first_proc = None
 
     def command(self, a):
         vdir = self.run_dir / "ver"
@@ -104,7 +110,8 @@ class Server:
                     "--threads", str(a.threads), "--venv", str(venv), "--chdir", str(APPS),
                     "--pythonpath", str(APPS), "--pythonpath", str(vdir),
                     "--master-fifo", str(self.fifo), "--no-access-log",
-                    "--reload-mercy", "30", *(["--preload"] if self.preload else []), app]
+                    "--reload-mercy", "30", *(["--preload"] if self.preload else []),
+                    *(["--reuse-port"] if self.method == "swap" else []), app]
         if self.kind == "uwsgi":
             cmd = [str(venv / "bin" / "uwsgi"), "--http-socket", f"127.0.0.1:{self.port}",
                    "--master", "--processes", str(a.workers), "--threads", str(a.threads),
@@ -112,6 +119,8 @@ class Server:
                    "--pythonpath", str(vdir), "--module", app, "--master-fifo", str(self.fifo),
                    "--disable-logging", "--die-on-term", "--worker-reload-mercy", "30",
                    "--reload-mercy", "30", "--need-app", "--lazy-apps"]
+            if self.method == "swap":
+                cmd.append("--reuse-port")
             if a.threads > 1:
                 cmd.append("--enable-threads")
             return cmd
@@ -129,7 +138,7 @@ class Server:
         env.update({"STARTUP_SECONDS": str(a.startup), "PYTHONDONTWRITEBYTECODE": "1",
                     "APP_ENV_VERSION": "1", "READY_DIR": str(self.run_dir / "ready")})
         self.cmd = self.command(a)
-        self.log = open(self.run_dir / "server.log", "wb")
+        self.log = open(self.run_dir / self.log_name, "wb")
         self.proc = subprocess.Popen(self.cmd, env=env, stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True, cwd=str(self.run_dir))
@@ -151,6 +160,43 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError(f"{self.kind} not ready within {timeout}s: {self.tail()}")
 
+    def swap(self, a, lg):
+        """The reuse-port handover: a second instance with the same arguments on the same
+        port (it imports the version already rewritten to v2); once a GET is answered by
+        it, the first is stopped gracefully and waited for; the second carries on as this
+        server."""
+        first = self.proc, self.fifo, self.log
+        self.first_proc = self.proc  # stopped with this server if the handover fails midway
+        self.fifo = self.run_dir / "master-b.fifo"
+        self.log_name = "server-b.log"
+        self.start(a)
+        deadline = time.monotonic() + a.max_wait
+        while time.monotonic() < deadline:
+            try:
+                st, body = http_get(self.port, timeout=5.0)
+                if st == 200 and body and body.get("code") == "v2":
+                    break
+            except (OSError, ValueError, IndexError):
+                pass
+            time.sleep(0.05)
+        lg.mark("second answered")
+        proc, fifo, log = first
+        if self.kind == "uwsgi":
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            try:
+                os.write(fd, b"q")
+            finally:
+                os.close(fd)
+        else:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        lg.mark("first exited")
+        log.close()
+
     def reload(self):
         if self.method == "HUP":
             os.kill(self.proc.pid, signal.SIGHUP)
@@ -164,6 +210,12 @@ class Server:
     def stop(self, timeout=15.0):
         if self.proc is None:
             return
+        if self.first_proc is not None and self.first_proc.poll() is None:
+            try:
+                os.killpg(self.first_proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.first_proc.wait(5)
         try:
             os.killpg(self.proc.pid, signal.SIGINT if self.kind == "uwsgi" else signal.SIGTERM)
         except ProcessLookupError:
@@ -184,7 +236,8 @@ class Server:
 
     def tail(self, n=1500):
         try:
-            return (self.run_dir / "server.log").read_text(errors="replace")[-n:]
+            return "".join((self.run_dir / f).read_text(errors="replace")[-n:]
+                           for f in ("server.log", "server-b.log") if (self.run_dir / f).exists())
         except OSError:
             return ""
 
@@ -209,7 +262,10 @@ def run_one(name, a, rep, base):
         time.sleep(a.pre)
         write_version(run_dir / "ver", "v2")
         t_trigger = lg.mark("trigger")
-        srv.reload()
+        if method == "swap":
+            srv.swap(a, lg)
+        else:
+            srv.reload()
         # until only the new code has answered for --post seconds (or --max-wait passes)
         deadline = time.monotonic() + a.max_wait
         seen = 0
@@ -251,6 +307,7 @@ def run_one(name, a, rep, base):
             "new_code_share_last_s": round(sum(r.code == "v2" for r in at_end) / len(at_end), 3)
             if at_end else None,
             "summary": format_summary(s),
+            "marks": {k: round(v - t_trigger, 3) for k, v in lg.marks.items()},
         })
         if a.keep_records:
             result["records"] = [(r.kind, round(r.start, 4), round(r.end, 4), r.status, r.error,
