@@ -59,6 +59,10 @@ SCENARIOS = {
                    "first, then FIFO q to the old master once the new code answers"),
     "gunicorn-usr2": ("gunicorn", "USR2", "SIGUSR2: new master; the dance: once the new code answers, "
                       "WINCH (ignored unless daemonized) and TERM to the old master"),
+    "apus-reuseport": ("apus", "swap", "--reuse-port handover: a second instance on the same address, "
+                       "SIGTERM to the first once the second answers"),
+    "uwsgi-reuseport": ("uwsgi", "swap", "--reuse-port handover: a second instance on the same address, "
+                        "FIFO q (graceful shutdown) to the first once the second answers"),
 }
 DEFAULT = ["apus-r", "apus-w", "apus-c", "uwsgi-r", "uwsgi-w", "uwsgi-c", "gunicorn-hup"]
 
@@ -103,6 +107,8 @@ class Server:
         self.proc = None
         self.preload = False
         self.extra_pids = []
+        self.log_name = "server.log"
+        self.first_proc = None
 
     def command(self, a):
         vdir = self.run_dir / "ver"
@@ -113,7 +119,8 @@ class Server:
                     "--threads", str(a.threads), "--venv", str(venv), "--chdir", str(APPS),
                     "--pythonpath", str(APPS), "--pythonpath", str(vdir),
                     "--master-fifo", str(self.fifo), "--no-access-log",
-                    "--reload-mercy", "30", *(["--preload"] if self.preload else []), app]
+                    "--reload-mercy", "30", *(["--preload"] if self.preload else []),
+                    *(["--reuse-port"] if self.method == "swap" else []), app]
         if self.kind == "uwsgi" and self.method == "fork":
             # the re-forked master re-reads its ini: the FIFO is set there so the copy can be
             # given its own before `f` (else it takes over the old master's path)
@@ -140,6 +147,8 @@ class Server:
                "--pythonpath", str(vdir), "--module", app, "--master-fifo", str(self.fifo),
                "--disable-logging", "--die-on-term", "--worker-reload-mercy", "30",
                "--reload-mercy", "30", "--need-app", "--lazy-apps"]
+        if self.method == "swap":
+            cmd.append("--reuse-port")
         if a.threads > 1:
             cmd.append("--enable-threads")
         return cmd
@@ -150,7 +159,7 @@ class Server:
         env.update({"STARTUP_SECONDS": str(a.startup), "PYTHONDONTWRITEBYTECODE": "1",
                     "APP_ENV_VERSION": "1", "READY_DIR": str(self.run_dir / "ready")})
         self.cmd = self.command(a)
-        self.log = open(self.run_dir / "server.log", "wb")
+        self.log = open(self.run_dir / self.log_name, "wb")
         self.proc = subprocess.Popen(self.cmd, env=env, stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True, cwd=str(self.run_dir))
@@ -171,6 +180,43 @@ class Server:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"{self.kind} not ready within {timeout}s: {self.tail()}")
+
+    def swap(self, a, lg):
+        """The reuse-port handover: a second instance with the same arguments on the same
+        port (it imports the version already rewritten to v2); once a GET is answered by
+        it, the first is stopped gracefully and waited for; the second carries on as this
+        server."""
+        first = self.proc, self.fifo, self.log
+        self.first_proc = self.proc  # stopped with this server if the handover fails midway
+        self.fifo = self.run_dir / "master-b.fifo"
+        self.log_name = "server-b.log"
+        self.start(a)
+        deadline = time.monotonic() + a.max_wait
+        while time.monotonic() < deadline:
+            try:
+                st, body = http_get(self.port, timeout=5.0)
+                if st == 200 and body and body.get("code") == "v2":
+                    break
+            except (OSError, ValueError, IndexError):
+                pass
+            time.sleep(0.05)
+        lg.mark("second answered")
+        proc, fifo, log = first
+        if self.kind == "uwsgi":
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            try:
+                os.write(fd, b"q")
+            finally:
+                os.close(fd)
+        else:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        lg.mark("first exited")
+        log.close()
 
     def reload(self, new_code_seen):
         """Fire the reload; for the anchors' upgrade dances, also the steps after it, which
@@ -235,6 +281,12 @@ class Server:
                 pass
         if self.proc is None:
             return
+        if self.first_proc is not None and self.first_proc.poll() is None:
+            try:
+                os.killpg(self.first_proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.first_proc.wait(5)
         try:
             os.killpg(self.proc.pid, signal.SIGINT if self.kind == "uwsgi" else signal.SIGTERM)
         except ProcessLookupError:
@@ -255,7 +307,8 @@ class Server:
 
     def tail(self, n=1500):
         try:
-            return (self.run_dir / "server.log").read_text(errors="replace")[-n:]
+            return "".join((self.run_dir / f).read_text(errors="replace")[-n:]
+                           for f in ("server.log", "server-b.log") if (self.run_dir / f).exists())
         except OSError:
             return ""
 
@@ -280,7 +333,10 @@ def run_one(name, a, rep, base):
         time.sleep(a.pre)
         write_version(run_dir / "ver", "v2")
         t_trigger = lg.mark("trigger")
-        srv.reload(lambda: any(r.code == "v2" for r in list(lg.records)))
+        if method == "swap":
+            srv.swap(a, lg)
+        else:
+            srv.reload(lambda: any(r.code == "v2" for r in list(lg.records)))
         # until only the new code has answered for --post seconds (or --max-wait passes)
         deadline = time.monotonic() + a.max_wait
         seen = 0
@@ -322,6 +378,7 @@ def run_one(name, a, rep, base):
             "new_code_share_last_s": round(sum(r.code == "v2" for r in at_end) / len(at_end), 3)
             if at_end else None,
             "summary": format_summary(s),
+            "marks": {k: round(v - t_trigger, 3) for k, v in lg.marks.items()},
         })
         if a.keep_records:
             result["records"] = [(r.kind, round(r.start, 4), round(r.end, 4), r.status, r.error,

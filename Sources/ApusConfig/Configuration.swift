@@ -99,6 +99,9 @@ public struct Configuration: Equatable, Sendable {
     public var limits = RequestLimits()
     public var accessLog = true
     public var listenBacklog = 1024
+    /// `--reuse-port`: SO_REUSEPORT on TCP binds; the master binds, a worker listens once
+    /// its app is loaded (see ReusePort in ApusWorker).
+    public var reusePort = false
     /// `--chmod-socket`: mode of unix sockets (nil: as the umask leaves it).
     public var socketMode: UInt32?
     /// `--chown-socket`: "user" or "user:group" for unix sockets.

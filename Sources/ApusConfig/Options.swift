@@ -163,6 +163,9 @@ extension OptionSpec {
             .int("backlog", aliases: ["listen"], range: 1...65535, section: .listening,
                  help: "Length of the listen queue of each socket.",
                  into: \.config.listenBacklog),
+            .flag("reuse-port", section: .listening,
+                  help: "Set SO_REUSEPORT on TCP binds, so a second instance can bind the same address; each socket starts listening only when a worker has the app loaded, and new connections then go to the newest instance (a reuse-port handover: start the new instance, then stop the old one with SIGTERM). Not for unix sockets.",
+                  into: \.config.reusePort),
             .custom("chmod-socket", kind: .string, valueName: "MODE", section: .listening,
                     help: "Permissions of unix sockets, in octal (e.g. 660 or 666).") {
                 d, raw, ctx throws(ConfigError) in

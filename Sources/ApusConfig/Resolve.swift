@@ -261,6 +261,11 @@ func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileS
             binds = [BindDefaults.bind]
         }
     }
+    if config.reusePort, let unix = binds.first(where: { if case .unix = $0.address { true } else { false } }) {
+        // A second instance cannot bind a unix path another one listens on, and Linux refuses
+        // SO_REUSEPORT on unix sockets: the handover cannot work there.
+        throw ConfigError("--reuse-port: \(unix) is a unix socket; SO_REUSEPORT and the handover work only on TCP binds")
+    }
     config.binds = binds
     return config
 }

@@ -14,10 +14,13 @@ public enum ListenSocket {
     /// - Parameters:
     ///   - mode: `--chmod-socket` for unix sockets.
     ///   - owner: `--chown-socket` ("user" or "user:group") for unix sockets.
-    public static func open(_ bind: Bind, backlog: Int, mode: UInt32? = nil, owner: String? = nil) throws(Failure) -> Int32 {
+    ///   - reusePort: `--reuse-port`: a TCP socket gets SO_REUSEPORT and is only bound; the
+    ///     first worker with the app loaded makes it listen (`ReusePort.join` in ApusWorker).
+    public static func open(_ bind: Bind, backlog: Int, mode: UInt32? = nil, owner: String? = nil,
+                            reusePort: Bool = false) throws(Failure) -> Int32 {
         switch bind.address {
         case let .tcp(host, port):
-            return try openTCP(host: host, port: port, backlog: backlog, label: bind.description)
+            return try openTCP(host: host, port: port, backlog: backlog, reusePort: reusePort, label: bind.description)
         case let .unix(path):
             let fd = try openUnix(path: path, backlog: backlog, label: bind.description)
             do throws(Failure) {
@@ -53,7 +56,7 @@ public enum ListenSocket {
         }
     }
 
-    private static func openTCP(host: String, port: Int, backlog: Int, label: String) throws(Failure) -> Int32 {
+    private static func openTCP(host: String, port: Int, backlog: Int, reusePort: Bool, label: String) throws(Failure) -> Int32 {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -68,10 +71,11 @@ public enum ListenSocket {
         let fd = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket() for \(label): \(String(cString: strerror(errno)))") }
         try enable(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR", label: label)
+        if reusePort { try enable(fd, SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT", label: label) }
         if ai.pointee.ai_family == AF_INET6 {
             try enable(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, "IPV6_V6ONLY", label: label)
         }
-        try bindAndListen(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen, backlog: backlog, label: label)
+        try bindAndListen(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen, backlog: reusePort ? nil : backlog, label: label)
         return fd
     }
 
@@ -84,13 +88,15 @@ public enum ListenSocket {
         }
     }
 
-    /// Binds and listens, or closes `fd` and throws a line naming the bind.
+    /// Binds and listens (only binds when `backlog` is nil), or closes `fd` and throws a line
+    /// naming the bind.
     private static func bindAndListen(_ fd: Int32, _ addr: UnsafePointer<sockaddr>, _ len: socklen_t,
-                                      backlog: Int, label: String) throws(Failure) {
+                                      backlog: Int?, label: String) throws(Failure) {
         if case let .failed(e) = Sys.call({ Glibc.bind(fd, addr, len) }) {
             Sys.close(fd)
             throw Failure(description: "cannot bind \(label): \(Sys.describe(e))")
         }
+        guard let backlog else { return }
         if case let .failed(e) = Sys.call({ listen(fd, Int32(backlog)) }) {
             Sys.close(fd)
             throw Failure(description: "cannot listen on \(label): \(Sys.describe(e))")

@@ -156,7 +156,8 @@ public final class Master {
             if let inherited { adoptDescriptors(inherited) }
             for bind in config.binds where sockets[bind] == nil {
                 sockets[bind] = try ListenSocket.open(bind, backlog: config.listenBacklog,
-                                                      mode: config.socketMode, owner: config.socketOwner)
+                                                      mode: config.socketMode, owner: config.socketOwner,
+                                                      reusePort: config.reusePort)
             }
             if inherited == nil { status = try StatusPipe.open() }
             if let path = config.pidfile {
@@ -384,7 +385,7 @@ public final class Master {
         let python = serving.python
         Log.info("apus \(version) (pid \(getpid())), Python \(python.version) at \(python.programPath)")
         Log.info("app \(config.app.description), \(processes) x \(threads), \(config.preload ? "preloaded once then forked" : "imported by each worker, forked with Python started")")
-        Log.info("listening on \(binds)")
+        Log.info(config.reusePort ? "bound to \(binds) (--reuse-port: listening once a worker has the app loaded)" : "listening on \(binds)")
         if let fifo = config.masterFIFO { Log.info("master FIFO at \(fifo)") }
     }
 }

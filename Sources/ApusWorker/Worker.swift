@@ -175,7 +175,6 @@ final class Worker {
             self.crew = crew
             register(crew.doneFD, .appThreadsDone)
         }
-        updateAccepting()
         let runner = AppRunner(worker: self, index: 0)
         if let path = config.warmupPath {
             let status = application.warmUp(path: path)
@@ -184,6 +183,10 @@ final class Worker {
                 _exit(WorkerExit.warmupFailed)
             }
         }
+        // Ready: a socket bound with --reuse-port starts listening now. A bound TCP socket
+        // that does not listen reports EPOLLHUP, so none joins the epoll set before.
+        for socket in spec.listeners { joinReusePortGroup(socket) }
+        updateAccepting()
         if let crew {
             // The other threads wait for the loop; each makes its Python thread state once
             // the main thread lets the GIL go.
@@ -203,6 +206,28 @@ final class Worker {
         while true {
             serve(runner)
             crew!.waitForLoop(0)
+        }
+    }
+
+    /// Makes a TCP socket bound with --reuse-port listen, if no worker did yet (`ReusePort`).
+    private func joinReusePortGroup(_ socket: BoundSocket) {
+        guard case .tcp = socket.bind.address else { return }
+        do {
+            switch try ReusePort.join(socket.fd, backlog: config.listenBacklog) {
+            case .alreadyListening:
+                break
+            case .joined(others: 0):
+                Log.info("listening on \(socket.bind) (reuse-port: the only instance)")
+            case let .joined(others):
+                Log.info("listening on \(socket.bind) (reuse-port: new connections come here, not to the \(others) other listening socket\(others == 1 ? "" : "s"))")
+            case let .joinedUnsteered(others, e):
+                Log.warning("listening on \(socket.bind), but cannot steer new connections to this instance (SO_ATTACH_REUSEPORT_CBPF: \(Sys.describe(e))): the kernel shares them with the \(others) other listening socket\(others == 1 ? "" : "s")")
+            case let .joinedUncounted(e):
+                Log.warning("listening on \(socket.bind), but cannot read /proc/net/tcp to find other instances (\(Sys.describe(e))): the kernel shares new connections between them")
+            }
+        } catch {
+            Log.error("cannot listen on \(socket.bind): \(error.call): \(Sys.describe(error.error))")
+            _exit(WorkerExit.bootError)
         }
     }
 
@@ -317,11 +342,10 @@ final class Worker {
         draining = true
         spec.tally.set(Int(spec.slot), -1)  // out of the accept rotation for good
         for l in listeners {
-            while takeQueued {
-                let before = liveConnections
-                acceptOne(l, now: Sys.now())
-                if liveConnections == before { break }
-            }
+            // Until the queue is empty: a connection closed at once (its client gave up)
+            // or a failed one does not end it. With --reuse-port a newer instance takes
+            // the new connections meanwhile, so this ends even under load.
+            while takeQueued && acceptOne(l, now: Sys.now()) {}
             if accepting { stopWatching(l) }
             Sys.close(l.fd)
         }

@@ -86,7 +86,8 @@ extension Worker {
         }
     }
 
-    /// Takes one connection per wake-up, so the other workers get their share.
+    /// Takes one connection per wake-up, so the other workers get their share. True when a
+    /// connection left the queue (served, refused, or one the client gave up on).
     @discardableResult
     func acceptOne(_ listener: Listener, now t: Double) -> Bool {
         var addr = sockaddr_storage()
@@ -101,8 +102,7 @@ extension Worker {
         case .wouldBlock:
             return false  // another worker took it
         case let .failed(e):
-            acceptFailed(e, t)
-            return false
+            return acceptFailed(e, t)
         }
         if acceptPausedUntil != 0 {
             acceptPausedUntil = 0
@@ -149,7 +149,9 @@ extension Worker {
 
     /// accept() failed. Out of descriptors (this process's or the system's) or kernel memory:
     /// take the listeners out of the epoll set for a moment and say so once per episode.
-    func acceptFailed(_ error: Int32, _ t: Double) {
+    /// True when the failed accept took a connection off the queue (one that failed before
+    /// it was accepted), so the queue may hold more.
+    func acceptFailed(_ error: Int32, _ t: Double) -> Bool {
         switch error {
         case EMFILE, ENFILE, ENOBUFS, ENOMEM:
             acceptPausedUntil = t + Self.acceptPause
@@ -159,8 +161,11 @@ extension Worker {
                 Log.warning("cannot accept connections: out of \(what) with \(liveConnections) open; new ones wait in the queue (or go to other workers) until some close. Raise the limit (ulimit -n) or lower --max-connections")
             }
             if !takingBacklog { stopAccepting() }
+            return false
+        case ECONNABORTED, EPROTO, ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH, EPERM:
+            return true  // the client gave up while queued, or its network failed (accept(2))
         default:
-            break  // ECONNABORTED and the like: the client gave up while queued
+            return false
         }
     }
 

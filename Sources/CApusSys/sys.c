@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/filter.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -152,4 +153,10 @@ int apus_block_all_signals(void) {
     sigset_t all;
     sigfillset(&all);
     return sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+int apus_attach_reuseport_index(int fd, unsigned index) {
+    struct sock_filter code[1] = { BPF_STMT(BPF_RET | BPF_K, index) };
+    struct sock_fprog prog = { .len = 1, .filter = code };
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog));
 }

@@ -39,6 +39,7 @@ let samples: [Sample] = [
     Sample("chown-socket", "www-data:www-data") { $0.socketOwner = "www-data:www-data" },
     Sample("forwarded-allow-ips", "10.0.0.0/8, ::1,unix") { $0.trustedProxies = try! TrustedProxies(parsing: "10.0.0.0/8, ::1,unix") },
     Sample("proxy-protocol", "true") { $0.proxyProtocol = true },
+    Sample("reuse-port", "true") { $0.reusePort = true },
     Sample("proxy-allow-ips", "10.0.0.0/8,unix") { $0.proxyAllowed = try! TrustedProxies(parsing: "10.0.0.0/8,unix") },
     Sample("max-connections", "500") { $0.maxConnections = 500 },
     Sample("limit-request-field-size", "4k") { $0.limits.maxFieldBytes = 4096 },

@@ -56,4 +56,8 @@ long apus_raise_open_files_limit(void);
 
 /// An unnamed temporary file in `dir` (O_TMPFILE), or -1.
 int apus_tmpfile(const char *dir);
+/// Attaches to `fd`'s reuse-port group a classic BPF program of one instruction that returns
+/// `index` (SO_ATTACH_REUSEPORT_CBPF): every new connection goes to the group's member at
+/// that index, or by the kernel's hash when there is none.
+int apus_attach_reuseport_index(int fd, unsigned index);
 #endif
