@@ -379,7 +379,11 @@ public final class Master {
     }
 
     private func logBanner() {
-        let binds = config.binds.map(\.description).joined(separator: ", ")
+        // An inherited socket is named by its descriptor and, when it has one, its address.
+        let binds = config.binds.map { bind in
+            guard case let .fd(n) = bind.address, let address = ListenSocket.localAddress(n) else { return bind.description }
+            return "\(bind.description) (\(Bind(address: address, proto: bind.proto).description))"
+        }.joined(separator: ", ")
         let threads = config.threads == 1 ? "1 thread" : "\(config.threads) threads"
         let processes = config.processes == 1 ? "1 worker" : "\(config.processes) workers"
         let python = serving.python
