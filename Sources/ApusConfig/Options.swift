@@ -170,9 +170,9 @@ extension OptionSpec {
             .file("zerg-server", valueName: "PATH", section: .listening,
                   help: "Run as a zerg server, not as a WSGI server: open the --http and --socket binds and hand all of them to every instance that connects to this unix socket (apus --zerg PATH or uwsgi --zerg PATH), until SIGTERM or SIGINT. Takes no application.",
                   into: \.config.zergServer),
-            .custom("protocol", aliases: ["socket-protocol"], kind: .string, valueName: "http|uwsgi",
+            .custom("protocol", aliases: ["socket-protocol"], kind: .string, valueName: "PROTO",
                     defaultText: "by the first byte", section: .listening,
-                    help: "What the sockets handed by a zerg server speak. Without it each connection is told apart by its first byte: 0 starts a uwsgi packet, anything else HTTP (see docs/reloading.md). uWSGI's option also applies to --socket; in Apus --socket always speaks uwsgi.") {
+                    help: "What the sockets handed by a zerg server speak: http or uwsgi. Without it each connection is told apart by its first byte: 0 starts a uwsgi packet, anything else HTTP (see docs/reloading.md). uWSGI's option also applies to --socket; in Apus --socket always speaks uwsgi.") {
                 d, raw, ctx throws(ConfigError) in
                 switch raw.lowercased() {
                 case "http": d.config.zergProtocol = .http
