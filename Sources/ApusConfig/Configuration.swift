@@ -111,6 +111,9 @@ public struct Configuration: Equatable, Sendable {
     public var zergServer: String?
     /// `--protocol`: what the sockets handed by a zerg server speak (nil: `.auto`).
     public var zergProtocol: Bind.Kind?
+    /// The descriptors a zerg server handed (served as `fd://N` binds). Their queue is the
+    /// zerg server's: a worker that stops leaves it to the other instances.
+    public var zergSockets: [Int32] = []
     /// `--chmod-socket`: mode of unix sockets (nil: as the umask leaves it).
     public var socketMode: UInt32?
     /// `--chown-socket`: "user" or "user:group" for unix sockets.

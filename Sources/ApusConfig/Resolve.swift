@@ -262,6 +262,7 @@ func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileS
     config.app.callable = callable
 
     config.binds = try settleBinds(draft, config, environment: environment, inherited: inherited, handed: handed)
+    config.zergSockets = handed
     return config
 }
 

@@ -14,6 +14,7 @@ func handedConfig(_ arguments: [String], handed: [Int32]) throws(ConfigError) ->
 @Test func handedSocketsAreTheOnlyBindsAndDecidePerConnection() throws {
     let config = try handedConfig(["--zerg", "/run/z.sock", "app"], handed: [7, 8])
     #expect(config.binds == [Bind(address: .fd(7), proto: .auto), Bind(address: .fd(8), proto: .auto)])
+    #expect(config.zergSockets == [7, 8])
 }
 
 @Test func protocolSetsWhatHandedSocketsSpeak() throws {
