@@ -444,3 +444,16 @@ def test_an_apus_zerg_server_hands_a_uwsgi_socket_to_uwsgi(tmp_path, procs):
     unix_load.stop()
     assert_uwsgi_load_clean(tcp_load)
     assert_uwsgi_load_clean(unix_load)
+
+
+@needs_uwsgi
+def test_uwsgi_takes_more_than_eight_sockets_from_apus(tmp_path, procs):
+    # uWSGI's instance reads with room for 8 descriptors, then connects again with room for
+    # the count the reply announced: Apus's zerg server answers every connection alike.
+    path = str(tmp_path / "zerg.sock")
+    ports = [free_port() for _ in range(10)]
+    zerg_server(tmp_path, procs, path, [("--http", f"127.0.0.1:{p}") for p in ports])
+    u = uwsgi_instance(tmp_path, procs, path, args=["--protocol", "http"])
+    assert "uwsgi zerg socket 9 attached to INET address" in u.log(), u.log()
+    for p in ports:
+        assert get(p).status == 200
