@@ -119,6 +119,10 @@ public struct ZergServer {
     public func run() -> Int32 {
         Log.role = "zerg server"
         SignalQueue.install()
+        if let file = config.logFile, let e = LogFile.reopen(file) {
+            Log.error("--log-file: cannot open \(file): \(Sys.describe(e))")
+            return Master.startFailed
+        }
         var owned: [(Bind, Int32)] = []
         func closeAll() {
             for (bind, fd) in owned {
@@ -141,6 +145,7 @@ public struct ZergServer {
             defer { umask(mask) }
             server = try ListenSocket.open(Bind(address: .unix(path: path), proto: .uwsgi), backlog: 128)
             _ = apus_set_nonblocking(server, 1)
+            if let pidfile = config.pidfile { try Pidfile.write(pidfile) }
         } catch {
             Log.error("\(error)")
             closeAll()
@@ -161,6 +166,10 @@ public struct ZergServer {
                     Log.info("\(sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGQUIT"): stopping (handed the sockets \(handed) times)")
                     break loop
                 case SIGCHLD: break
+                case SIGUSR1:
+                    if let file = config.logFile, let e = LogFile.reopen(file) {
+                        Log.error("SIGUSR1: cannot reopen \(file): \(Sys.describe(e))")
+                    }
                 default: Log.info("signal \(sig) ignored (a zerg server only stops)")
                 }
             }
@@ -173,6 +182,7 @@ public struct ZergServer {
         Sys.close(server)
         removeFile(path)
         closeAll()
+        if let pidfile = config.pidfile { Pidfile.remove(pidfile) }
         Log.info("stopped")
         return 0
     }

@@ -35,12 +35,17 @@ func takeActivatedSockets() throws(ConfigError) -> [InheritedSocket] {
 /// `activatedSockets`.
 nonisolated(unsafe) var zergSockets: [Int32] = []
 
+/// The sockets the previous image of an upgrade in place handed on (`_APUS_ZERG_FDS`),
+/// taken out of the environment at once so no child sees the variable.
+let passedZergSockets: [Int32]? = {
+    guard let passed = getenv(ZergAttach.environmentKey).map({ String(cString: $0) }) else { return nil }
+    unsetenv(ZergAttach.environmentKey)
+    return passed.split(separator: ",").compactMap { Int32($0) }
+}()
+
 /// Attaches to every `--zerg` server, or takes the sockets an upgrade in place handed on.
 func takeZergSockets(_ config: Configuration) throws(ListenSocket.Failure) -> [Int32] {
-    if let passed = getenv(ZergAttach.environmentKey).map({ String(cString: $0) }) {
-        unsetenv(ZergAttach.environmentKey)
-        return passed.split(separator: ",").compactMap { Int32($0) }
-    }
+    if let passed = passedZergSockets { return passed }
     var fds: [Int32] = []
     for path in config.zerg {
         let handed = try ZergAttach.attach(path)
@@ -183,6 +188,7 @@ func executablePath(from directory: String) -> String {
 }
 
 let inherited = takeUpgradeState()
+_ = passedZergSockets
 if let inherited, case let .failure(problem) = enter(inherited.startDirectory) {
     fail("upgrade in place: \(problem.message)", status: 1)
 }
@@ -203,7 +209,10 @@ case .version:
     print("apus \(apusVersion)")
     exit(0)
 case var .run(options):
-    if let path = options.zergServer { exit(ZergServer(config: options, path: path).run()) }
+    if let path = options.zergServer {
+        // A zerg server has no application: resolving its options is the whole check.
+        exit(options.check ? 0 : ZergServer(config: options, path: path).run())
+    }
     // --check looks at the options, the Python and the app; the sockets are the master's.
     if !options.check {
         do {

@@ -319,6 +319,21 @@ def test_zerg_server_options_are_checked(tmp_path):
     assert r.returncode == 2 and "cannot also attach" in r.stderr, r.stderr
     r = run_apus(["--zerg", path, "--protocol", "fastcgi", "pidapp"])
     assert r.returncode == 2 and "expected http or uwsgi" in r.stderr, r.stderr
+    # --check of a zerg server resolves its options and binds nothing
+    r = run_apus(["--check", "--zerg-server", path, "--http", "127.0.0.1:1"])
+    assert r.returncode == 0 and not os.path.exists(path), r.stderr
+
+
+def test_a_zerg_server_writes_its_pidfile_and_log_file(tmp_path, procs):
+    path = str(tmp_path / "zerg.sock")
+    pidfile, logfile = tmp_path / "zerg.pid", tmp_path / "zerg.log"
+    zs = zerg_server(tmp_path, procs, path, [("--http", f"127.0.0.1:{free_port()}"),
+                                             ("--pidfile", str(pidfile)), ("--log-file", str(logfile))])
+    assert pidfile.read_text().strip() == str(zs.pid)
+    assert "apus zerg server" in logfile.read_text()
+    zs.signal(signal.SIGTERM)
+    assert zs.wait_exit(10) == 0
+    assert not pidfile.exists() and "stopped" in logfile.read_text()
 
 
 # -- interop with uWSGI --------------------------------------------------------------------------
