@@ -64,6 +64,13 @@ SCENARIOS = {
     "uwsgi-reuseport": ("uwsgi", "swap", "--reuse-port handover: a second instance on the same address, "
                         "FIFO q (graceful shutdown) to the first once the second answers"),
 }
+# zerg mode: a zerg server owns the socket; the swap is a second instance, then the first stopped
+SCENARIOS.update({
+    "apus-zerg": ("apus", "zerg", "zerg mode: apus --zerg-server owns the socket; a second instance "
+                  "(apus --zerg), SIGTERM to the first once the second answers"),
+    "uwsgi-zerg": ("uwsgi", "zerg", "zerg mode: uwsgi --zerg-pool owns the socket; a second instance "
+                   "(uwsgi --zerg --protocol http), FIFO q to the first once the second answers"),
+})
 DEFAULT = ["apus-r", "apus-w", "apus-c", "uwsgi-r", "uwsgi-w", "uwsgi-c", "gunicorn-hup"]
 
 
@@ -313,13 +320,56 @@ class Server:
             return ""
 
 
+class ZergBench(Server):
+    """The zerg dance: a zerg server (`apus --zerg-server`, or uWSGI's zerg pool) owns the
+    HTTP socket for the whole run; the instances attach to it instead of binding, and the
+    swap (`Server.swap`) starts the second one and stops the first once it answers."""
+
+    def command(self, a):
+        cmd = super().command(a)
+        path = str(self.run_dir / "zerg.sock")
+        bind = "--http" if self.kind == "apus" else "--http-socket"
+        i = cmd.index(bind)
+        return cmd[:i] + ["--zerg", path] + (["--protocol", "http"] if self.kind == "uwsgi" else []) + cmd[i + 2:]
+
+    def start(self, a):
+        if getattr(self, "zerg", None) is None:
+            path = self.run_dir / "zerg.sock"
+            if self.kind == "apus":
+                cmd = [a.apus, "--zerg-server", str(path), "--http", f"127.0.0.1:{self.port}"]
+            else:
+                cmd = [str(Path(a.venv) / "bin" / "uwsgi"), "--master", "--zerg-pool", f"{path}:127.0.0.1:{self.port}"]
+            self.zerg_log = open(self.run_dir / "zerg.log", "wb")
+            self.zerg = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.zerg_log, stderr=subprocess.STDOUT,
+                                         start_new_session=True, cwd=str(self.run_dir))
+            self._wait(lambda: path.exists() or self.zerg.poll() is not None, 20)
+            if self.zerg.poll() is not None:
+                raise RuntimeError(f"the zerg server exited: {(self.run_dir / 'zerg.log').read_text()[-1500:]}")
+        super().start(a)
+
+    def stop(self, timeout=15.0):
+        super().stop(timeout)
+        if getattr(self, "zerg", None) is not None:
+            for sig, wait in ((signal.SIGINT, timeout), (signal.SIGKILL, 5)):
+                try:
+                    os.killpg(self.zerg.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.zerg.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+            self.zerg_log.close()
+
+
 def run_one(name, a, rep, base):
     kind, method, _ = SCENARIOS[name]
     run_dir = Path(tempfile.mkdtemp(prefix=f"{name}-r{rep}-", dir=base))
     (run_dir / "ver").mkdir()
     (run_dir / "ready").mkdir()
     write_version(run_dir / "ver", "v1")
-    srv = Server(kind, method, a, run_dir, free_port(), run_dir / "master.fifo")
+    srv = (ZergBench if method == "zerg" else Server)(kind, method, a, run_dir, free_port(), run_dir / "master.fifo")
     srv.preload = name.endswith("-preload")
     result = {"scenario": name, "rep": rep, "server": kind, "method": method}
     try:
@@ -333,7 +383,7 @@ def run_one(name, a, rep, base):
         time.sleep(a.pre)
         write_version(run_dir / "ver", "v2")
         t_trigger = lg.mark("trigger")
-        if method == "swap":
+        if method in ("swap", "zerg"):
             srv.swap(a, lg)
         else:
             srv.reload(lambda: any(r.code == "v2" for r in list(lg.records)))

@@ -12,13 +12,14 @@
 //   request, never while a request is in the app.
 
 struct ConnectionSetting {
-    var wire: ConnectionMachine.Wire
+    /// nil: told apart by the first byte (a socket handed by a zerg server).
+    var wire: ConnectionMachine.Wire?
     var proxyProtocol: Bool
     var rules: ConnectionRules
     var reusable: Bool
 
     init(_ byte: UInt8) {
-        wire = byte & 1 != 0 ? .uwsgi : .http
+        wire = byte & 32 != 0 ? nil : byte & 1 != 0 ? .uwsgi : .http
         proxyProtocol = byte & 2 != 0
         rules = ConnectionRules()
         rules.writeBeforeNextRequest = byte & 4 != 0
@@ -74,7 +75,7 @@ func driveConnection(_ stream: UnsafeRawBufferPointer, _ setting: ConnectionSett
                 require(setting.proxyProtocol && proxy.length <= buffer.count, "PROXY header of \(proxy.length) bytes in \(buffer.count)")
                 buffer.removeFirst(proxy.length)
             case .sendContinue:
-                require(setting.wire == .http, "100 Continue on a uwsgi connection")
+                require(machine.wire == .http, "100 Continue on a uwsgi connection")
                 require(buffer.count == machine.head.headLength, "100 Continue with body bytes already here")
                 require(!continued, "two 100 Continue for one request")
                 require(!machine.isInApp, "100 Continue while a request is in the app")

@@ -12,6 +12,9 @@ public struct Bind: Equatable, Hashable, Sendable, CustomStringConvertible {
     public enum Kind: String, Equatable, Hashable, Sendable {
         case http
         case uwsgi
+        /// Decided per connection by its first byte: 0 (a uwsgi packet's modifier1) is
+        /// uwsgi, anything else HTTP. Sockets handed by a zerg server without `--protocol`.
+        case auto
     }
     public var address: Address
     public var proto: Kind
@@ -102,6 +105,15 @@ public struct Configuration: Equatable, Sendable {
     /// `--reuse-port`: SO_REUSEPORT on TCP binds; the master binds, a worker listens once
     /// its app is loaded (see ReusePort in ApusWorker).
     public var reusePort = false
+    /// `--zerg`: zerg servers whose sockets are taken at start and served (as `fd://N`).
+    public var zerg: [String] = []
+    /// `--zerg-server`: run as a zerg server on this unix socket path (no app, no workers).
+    public var zergServer: String?
+    /// `--protocol`: what the sockets handed by a zerg server speak (nil: `.auto`).
+    public var zergProtocol: Bind.Kind?
+    /// The descriptors a zerg server handed (served as `fd://N` binds). Their queue is the
+    /// zerg server's: a worker that stops leaves it to the other instances.
+    public var zergSockets: [Int32] = []
     /// `--chmod-socket`: mode of unix sockets (nil: as the umask leaves it).
     public var socketMode: UInt32?
     /// `--chown-socket`: "user" or "user:group" for unix sockets.

@@ -160,6 +160,26 @@ extension OptionSpec {
                   help: "Serve HTTP on listening socket N inherited from the parent process (the same as --http fd://N); repeatable. Sockets passed by systemd (LISTEN_FDS) are served without it: see docs/deploying.md.",
                   element: { raw, ctx throws(ConfigError) in Bind(address: .fd(try parseFD(raw, ctx)), proto: .http) },
                   into: \.fds),
+            .list("zerg", valueName: "PATH", section: .listening, separator: ",",
+                  help: "Attach to the zerg server at this unix socket path (uWSGI's zerg mode; @NAME for the abstract namespace) at start and serve on every socket it hands over, next to any own binds; they are kept across reloads. They speak --protocol, or else each connection is told apart by its first byte; repeatable.",
+                  element: { raw, ctx throws(ConfigError) in
+                      guard !raw.isEmpty, !raw.contains("\0") else { throw ctx.fail("expected a socket path, got \(quoted(raw))") }
+                      return raw
+                  },
+                  into: \.config.zerg),
+            .file("zerg-server", valueName: "PATH", section: .listening,
+                  help: "Run as a zerg server, not as a WSGI server: open the --http and --socket binds and hand all of them to every instance that connects to this unix socket (apus --zerg PATH or uwsgi --zerg PATH), until SIGTERM or SIGINT. Takes no application.",
+                  into: \.config.zergServer),
+            .custom("protocol", aliases: ["socket-protocol"], kind: .string, valueName: "PROTO",
+                    defaultText: "by the first byte", section: .listening,
+                    help: "What the sockets handed by a zerg server speak: http or uwsgi. Without it each connection is told apart by its first byte: 0 starts a uwsgi packet, anything else HTTP (see docs/reloading.md). uWSGI's option also applies to --socket; in Apus --socket always speaks uwsgi.") {
+                d, raw, ctx throws(ConfigError) in
+                switch raw.lowercased() {
+                case "http": d.config.zergProtocol = .http
+                case "uwsgi": d.config.zergProtocol = .uwsgi
+                default: throw ctx.fail("expected http or uwsgi, got \(quoted(raw))")
+                }
+            },
             .int("backlog", aliases: ["listen"], range: 1...65535, section: .listening,
                  help: "Length of the listen queue of each socket.",
                  into: \.config.listenBacklog),

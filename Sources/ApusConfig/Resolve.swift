@@ -158,8 +158,10 @@ struct Entry {
 
 /// Resolves `arguments` (without argv[0]), the process environment and any ini files into a Command.
 /// `inherited`: the sockets systemd passed (`SocketActivation.parse`, read once at start).
+/// `handed`: the sockets a zerg server handed over (`--zerg`), taken once at start.
 public func resolveCommand(arguments: [String], environment: [String: String],
-                           fileSystem: any FileSystem, inherited: [InheritedSocket] = []) throws(ConfigError) -> Command {
+                           fileSystem: any FileSystem, inherited: [InheritedSocket] = [],
+                           handed: [Int32] = []) throws(ConfigError) -> Command {
     let index = OptionIndex()
 
     // 1. The command line (also decides --help and --version).
@@ -207,13 +209,24 @@ public func resolveCommand(arguments: [String], environment: [String: String],
     }
     draft.config.configFiles = iniSources.map(\.raw)
     draft.config.warnings = warnings
-    return .run(try finish(draft, environment: environment, fileSystem: fileSystem, inherited: inherited))
+    return .run(try finish(draft, environment: environment, fileSystem: fileSystem, inherited: inherited,
+                           handed: handed))
 }
 
 /// Settles what depends on several options: the application and the binds.
 func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileSystem,
-            inherited: [InheritedSocket] = []) throws(ConfigError) -> Configuration {
+            inherited: [InheritedSocket] = [], handed: [Int32] = []) throws(ConfigError) -> Configuration {
     var config = draft.config
+    if config.zergServer != nil {
+        // A zerg server only owns sockets: no app, and nothing to attach to.
+        if let app = draft.app ?? draft.mountApp {
+            throw ConfigError("\(app.origin): --zerg-server runs no application (instances attach with --zerg PATH)")
+        }
+        if !config.zerg.isEmpty { throw ConfigError("--zerg-server: cannot also attach to a zerg server (--zerg)") }
+        if config.reusePort { throw ConfigError("--zerg-server: --reuse-port has no use here (the zerg server's sockets listen at once)") }
+        config.binds = try settleBinds(draft, config, environment: environment, inherited: inherited, handed: [])
+        return config
+    }
 
     var app = draft.app
     if let mounted = draft.mountApp {
@@ -248,9 +261,21 @@ func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileS
     }
     config.app.callable = callable
 
+    config.binds = try settleBinds(draft, config, environment: environment, inherited: inherited, handed: handed)
+    config.zergSockets = handed
+    return config
+}
+
+/// The binds: the configured ones, the inherited sockets adopted, the sockets a zerg server
+/// handed (speaking `--protocol`, else told apart per connection), or else the default.
+func settleBinds(_ draft: Draft, _ config: Configuration, environment: [String: String],
+                 inherited: [InheritedSocket], handed: [Int32]) throws(ConfigError) -> [Bind] {
     var binds: [Bind] = []
     for bind in draft.http + draft.sockets + draft.fds where !binds.contains(bind) { binds.append(bind) }
     binds = adopt(inherited, into: binds)
+    for fd in handed where !binds.contains(where: { $0.address == .fd(fd) }) {
+        binds.append(Bind(address: .fd(fd), proto: config.zergProtocol ?? .auto))
+    }
     if binds.isEmpty {
         if let port = environment["PORT"], !port.isEmpty {
             guard let number = parsePort(port[...]) else {
@@ -266,8 +291,7 @@ func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileS
         // SO_REUSEPORT on unix sockets: the handover cannot work there.
         throw ConfigError("--reuse-port: \(unix) is a unix socket; SO_REUSEPORT and the handover work only on TCP binds")
     }
-    config.binds = binds
-    return config
+    return binds
 }
 
 // MARK: - Command line

@@ -54,7 +54,7 @@ final class AppRunner {
         InFlight.begin(index, UnsafeRawBufferPointer(rebasing: buf[conn.head.method]), UnsafeRawBufferPointer(rebasing: buf[conn.head.target]))
         defer { InFlight.end(index) }
         conn.peerAddress.withUnsafeBytes { peer in
-            let uwsgi = conn.listener.proto == .uwsgi
+            let uwsgi = conn.machine.wire == .uwsgi
             let info = WSGIConnectionInfo(remoteAddress: peer, remotePort: conn.peerPort, listener: conn.listener.wsgi,
                                           https: uwsgi && conn.uwsgiHead.https, trustedPeer: conn.trustedPeer,
                                           uwsgiVars: uwsgi ? conn.uwsgiHead.vars : nil)

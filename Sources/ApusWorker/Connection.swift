@@ -51,7 +51,12 @@ final class Connection {
         self.peerPort = peerPort
         self.buffers = buffers
         buffer = ReadBuffers.none
-        machine = ConnectionMachine(wire: listener.proto == .uwsgi ? .uwsgi : .http, proxyProtocol: listener.proxyProtocol, now: now)
+        let wire: ConnectionMachine.Wire? = switch listener.proto {
+        case .http: .http
+        case .uwsgi: .uwsgi
+        case .auto: nil
+        }
+        machine = ConnectionMachine(wire: wire, proxyProtocol: listener.proxyProtocol, now: now)
     }
 
     /// The last reference can go on an app thread (the job it ran), so a buffer still held

@@ -130,7 +130,13 @@ struct ConnectionMachine {
     }
 
     private(set) var state: State
-    let wire: Wire
+    /// Set at the start, or by the first byte when `detect` is on.
+    private(set) var wire: Wire
+    /// A socket handed by a zerg server without `--protocol`: the first byte decides the
+    /// wire (0, a uwsgi packet's modifier1 for WSGI, is uwsgi; anything else is HTTP,
+    /// which starts with a method's letter, or with a PROXY header's `P` or CR).
+    private var detect = false
+    private let proxyProtocol: Bool
     var head = HTTPRequestHead()
     /// The vars of a uwsgi packet; `head` then holds the framing derived from them. On the
     /// heap, made by the first packet: an HTTP connection (and an idle one) does not carry
@@ -157,8 +163,11 @@ struct ConnectionMachine {
     private var readableWhileInApp = false
     private var hangupWhileInApp = false
 
-    init(wire: Wire, proxyProtocol: Bool, now: Double) {
-        self.wire = wire
+    /// `wire` nil: decided by the connection's first byte.
+    init(wire: Wire?, proxyProtocol: Bool, now: Double) {
+        self.wire = wire ?? .http
+        detect = wire == nil
+        self.proxyProtocol = proxyProtocol
         state = proxyProtocol && wire == .http ? .proxyHeader : .head
         since = now
     }
@@ -218,6 +227,14 @@ struct ConnectionMachine {
                     return .writePending
                 }
                 if bytes.isEmpty { return draining || peerClosed ? closeAfterPending() : .readMore }
+                if detect {
+                    detect = false
+                    wire = bytes[0] == 0 ? .uwsgi : .http
+                    if wire == .http && proxyProtocol {
+                        state = .proxyHeader
+                        continue
+                    }
+                }
                 if wire == .uwsgi {
                     if uwsgiPacket == nil { uwsgiPacket = OnHeap(UWSGIRequestHead()) }
                     switch rules.uwsgi.parseHead(bytes, into: &uwsgiPacket!.value) {

@@ -337,7 +337,8 @@ final class Worker {
     /// Stop taking new connections, then finish what is in flight. On a stop, first take what
     /// the kernel already queued, since no worker will stay to take it; a worker retired by
     /// a reload leaves it to the workers that stay, so no request that arrives after a
-    /// reload completed is served by the old code.
+    /// reload completed is served by the old code. A socket a zerg server handed keeps its
+    /// queue (the zerg server holds it open): it is left to the next instance either way.
     private func beginDrain(takeQueued: Bool) {
         draining = true
         spec.tally.set(Int(spec.slot), -1)  // out of the accept rotation for good
@@ -345,7 +346,7 @@ final class Worker {
             // Until the queue is empty: a connection closed at once (its client gave up)
             // or a failed one does not end it. With --reuse-port a newer instance takes
             // the new connections meanwhile, so this ends even under load.
-            while takeQueued && acceptOne(l, now: Sys.now()) {}
+            while takeQueued && !config.zergSockets.contains(l.fd) && acceptOne(l, now: Sys.now()) {}
             if accepting { stopWatching(l) }
             Sys.close(l.fd)
         }

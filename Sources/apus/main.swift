@@ -30,12 +30,46 @@ func takeActivatedSockets() throws(ConfigError) -> [InheritedSocket] {
     return sockets.map { InheritedSocket(fd: $0.fd, name: $0.name, address: ListenSocket.localAddress($0.fd)) }
 }
 
+/// The sockets zerg servers handed over (`--zerg`), taken once at start (or handed on by
+/// the previous image of an upgrade in place) and given to every resolution, like
+/// `activatedSockets`.
+nonisolated(unsafe) var zergSockets: [Int32] = []
+
+/// The sockets the previous image of an upgrade in place handed on (`_APUS_ZERG_FDS`),
+/// taken out of the environment at once so no child sees the variable.
+let passedZergSockets: [Int32]? = {
+    guard let passed = getenv(ZergAttach.environmentKey).map({ String(cString: $0) }) else { return nil }
+    unsetenv(ZergAttach.environmentKey)
+    return passed.split(separator: ",").compactMap { Int32($0) }
+}()
+
+/// Attaches to every `--zerg` server, or takes the sockets an upgrade in place handed on.
+func takeZergSockets(_ config: Configuration) throws(ListenSocket.Failure) -> [Int32] {
+    if let passed = passedZergSockets { return passed }
+    var fds: [Int32] = []
+    for path in config.zerg {
+        let handed = try ZergAttach.attach(path)
+        Log.info("zerg server \(path) handed \(handed.count) socket\(handed.count == 1 ? "" : "s"): \(handed.map { describeHanded($0) }.joined(separator: ", "))")
+        fds += handed
+    }
+    return fds
+}
+
+/// "fd 7 (127.0.0.1:8000)" for a log line.
+func describeHanded(_ fd: Int32) -> String {
+    switch ListenSocket.localAddress(fd) {
+    case let .tcp(host, port)?: return "fd \(fd) (\(host.contains(":") ? "[\(host)]" : host):\(port))"
+    case let .unix(path)?: return "fd \(fd) (unix:\(path))"
+    default: return "fd \(fd)"
+    }
+}
+
 /// The command line (and ini files, and environment) as they are now, resolved from the
 /// working directory.
 func resolve() throws(ConfigError) -> Command {
     try resolveCommand(arguments: Array(CommandLine.arguments.dropFirst()),
                        environment: Environment.current(), fileSystem: RealFileSystem(),
-                       inherited: activatedSockets)
+                       inherited: activatedSockets, handed: zergSockets)
 }
 
 /// Inherited sockets are checked (a listening TCP or unix stream socket) and made
@@ -154,6 +188,7 @@ func executablePath(from directory: String) -> String {
 }
 
 let inherited = takeUpgradeState()
+_ = passedZergSockets
 if let inherited, case let .failure(problem) = enter(inherited.startDirectory) {
     fail("upgrade in place: \(problem.message)", status: 1)
 }
@@ -173,13 +208,26 @@ case let .help(text):
 case .version:
     print("apus \(apusVersion)")
     exit(0)
-case let .run(options):
+case var .run(options):
+    if let path = options.zergServer {
+        // A zerg server has no application: resolving its options is the whole check.
+        exit(options.check ? 0 : ZergServer(config: options, path: path).run())
+    }
     // --check looks at the options, the Python and the app; the sockets are the master's.
     if !options.check {
         do {
+            if !options.zerg.isEmpty {
+                zergSockets = try takeZergSockets(options)
+                guard case let .run(resolved) = try resolve() else { fail("the command line changed", status: 2) }
+                options = resolved
+            }
             try adoptInheritedSockets(options)
-        } catch {
+        } catch let error as ListenSocket.Failure {
             fail(error.description, status: 2)
+        } catch let error as ConfigError {
+            fail(error.message, status: 2)
+        } catch {
+            fail("\(error)", status: 2)
         }
     }
     let startDirectory = currentDirectory()
@@ -195,8 +243,9 @@ case let .run(options):
     if config.check { WorkerEntry.check(config, python) }
     let relaunch = Relaunch(executable: executablePath(from: startDirectory),
                             arguments: Array(CommandLine.arguments.dropFirst()), startDirectory: startDirectory,
-                            environment: SocketActivation.environment(for: activatedSockets, pid: getpid()),
-                            descriptors: activatedSockets.map(\.fd))
+                            environment: SocketActivation.environment(for: activatedSockets, pid: getpid())
+                                + (zergSockets.isEmpty ? [] : ["\(ZergAttach.environmentKey)=" + zergSockets.map { String($0) }.joined(separator: ",")]),
+                            descriptors: activatedSockets.map(\.fd) + zergSockets)
     let master = Master(
         config: config, python: python, version: apusVersion, relaunch: relaunch, inherited: inherited,
         prepareZygote: { launch, commandFD in

@@ -37,7 +37,7 @@ struct Harness {
     /// The connection is done with (closed, rejected or refused).
     var ended = false
 
-    init(wire: ConnectionMachine.Wire = .http, proxyProtocol: Bool = false, rules: ConnectionRules = ConnectionRules()) {
+    init(wire: ConnectionMachine.Wire? = .http, proxyProtocol: Bool = false, rules: ConnectionRules = ConnectionRules()) {
         self.rules = rules
         machine = ConnectionMachine(wire: wire, proxyProtocol: proxyProtocol, now: 0)
     }
