@@ -72,8 +72,9 @@ class Ctx:
     threads: int
     app: App
     tmp: str
-    upstream: str = ""    # fronted servers: where the server listens for nginx
+    upstream: str = ""    # fronted servers: where the server listens for the front
                           # (a unix socket path, or HOST:PORT)
+    subscription: str = ""  # front "router": the router's subscription server (UDP HOST:PORT)
 
     @property
     def appdir(self) -> str:
@@ -93,7 +94,8 @@ class Server:
     available: object = None       # Ctx -> None, or a reason to skip
     default: bool = True           # in the default --servers list
     front: str | None = None       # "uwsgi" / "http": nginx in front (listens on the
-                                   # cell's port), passing to the server at ctx.upstream
+                                   # cell's port), passing to the server at ctx.upstream;
+                                   # "router": apus router in front, the server subscribed
 
 
 def _apus_argv(c: Ctx, binds: list) -> list:
@@ -210,6 +212,11 @@ def _nginx_gunicorn(c: Ctx):
     return argv
 
 
+def _router_apus_uwsgi(c: Ctx):
+    # the key is the Host wrk sends: HOST:PORT of the router
+    return _apus_argv(c, ["--socket", c.upstream, "--subscribe-to", f"{c.subscription}:{HOST}:{c.port}"])
+
+
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 
@@ -246,6 +253,9 @@ SERVERS = [
     Server("nginx+apus-http", _nginx_apus_http, front="http", available=_nginx_apus_available,
            default=False,
            note="nginx (2 workers) proxy_pass, HTTP/1.1 upstream keep-alive -> apus --http"),
+    Server("router+apus-uwsgi", _router_apus_uwsgi, front="router", available=_apus_available,
+           default=False,
+           note="apus router (one process) -> apus --socket on a unix socket, subscribed to it"),
     Server("nginx+uwsgi", _nginx_uwsgi, front="uwsgi", stop_signal=signal.SIGINT,
            available=_nginx_available, default=False,
            note="nginx (2 workers) uwsgi_pass -> uwsgi --socket on a unix socket, --master"),
@@ -390,10 +400,10 @@ class Running:
                                      start_new_session=True)
         self.pgid = self.proc.pid  # new session: the leader's pid is the group id
         self.seen: set[int] = set()
-        self.nginx = None
+        self.front = None
         if server.front:
             try:
-                self.nginx = NginxFront(ctx, server.front)
+                self.front = (RouterFront(ctx) if server.front == "router" else NginxFront(ctx, server.front))
             except Exception:
                 os.killpg(self.pgid, signal.SIGKILL)
                 self.proc.wait(5)
@@ -418,8 +428,8 @@ class Running:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return f"server exited with {self.proc.returncode}: {self.log_tail()}"
-            if self.nginx and self.nginx.proc.poll() is not None:
-                return f"nginx exited with {self.nginx.proc.returncode}: {self.nginx.log_tail()}"
+            if self.front and self.front.proc.poll() is not None:
+                return f"the front exited with {self.front.proc.returncode}: {self.front.log_tail()}"
             try:
                 conn = http.client.HTTPConnection(HOST, self.ctx.port, timeout=5)
                 conn.request("GET", self.ctx.app.path)
@@ -436,8 +446,8 @@ class Running:
         return f"not ready after {timeout:.0f}s ({last}): {self.log_tail()}"
 
     def stop(self, grace: float = 10.0):
-        if self.nginx:
-            self.nginx.stop(grace)
+        if self.front:
+            self.front.stop(grace)
         self.remember_tree()
         try:
             os.killpg(self.pgid, self.server.stop_signal)
@@ -547,6 +557,34 @@ class NginxFront:
         self.out.close()
 
 
+class RouterFront:
+    """`apus router` in front of the server, which subscribes to it (--subscribe-to)."""
+
+    def __init__(self, ctx: Ctx):
+        self.argv = [ctx.apus, "router", "--http", f"{HOST}:{ctx.port}",
+                     "--subscription-server", ctx.subscription]
+        self.out = open(os.path.join(ctx.tmp, "router.out"), "wb")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log_tail(self, n: int = 10) -> str:
+        try:
+            with open(self.out.name, "rb") as f:
+                return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, grace: float = 10.0):
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(grace)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                pass
+        kill_group(self.proc, self.proc.pid)
+        self.out.close()
+
+
 def keepalive_check(port: int, path: str, n: int, timeout: float = 2.0) -> str:
     """Open n connections (as wrk will), GET twice on each, all kept open at once.
 
@@ -640,8 +678,10 @@ def venv_libdir(venv: str) -> str | None:
 def run_cell(args, server: Server, app: App, workers: int, threads: int, repeat: int) -> dict:
     tmp = tempfile.mkdtemp(prefix="apus-bench-")
     ctx = Ctx(args.venv, args.apus, free_port(), workers, threads, app, tmp)
-    if server.front == "uwsgi":
+    if server.front in ("uwsgi", "router"):
         ctx.upstream = os.path.join(tmp, "app.sock")
+    if server.front == "router":
+        ctx.subscription = f"{HOST}:{free_port()}"
     elif server.front == "http":
         ctx.upstream = f"{HOST}:{free_port()}"
     rec = {"server": server.name, "app": app.name, "shape": f"{workers}x{threads}",
@@ -652,8 +692,8 @@ def run_cell(args, server: Server, app: App, workers: int, threads: int, repeat:
     try:
         srv = Running(server, ctx, server_env(args.venv))
         rec["argv"] = srv.argv
-        if srv.nginx:
-            rec["nginx_argv"] = srv.nginx.argv
+        if srv.front:
+            rec["front_argv"] = srv.front.argv
         why = srv.wait_ready(args.ready_timeout)
         if why:
             rec["error"] = why
@@ -662,7 +702,7 @@ def run_cell(args, server: Server, app: App, workers: int, threads: int, repeat:
         if args.warmup > 0:
             run_wrk(args, ctx.port, app.path, args.warmup)
         srv.remember_tree()
-        ngx = srv.nginx.proc.pid if srv.nginx else None
+        ngx = srv.front.proc.pid if srv.front else None
         t0, n0 = tree_cpu_ticks(srv.proc.pid)
         g0 = tree_cpu_ticks(ngx)[0] if ngx else 0
         res = run_wrk(args, ctx.port, app.path, args.duration)
@@ -670,7 +710,7 @@ def run_cell(args, server: Server, app: App, workers: int, threads: int, repeat:
         g1 = tree_cpu_ticks(ngx)[0] if ngx else 0
         mem = memory(srv.proc.pid)
         if ngx:
-            rec["nginx_memory"] = memory(ngx)
+            rec["front_memory"] = memory(ngx)
         srv.remember_tree()
         if srv.proc.poll() is not None:
             rec["error"] = f"server exited during the run: {srv.log_tail()}"
@@ -687,10 +727,10 @@ def run_cell(args, server: Server, app: App, workers: int, threads: int, repeat:
             "server_cpu_s": round(cpu_s, 3),
             "server_cpu_us_per_req": round(cpu_s * 1e6 / reqs, 2) if reqs else None,
             "server_cpu_share": round(cpu_s / secs, 3) if secs else None,
-            # nginx's own tree (master + workers), not included in server_cpu_*
-            "nginx_cpu_us_per_req": (round((g1 - g0) / CLK_TCK * 1e6 / reqs, 2)
+            # the front's own tree (nginx's master + workers, or apus router), not in server_cpu_*
+            "front_cpu_us_per_req": (round((g1 - g0) / CLK_TCK * 1e6 / reqs, 2)
                                      if ngx and reqs else None),
-            "nginx_cpu_share": round((g1 - g0) / CLK_TCK / secs, 3) if ngx and secs else None,
+            "front_cpu_share": round((g1 - g0) / CLK_TCK / secs, 3) if ngx and secs else None,
             "wrk_cpu_us_per_req": round(res["wrk_cpu_s"] * 1e6 / reqs, 2) if reqs else None,
             "procs_before_after": [n0, n1],
             "memory": mem,
@@ -736,7 +776,7 @@ def aggregate(runs: list[dict]) -> list[dict]:
                 "cpu_us_per_req_median": _median([r["server_cpu_us_per_req"] for r in ok]),
                 "cpu_us_per_req_all": [r["server_cpu_us_per_req"] for r in ok],
                 "cpu_share_median": _median([r["server_cpu_share"] for r in ok]),
-                "nginx_cpu_us_per_req_median": _median([r.get("nginx_cpu_us_per_req") for r in ok]),
+                "front_cpu_us_per_req_median": _median([r.get("front_cpu_us_per_req") for r in ok]),
                 "n_workers": ok[-1]["memory"]["n_workers"],
                 "n_procs": ok[-1]["memory"]["n_procs"],
                 "worker_rss_mib_median": _median([r["memory"]["worker_rss_mib"] for r in ok]),
@@ -844,8 +884,8 @@ def render_md(meta: dict, aggs: list[dict], skipped: list[str]) -> str:
              "errors = non-2xx / socket errors connect+read+write+timeout summed over repeats; "
              "CPU µs/req = server process tree CPU (user+sys, reaped children included) during the "
              "measured run / requests completed, median; CPU% = that CPU per wall second "
-             "(100 = one core); nginx CPU µs/req = the same for the nginx in front (nginx+* rows "
-             "only, not included in CPU µs/req); RSS/PSS per worker = mean over the processes that serve requests "
+             "(100 = one core); front CPU µs/req = the same for the nginx or apus router in front "
+             "(nginx+* and router+* rows only, not included in CPU µs/req); RSS/PSS per worker = mean over the processes that serve requests "
              "(not the leader, uWSGI's HTTP router or apus's zygote), "
              "total PSS = whole tree incl. master; KA = keep-alive check before the load: as many "
              "connections as wrk opens, two GETs on each, all held open (yes / no: server closes / "
@@ -858,7 +898,7 @@ def render_md(meta: dict, aggs: list[dict], skipped: list[str]) -> str:
         L.append(f"## {app} (`{APPS[app].module}`, GET `{APPS[app].path}`)")
         L.append("")
         L.append("| server | shape | req/s | min..max | p99 ms | non-2xx | sock err | CPU µs/req | CPU% "
-                 "| nginx CPU µs/req | procs | RSS/worker MiB | PSS/worker MiB | total PSS MiB | KA |")
+                 "| front CPU µs/req | procs | RSS/worker MiB | PSS/worker MiB | total PSS MiB | KA |")
         L.append("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         order = {s.name: i for i, s in enumerate(SERVERS)}
         shapes = [f"{w}x{t}" for w, t in a["shapes_parsed"]]
@@ -874,7 +914,7 @@ def render_md(meta: dict, aggs: list[dict], skipped: list[str]) -> str:
                 f"{_f(g['rps_min'])}..{_f(g['rps_max'])} | {_f(g['p99_ms_median'], 2)} | "
                 f"{g['non2xx_total']} | {sum(se.values())} | {_f(g['cpu_us_per_req_median'], 1)} | "
                 f"{_f((g['cpu_share_median'] or 0) * 100)} | "
-                f"{_f(g.get('nginx_cpu_us_per_req_median'), 1)} | {g['n_procs']} | "
+                f"{_f(g.get('front_cpu_us_per_req_median'), 1)} | {g['n_procs']} | "
                 f"{_f(g['worker_rss_mib_median'], 1)} | {_f(g['worker_pss_mib_median'], 1)} | "
                 f"{_f(g['total_pss_mib_median'], 1)} | {g['keepalive']} |")
             if g["errors"]:
