@@ -3,6 +3,7 @@
 let usageLines = [
     "apus [OPTIONS] MODULE[:CALLABLE]",
     "apus [OPTIONS] --wsgi-file FILE",
+    "apus router --http ADDR --subscription-server ADDR [OPTIONS]",
 ]
 
 let positionalHelp = "The application to serve, e.g. app.wsgi or hello:application (callable defaults to application, then app)."

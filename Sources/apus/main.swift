@@ -8,6 +8,7 @@ import ApusMaster
 import ApusObserve
 import ApusIPC
 import ApusWorker
+import ApusRouter
 import ApusSys
 
 let apusVersion = "0.1.0"
@@ -173,6 +174,8 @@ case let .help(text):
 case .version:
     print("apus \(apusVersion)")
     exit(0)
+case let .router(config):
+    exit(runRouter(config))
 case let .run(options):
     // --check looks at the options, the Python and the app; the sockets are the master's.
     if !options.check {

@@ -1,0 +1,4 @@
+import Testing
+import ApusConfig
+import ApusProtocols
+@testable import ApusRouter
