@@ -23,6 +23,10 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 # systemd-socket-activate: Tests/integration/test_inherited_sockets.py and test_examples.py hand
 # apus its sockets the way systemd does
 command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
+# gcc and the Python headers: pip builds uWSGI (Tests/integration/test_subscription.py runs
+# it next to apus router) from source
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || missing+=(python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     step "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -38,7 +42,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # h11: the independent HTTP/1.1 parser that Tests/integration/test_differential.py compares with
 # pyyaml: Tests/integration/test_examples.py reads examples/kubernetes/deployment.yaml
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests h11 pyyaml
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests h11 pyyaml uwsgi
 echo "python: $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0], sys.prefix)')"
 
 # -- build and unit tests --------------------------------------------------------------------

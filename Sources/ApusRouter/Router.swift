@@ -80,6 +80,9 @@ final class Router {
         /// is made, so a request can move to another node when the first cannot be reached.
         var request: [UInt8]
         var requestSent = 0
+        /// The whole request (packet and body) while it fits in `replayLimit`, to offer it to
+        /// another node if this one turns out to have been draining (below).
+        var replay: [UInt8]?
         var response: [UInt8] = []
         var headDone = false
         var framing = ProxiedBodyFraming.none
@@ -100,6 +103,8 @@ final class Router {
     static let nodeTimeout = 60.0
     /// Bytes held for a slow reader before the other side is no longer read.
     static let highWater = 256 * 1024
+    /// Largest request kept for a replay.
+    static let replayLimit = 1 << 20
 
     let config: Configuration
     let epoll = Epoll()
@@ -436,6 +441,7 @@ final class Router {
             case let .success((fd, connected)):
                 let link = Link(fd: fd, address: node.address, request: packet, deadline: now + Self.connectTimeout)
                 link.connected = connected
+                if c.bodyToNode == 0 && packet.count <= Self.replayLimit { link.replay = packet }
                 retried[fd] = tried
                 c.node = link
                 links[fd] = c
@@ -567,8 +573,22 @@ final class Router {
     }
 
     private func nodeClosed(_ c: Client, _ link: Link, reset: Bool) {
+        let tried = retried[link.fd] ?? [link.address]
         endLink(c)
         guard link.headDone else {
+            // A node that unsubscribed closes its listening socket once it has accepted what
+            // was queued; a connection that reached the queue just after that is closed
+            // unread. The unsubscribe was sent before, so read the datagrams waiting: if the
+            // node is gone from the table and sent nothing, it never saw the request, which
+            // goes to another node. (A node that dies, still subscribed, costs its requests.)
+            if link.response.isEmpty, let replay = link.replay {
+                readSubscriptions()
+                if !table.nodes(c.key).contains(where: { $0.address == link.address }) {
+                    Log.info("\(text(c.key)): node \(text(link.address)) closed a request unread after it unsubscribed: sent to another node")
+                    connect(c, request: replay, tried: tried)
+                    return
+                }
+            }
             Log.warning("\(text(c.key)): node \(text(link.address)) closed without an answer (502)", budget: &nodeBudget, now: Sys.now())
             respond(c, 502, "Bad Gateway", "the node closed the connection without an answer\n", close: true)
             return
