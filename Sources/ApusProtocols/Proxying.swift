@@ -29,7 +29,8 @@ public func requestHost(_ buffer: UnsafeRawBufferPointer, _ head: HTTPRequestHea
 /// SERVER_PROTOCOL, CONTENT_TYPE, CONTENT_LENGTH, REMOTE_ADDR, REMOTE_PORT, SERVER_NAME,
 /// SERVER_PORT, then one HTTP_* var per header name (repeated fields joined with `, `,
 /// Cookie with `; `; names with `_` left out, as the workers do). `contentLength` is the
-/// body's length (a de-chunked body's too); Transfer-Encoding is not passed on.
+/// body's length (a de-chunked body's too); Transfer-Encoding is not passed on, nor Expect
+/// (the router answers `100-continue` itself, and the whole body follows the packet).
 /// nil when the vars do not fit in a packet (65535 bytes).
 public func uwsgiPacket(_ buffer: UnsafeRawBufferPointer, _ head: HTTPRequestHead, contentLength: Int,
                         connection: ProxiedConnection, modifier1: UInt8 = 0, modifier2: UInt8 = 0) -> [UInt8]? {
@@ -74,7 +75,8 @@ public func uwsgiPacket(_ buffer: UnsafeRawBufferPointer, _ head: HTTPRequestHea
         let name = buffer[field.name]
         if name.contains(UInt8(ascii: "_")) { continue }
         if equalsIgnoringCase(buffer, field.name, "content-type") || equalsIgnoringCase(buffer, field.name, "content-length")
-            || equalsIgnoringCase(buffer, field.name, "transfer-encoding") { continue }
+            || equalsIgnoringCase(buffer, field.name, "transfer-encoding")
+            || equalsIgnoringCase(buffer, field.name, "expect") { continue }
         let isCookie = equalsIgnoringCase(buffer, field.name, "cookie")
         var value = bytes(field.value)
         for j in (i + 1)..<head.headers.count where !done.contains(j) {

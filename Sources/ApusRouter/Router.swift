@@ -103,6 +103,8 @@ final class Router {
     static let nodeTimeout = 60.0
     /// Bytes held for a slow reader before the other side is no longer read.
     static let highWater = 256 * 1024
+    /// A client that reads nothing of its answer for this long is closed.
+    static let sendTimeout = 30.0
     /// Largest request kept for a replay.
     static let replayLimit = 1 << 20
 
@@ -243,7 +245,7 @@ final class Router {
                         finishRequest(c)
                     }
                 }
-            } else if c.phase == .waiting || c.phase == .chunkedBody, now >= c.deadline {
+            } else if c.phase != .proxying, now >= c.deadline {
                 closeClient(c)
             }
         }
@@ -622,6 +624,7 @@ final class Router {
         if c.bodyToNode > 0 || draining { c.keepAlive = false }
         if !c.keepAlive {
             c.phase = .closing
+            c.deadline = Sys.now() + Self.sendTimeout
             flushClient(c)
             return
         }
@@ -653,7 +656,12 @@ final class Router {
                 Sys.call { send(c.fd, b.baseAddress! + c.outputSent, c.pendingOutput, Int32(MSG_NOSIGNAL)) }
             }
             switch r {
-            case let .done(n): c.outputSent += n
+            case let .done(n):
+                c.outputSent += n
+                // a client that reads keeps its connection and its node's
+                let now = Sys.now()
+                c.deadline = max(c.deadline, now + Self.sendTimeout)
+                c.node?.deadline = max(c.node?.deadline ?? 0, now + Self.nodeTimeout)
             case .wouldBlock:
                 updateInterest(c)
                 return
@@ -843,7 +851,12 @@ func openDatagram(_ address: DatagramAddress) -> Result<Int32, DatagramFailure> 
         guard inet_pton(AF_INET, host, &sa.sin_addr) == 1 else { return .failure(DatagramFailure("invalid address")) }
         return withUnsafeBytes(of: &sa) { bound(AF_INET, $0) }
     case let .unix(path):
-        unlink(path)
+        // a socket left by an earlier run is replaced; any other file is not touched
+        var st = stat()
+        if lstat(path, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFSOCK else { return .failure(DatagramFailure("\(path) exists and is not a socket")) }
+            unlink(path)
+        }
         var sa = sockaddr_un()
         sa.sun_family = sa_family_t(AF_UNIX)
         let p = Array(path.utf8)

@@ -122,7 +122,7 @@ private func packetVars(_ request: String, contentLength: Int = 0) -> [(String, 
 }
 
 @Test func uwsgiPacketHasNginxsVars() {
-    let vars = packetVars("POST /a%20b/c?x=1 HTTP/1.1\r\nHost: example.com:8000\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nX-A: 1\r\nx-a: 2\r\nCookie: a=1\r\nCookie: b=2\r\nX_Bad: 1\r\n\r\n", contentLength: 3)
+    let vars = packetVars("POST /a%20b/c?x=1 HTTP/1.1\r\nHost: example.com:8000\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nX-A: 1\r\nx-a: 2\r\nCookie: a=1\r\nCookie: b=2\r\nX_Bad: 1\r\nExpect: 100-continue\r\n\r\n", contentLength: 3)
     #expect(vars.map(\.0) == ["REQUEST_METHOD", "REQUEST_URI", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL", "CONTENT_TYPE",
                               "CONTENT_LENGTH", "REMOTE_ADDR", "REMOTE_PORT", "SERVER_NAME", "SERVER_PORT",
                               "HTTP_HOST", "HTTP_X_A", "HTTP_COOKIE"])
