@@ -545,7 +545,7 @@ final class Router {
             case let .complete(head):
                 let (bytes, framing, keep) = link.response.withUnsafeBytes {
                     clientResponseHead($0, head, requestIsHEAD: c.isHEAD, requestVersionMinor: c.versionMinor,
-                                       keepAlive: c.keepAlive && c.bodyToNode == 0)
+                                       keepAlive: c.keepAlive && c.bodyToNode == 0 && !draining)
                 }
                 c.output += bytes
                 c.keepAlive = keep

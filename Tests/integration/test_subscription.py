@@ -10,6 +10,8 @@ HTTP request to a live node of its Host.
   B subscribed, wait until the router sends it traffic, SIGTERM A, which unsubscribes and
   drains) with zero failed requests; a node killed with SIGKILL costs at most the requests
   in flight on it (at most one per client);
+- hostile nodes (malformed or smuggling responses: 502, or exactly the declared body), a
+  large response to a client that reads late, the router's graceful stop;
 - interop with uWSGI 2.0 (its `uwsgi` binary: from the test venv, which scripts/test.sh
   installs, else $UWSGI_BIN or PATH; skipped when there is none): a uWSGI instance behind
   `apus router`, and an Apus instance behind uWSGI's `--http-subscription-server`.
@@ -371,3 +373,118 @@ def _ok(fetch):
     except (OSError, ValueError, Exception):
         return None
     return resp if resp.status == 200 else None
+
+
+# -- hostile nodes and the router's own shutdown --------------------------------------------------
+
+
+class FakeNode:
+    """A uwsgi-socket node that reads a request packet and answers with fixed bytes."""
+
+    def __init__(self, answer):
+        import threading
+        self.answer = answer
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while len(head) < 4:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    head += chunk
+                size = struct.unpack("<H", head[1:3])[0] if len(head) >= 3 else 0
+                while len(head) < 4 + size:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    head += chunk
+                self.requests.append(head)
+                try:
+                    conn.sendall(self.answer)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("answer,expect_status", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\nok", 502),
+    (b"HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\nok", 502),
+    (b"HTTP/1.1 200 OK\r\nX-Split: a\rb\r\nContent-Length: 2\r\n\r\nok", 502),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", 502),
+    (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", 502),
+    (b"garbage", 502),
+    (b"", 502),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsmuggl", 200),
+])
+def test_hostile_node_responses(router, answer, expect_status):
+    r = router()
+    node = FakeNode(answer)
+    try:
+        send_udp(r.udp, packet("evil.example", f"127.0.0.1:{node.port}"))
+        wait_until(lambda: f"evil.example: node 127.0.0.1:{node.port} subscribed" in r.log(), 10, what="the fake node")
+        with Conn(r.port) as c:
+            resp = c.request("GET", "/", {"Host": "evil.example"})
+            assert resp.status == expect_status, resp
+            if expect_status == 200:
+                # exactly the declared body; what the node sent after it never reaches the client
+                assert resp.body == b"ok"
+                resp2 = c.request("GET", "/", {"Host": "nobody.example"})
+                assert resp2.status == 503, resp2
+            else:
+                assert resp.header("connection") == "close"
+        assert r.proc.poll() is None
+    finally:
+        node.close()
+
+
+def test_large_response_to_a_slow_reader(router):
+    """8 MB through the router to a client that reads nothing for a while: the router stops
+    reading the node once it holds 256 KiB for the client, and the body arrives intact."""
+    body = os.urandom(8_000_000)
+    node = FakeNode(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    r = router()
+    try:
+        send_udp(r.udp, packet("big.example", f"127.0.0.1:{node.port}"))
+        wait_until(lambda: "big.example: node" in r.log(), 10, what="the fake node")
+        s = socket.create_connection(("127.0.0.1", r.port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: big.example\r\nConnection: close\r\n\r\n")
+        time.sleep(1.0)
+        data = bytearray()
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        head, _, got = bytes(data).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and got == body
+    finally:
+        node.close()
+
+
+def test_router_drains_on_sigterm(apus, router):
+    r = router()
+    start_node(apus, r)
+    with Conn(r.port, timeout=20) as c:
+        c.send(b"GET /sleep?s=1 HTTP/1.1\r\nHost: %s\r\n\r\n" % r.host.encode())
+        time.sleep(0.3)
+        r.proc.send_signal(signal.SIGTERM)
+        resp = c.response()
+        assert resp.status == 200 and resp.header("connection") == "close", resp
+    assert r.proc.wait(20) == 0
+    assert "graceful shutdown" in r.log()
