@@ -83,6 +83,8 @@ final class Router {
         /// The whole request (packet and body) while it fits in `replayLimit`, to offer it to
         /// another node if this one turns out to have been draining (below).
         var replay: [UInt8]?
+        /// The nodes this request was offered to, this one included (a retry skips them).
+        var tried: [[UInt8]] = []
         var response: [UInt8] = []
         var headDone = false
         var framing = ProxiedBodyFraming.none
@@ -444,7 +446,7 @@ final class Router {
                 let link = Link(fd: fd, address: node.address, request: packet, deadline: now + Self.connectTimeout)
                 link.connected = connected
                 if c.bodyToNode == 0 && packet.count <= Self.replayLimit { link.replay = packet }
-                retried[fd] = tried
+                link.tried = tried
                 c.node = link
                 links[fd] = c
                 link.interest = Epoll.writable
@@ -458,9 +460,6 @@ final class Router {
         Log.warning("\(text(c.key)): \(reason) (503)", budget: &budget, now: now)
         respond(c, 503, "Service Unavailable", "\(reason): \(text(c.key))\n", close: c.bodyToNode > 0)
     }
-
-    /// The nodes each link's request was already offered to (for the retry).
-    var retried: [Int32: [[UInt8]]] = [:]
 
     private func nodeEvent(_ c: Client, _ events: UInt32) {
         guard let link = c.node else { return }
@@ -484,7 +483,7 @@ final class Router {
     /// The connection to the node failed before any byte of the request reached it: drop
     /// the node and offer the request to the next one.
     private func nodeFailed(_ c: Client, _ link: Link, reason: String) {
-        let tried = retried[link.fd] ?? [link.address]
+        let tried = link.tried
         Log.warning("\(text(c.key)): node \(text(link.address)) dropped: cannot connect: \(reason)", budget: &nodeBudget, now: Sys.now())
         let request = link.request
         endLink(c)
@@ -575,7 +574,7 @@ final class Router {
     }
 
     private func nodeClosed(_ c: Client, _ link: Link, reset: Bool) {
-        let tried = retried[link.fd] ?? [link.address]
+        let tried = link.tried
         endLink(c)
         guard link.headDone else {
             // A node that unsubscribed closes its listening socket once it has accepted what
@@ -613,7 +612,6 @@ final class Router {
         guard let link = c.node else { return }
         table.release(key: c.key, address: link.address)
         links[link.fd] = nil
-        retried[link.fd] = nil
         Sys.close(link.fd)
         c.node = nil
     }
