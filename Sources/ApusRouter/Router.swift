@@ -217,7 +217,12 @@ final class Router {
                 drainDeadline = Sys.now() + config.shutdownTimeout
                 for fd in listeners.keys { Sys.close(fd) }
                 listeners = [:]
-                for c in Array(clients.values) where c.phase == .waiting && !c.headStarted && c.input.isEmpty { closeClient(c) }
+                // Idle keep-alive connections close; one whose request is already in its
+                // socket gets that request answered first (with Connection: close).
+                for c in Array(clients.values) where c.phase == .waiting && !c.headStarted && c.input.isEmpty {
+                    readClient(c)
+                    if c.input.isEmpty { closeClient(c) } else { advance(c); if clients[c.fd] != nil { updateInterest(c) } }
+                }
             case SIGQUIT:
                 Log.info("SIGQUIT: immediate shutdown")
                 stopNow = true
@@ -590,7 +595,14 @@ final class Router {
                     return
                 }
             }
-            Log.warning("\(text(c.key)): node \(text(link.address)) closed without an answer (502)", budget: &nodeBudget, now: Sys.now())
+            // A node that closes without answering (killed, crashed) is dropped while its key
+            // has other nodes, so the next requests go to them; its next announcement adds it
+            // again. The last node of a key stays: dropping it would only turn 502s into 503s.
+            var dropped = ""
+            if table.nodes(c.key).count > 1, table.remove(key: c.key, address: link.address) {
+                dropped = "; dropped until it announces itself again"
+            }
+            Log.warning("\(text(c.key)): node \(text(link.address)) closed without an answer (502)\(dropped)", budget: &nodeBudget, now: Sys.now())
             respond(c, 502, "Bad Gateway", "the node closed the connection without an answer\n", close: true)
             return
         }
