@@ -42,6 +42,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # h11: the independent HTTP/1.1 parser that Tests/integration/test_differential.py compares with
 # pyyaml: Tests/integration/test_examples.py reads examples/kubernetes/deployment.yaml
+# uwsgi: Tests/integration/test_subscription.py runs uWSGI 2.0 on either side of apus router
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests h11 pyyaml uwsgi
 echo "python: $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0], sys.prefix)')"
 
