@@ -4,6 +4,7 @@ import PackageDescription
 // Layering (see docs/architecture.md):
 //   apus (main) -> ApusMaster, ApusWorker, ApusConfig, ApusIPC, ApusObserve
 //   ApusMaster  -> ApusConfig, ApusIPC, ApusSys    (never ApusPython: the master runs no Python)
+//   ApusRouter  -> ApusProtocols, ApusConfig, ApusSys  (`apus router`: no Python either)
 //   ApusWorker  -> ApusProtocols, ApusPython, ApusConfig, ApusIPC, ApusSys
 //   ApusIPC     -> ApusConfig, ApusSys, CApusSys   (what master and workers share)
 //   ApusSys     -> CApusSys                        (the syscall policy, the clock, epoll)
@@ -42,8 +43,10 @@ let package = Package(
         .target(name: "ApusWorker",
                 dependencies: ["ApusProtocols", "ApusPython", "ApusConfig", "ApusObserve", "ApusIPC", "ApusSys", "CApusSys"],
                 swiftSettings: optimize),
-        .target(name: "ApusMaster", dependencies: ["ApusConfig", "ApusObserve", "ApusIPC", "ApusSys", "CApusSys"]),
-        .executableTarget(name: "apus", dependencies: ["ApusMaster", "ApusWorker", "ApusConfig", "ApusObserve", "ApusIPC"],
+        .target(name: "ApusMaster", dependencies: ["ApusConfig", "ApusObserve", "ApusIPC", "ApusProtocols", "ApusSys", "CApusSys"]),
+        .target(name: "ApusRouter", dependencies: ["ApusConfig", "ApusMaster", "ApusProtocols", "ApusObserve", "ApusSys", "CApusSys"],
+                swiftSettings: optimize),
+        .executableTarget(name: "apus", dependencies: ["ApusMaster", "ApusWorker", "ApusRouter", "ApusConfig", "ApusObserve", "ApusIPC"],
                           linkerSettings: link),
         .testTarget(name: "ApusProtocolsTests", dependencies: ["ApusProtocols"],
                     resources: [.copy("Corpus")]),
@@ -52,5 +55,6 @@ let package = Package(
         .testTarget(name: "ApusMasterTests", dependencies: ["ApusMaster"]),
         .testTarget(name: "ApusObserveTests", dependencies: ["ApusObserve"]),
         .testTarget(name: "ApusWorkerTests", dependencies: ["ApusWorker"]),
+        .testTarget(name: "ApusRouterTests", dependencies: ["ApusRouter"]),
     ]
 )

@@ -63,6 +63,11 @@ SCENARIOS = {
                        "SIGTERM to the first once the second answers"),
     "uwsgi-reuseport": ("uwsgi", "swap", "--reuse-port handover: a second instance on the same address, "
                         "FIFO q (graceful shutdown) to the first once the second answers"),
+    # behind a subscription router (see the "subscription router scenarios" block below)
+    "apus-router": ("apus", "router", "swap behind apus router: a second instance subscribed (--subscribe-to) "
+                    "on its own uwsgi socket, SIGTERM to the first (it unsubscribes, then drains) once the second answers"),
+    "uwsgi-router": ("uwsgi", "router", "swap behind uWSGI's --http-subscription-server: a second instance "
+                     "subscribed on its own uwsgi socket, FIFO q to the first (it unsubscribes, then drains) once the second answers"),
 }
 # zerg mode: a zerg server owns the socket; the swap is a second instance, then the first stopped
 SCENARIOS.update({
@@ -83,7 +88,8 @@ def free_port():
 def http_get(port, path="/", timeout=2.0):
     """(status, json body or None) of one GET with Connection: close; raises OSError."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        # the Host loadgen sends (a subscription router matches it with the instances' key)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while True:
             chunk = s.recv(65536)
@@ -118,6 +124,11 @@ class Server:
         self.first_proc = None
 
     def command(self, a):
+        if self.method == "router":
+            return router_node_command(self, self.server_command(a))
+        return self.server_command(a)
+
+    def server_command(self, a):
         vdir = self.run_dir / "ver"
         app = f"reloadapp.{'djwsgi' if a.app == 'django' else 'wsgi'}:application"
         venv = Path(a.venv)
@@ -165,6 +176,8 @@ class Server:
                if not k.startswith(("APUS_", "UWSGI_", "GUNICORN_")) and k not in ("PYTHONPATH", "PYTHONHOME")}
         env.update({"STARTUP_SECONDS": str(a.startup), "PYTHONDONTWRITEBYTECODE": "1",
                     "APP_ENV_VERSION": "1", "READY_DIR": str(self.run_dir / "ready")})
+        if self.method == "router":
+            start_router(self, a, env)
         self.cmd = self.command(a)
         self.log = open(self.run_dir / self.log_name, "wb")
         self.proc = subprocess.Popen(self.cmd, env=env, stdin=subprocess.DEVNULL,
@@ -311,11 +324,12 @@ class Server:
         except subprocess.TimeoutExpired:
             pass
         self.log.close()
+        stop_router(self)
 
     def tail(self, n=1500):
         try:
             return "".join((self.run_dir / f).read_text(errors="replace")[-n:]
-                           for f in ("server.log", "server-b.log") if (self.run_dir / f).exists())
+                           for f in ("server.log", "server-b.log", "router.log") if (self.run_dir / f).exists())
         except OSError:
             return ""
 
@@ -383,7 +397,7 @@ def run_one(name, a, rep, base):
         time.sleep(a.pre)
         write_version(run_dir / "ver", "v2")
         t_trigger = lg.mark("trigger")
-        if method in ("swap", "zerg"):
+        if method in ("swap", "zerg", "router"):
             srv.swap(a, lg)
         else:
             srv.reload(lambda: any(r.code == "v2" for r in list(lg.records)))
@@ -439,6 +453,56 @@ def run_one(name, a, rep, base):
         srv.stop()
         result["server_log_tail"] = srv.tail(3000)
     return result
+
+
+# -- subscription router scenarios (apus-router, uwsgi-router) ---------------------------------
+# The server's port is the router's HTTP port; each instance gets a uwsgi socket of its own
+# and subscribes to the router (UDP) with the Host loadgen sends (127.0.0.1:PORT) as its key.
+# swap() then starts the second instance and stops the first, as for the reuse-port handover.
+
+
+def start_router(srv, a, env):
+    if getattr(srv, "router_proc", None) is not None:
+        return
+    srv.udp_port = free_port()
+    if srv.kind == "apus":
+        cmd = [a.apus, "router", "--http", f"127.0.0.1:{srv.port}",
+               "--subscription-server", f"127.0.0.1:{srv.udp_port}"]
+    else:
+        cmd = [str(Path(a.venv) / "bin" / "uwsgi"), "--master", "--http", f"127.0.0.1:{srv.port}",
+               "--http-subscription-server", f"127.0.0.1:{srv.udp_port}"]
+    srv.router_cmd = cmd
+    srv.router_log = open(srv.run_dir / "router.log", "wb")
+    srv.router_proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=srv.router_log,
+                                       stderr=subprocess.STDOUT, start_new_session=True, cwd=str(srv.run_dir))
+
+
+def router_node_command(srv, cmd):
+    """The server's command with its HTTP bind replaced by a uwsgi socket of its own and a
+    subscription to the router."""
+    srv.node_port = free_port()
+    bind = "--http" if srv.kind == "apus" else "--http-socket"
+    i = cmd.index(bind)
+    return (cmd[:i] + ["--socket", f"127.0.0.1:{srv.node_port}",
+                       "--subscribe-to", f"127.0.0.1:{srv.udp_port}:127.0.0.1:{srv.port}",
+                       "--subscribe-freq", "1"] + cmd[i + 2:])
+
+
+def stop_router(srv):
+    proc = getattr(srv, "router_proc", None)
+    if proc is None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGINT if srv.kind == "uwsgi" else signal.SIGTERM)
+        proc.wait(10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)
+    srv.router_log.close()
+    srv.router_proc = None
 
 
 def fmt(v, unit=""):

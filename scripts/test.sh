@@ -23,10 +23,10 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 # systemd-socket-activate: Tests/integration/test_inherited_sockets.py and test_examples.py hand
 # apus its sockets the way systemd does
 command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
-# gcc and python3-dev: pip builds uwsgi from source (Tests/integration/test_zerg.py speaks the
-# zerg protocol with a real uWSGI)
+# gcc and the Python headers: pip builds uWSGI from source (Tests/integration/test_zerg.py
+# and test_subscription.py run a real uWSGI on either side of apus)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-[ -f "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)/Python.h" ] || missing+=(python3-dev)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || missing+=(python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     step "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -42,7 +42,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # h11: the independent HTTP/1.1 parser that Tests/integration/test_differential.py compares with
 # pyyaml: Tests/integration/test_examples.py reads examples/kubernetes/deployment.yaml
-# uwsgi: Tests/integration/test_zerg.py (zerg mode both ways with a real uWSGI)
+# uwsgi: Tests/integration/test_zerg.py (zerg mode both ways) and test_subscription.py
+# (uWSGI 2.0 on either side of apus router)
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests h11 pyyaml uwsgi
 echo "python: $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0], sys.prefix)')"
 

@@ -139,6 +139,12 @@ public struct Configuration: Equatable, Sendable {
     public var reloadTimeout = 60.0
     /// `--log-file`: where stderr goes (reopened on SIGUSR1).
     public var logFile: String?
+    /// `--subscribe-to`: routers this instance announces its uwsgi socket to (addresses resolved).
+    public var subscriptions: [Subscription] = []
+    /// `--subscribe-freq`: seconds between two announcements.
+    public var subscribeFrequency = 10.0
+    /// `apus router`'s own settings.
+    public var router = RouterSettings()
     /// Files given with `--ini` (re-read on graceful reload).
     public var configFiles: [String] = []
     /// Things worth logging at start-up that are not errors, such as uWSGI ini keys

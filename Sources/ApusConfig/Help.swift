@@ -3,6 +3,7 @@
 let usageLines = [
     "apus [OPTIONS] MODULE[:CALLABLE]",
     "apus [OPTIONS] --wsgi-file FILE",
+    "apus router --http ADDR --subscription-server ADDR [OPTIONS]",
 ]
 
 let positionalHelp = "The application to serve, e.g. app.wsgi or hello:application (callable defaults to application, then app)."
@@ -102,6 +103,8 @@ public func optionsMarkdown() -> String {
     out.append("- Addresses: `HOST:PORT`, `:PORT` (all IPv4 addresses), `[IPV6]:PORT`, `unix:PATH`, a socket path starting with `/`, `./` or `../`, or `fd://N` (a listening socket inherited from the parent; its backlog is the parent's). Duplicates are removed.")
     out.append("- Sockets passed by systemd (`LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`) are served as well: a `--http`/`--socket` at the same address, or `fd://N`, adopts the socket with its protocol; any other speaks HTTP, or uwsgi when its name is `uwsgi`.")
     out.append("- Without any `--http`, `--socket`, `--fd` or systemd socket, Apus listens on `\(BindDefaults.portBindHost):$PORT` when `PORT` is set, otherwise on `\(BindDefaults.bind.address.text)`.")
+    let routerOptions = OptionSpec.all.filter { $0.commands.contains(.router) }.map { "`--\($0.name)`" }
+    out.append("- `apus router ...` runs the subscription router (docs/reloading.md, \"Subscription router\") instead of a server; it takes no application and only these options: " + routerOptions.joined(separator: ", ") + ". A module named `router` is given as `--module router`.")
     out.append("")
     out.append("## Ini files")
     out.append("")

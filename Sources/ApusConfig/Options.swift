@@ -27,8 +27,17 @@ public enum OptionSection: String, CaseIterable, Sendable {
     case python = "Python"
     case limits = "Requests and limits"
     case reloading = "Reloading and control"
+    case subscriptions = "Subscriptions and the router"
     case logging = "Logging"
     case general = "Configuration and information"
+}
+
+/// Which commands take an option: the server (`apus ...`), the router (`apus router ...`).
+public struct OptionCommands: OptionSet, Sendable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+    public static let server = OptionCommands(rawValue: 1)
+    public static let router = OptionCommands(rawValue: 2)
 }
 
 /// The shape of an option's value.
@@ -68,6 +77,8 @@ public struct OptionSpec {
     public let sources: OptionSources
     /// How the environment variable holds several values of a list option.
     public let environmentSeparator: Character?
+    /// The commands that take it; `.server` unless the declaration says `router` or `routerOnly`.
+    public var commands: OptionCommands = .server
 
     /// Options that choose what the run does rather than set a value of the server.
     enum Action { case help, version, ini, check }
@@ -87,6 +98,11 @@ public struct OptionSpec {
     public var longNames: [String] { [name] + aliases + negations }
     public var takesValue: Bool { kind != .flag }
     public var isRepeatable: Bool { kind == .list || kind == .keyValue }
+
+    /// Taken by `apus router` too.
+    var router: OptionSpec { var s = self; s.commands = [.server, .router]; return s }
+    /// Taken by `apus router` only.
+    var routerOnly: OptionSpec { var s = self; s.commands = .router; return s }
 }
 
 /// The bind used when no `--http` and no `--socket` is given anywhere and `PORT` is not set;
@@ -150,7 +166,7 @@ extension OptionSpec {
                   section: .listening, separator: ",",
                   help: "Listen for HTTP on HOST:PORT, :PORT, [IPV6]:PORT, unix:PATH, or fd://N (a listening socket inherited from the parent); repeatable.",
                   element: { raw, ctx throws(ConfigError) in try parseBind(raw, proto: .http, ctx) },
-                  into: \.http),
+                  into: \.http).router,
             .list("socket", aliases: ["uwsgi-socket"], short: ["s"], valueName: "ADDR",
                   section: .listening, separator: ",",
                   help: "Listen for the uwsgi protocol (behind nginx uwsgi_pass) on HOST:PORT, unix:PATH, a socket path or fd://N; repeatable.",
@@ -182,7 +198,7 @@ extension OptionSpec {
             },
             .int("backlog", aliases: ["listen"], range: 1...65535, section: .listening,
                  help: "Length of the listen queue of each socket.",
-                 into: \.config.listenBacklog),
+                 into: \.config.listenBacklog).router,
             .flag("reuse-port", section: .listening,
                   help: "Set SO_REUSEPORT on TCP binds, so a second instance can bind the same address; each socket starts listening only when a worker has the app loaded, and new connections then go to the newest instance (a reuse-port handover: start the new instance, then stop the old one with SIGTERM). Not for unix sockets.",
                   into: \.config.reusePort),
@@ -228,7 +244,7 @@ extension OptionSpec {
                  into: \.config.maxConnections),
             .duration("shutdown-timeout", aliases: ["graceful-timeout"], allowZero: true, section: .workers,
                       help: "Seconds workers get to finish their requests on shutdown or reload before they are killed.",
-                      into: \.config.shutdownTimeout),
+                      into: \.config.shutdownTimeout).router,
 
             // MARK: Python
             .custom("python", kind: .path, valueName: "PATH", section: .python,
@@ -262,33 +278,33 @@ extension OptionSpec {
             // MARK: Requests and limits
             .size("limit-request-line", range: 16...(1 << 20), section: .limits,
                   help: "Longest request line (method, target, version) accepted; longer ones get 414.",
-                  into: \.config.limits.maxRequestLine),
+                  into: \.config.limits.maxRequestLine).router,
             .size("limit-request-field-size", range: 0...(16 << 20), section: .limits,
                   help: "Longest header line accepted, in bytes, its CRLF included as Gunicorn counts it (0 = only --limit-request-headers-size applies); longer ones get 431.",
-                  into: \.config.limits.maxFieldBytes),
+                  into: \.config.limits.maxFieldBytes).router,
             .int("limit-request-fields", range: 1...10000, section: .limits,
                  help: "Most header fields accepted in a request; more get 431.",
-                 into: \.config.limits.maxHeaderCount),
+                 into: \.config.limits.maxHeaderCount).router,
             .size("limit-request-headers-size", aliases: ["buffer-size"], range: 256...(16 << 20), section: .limits,
                   help: "Largest header section accepted, in bytes; larger ones get 431.",
-                  into: \.config.limits.maxHeaderBytes),
+                  into: \.config.limits.maxHeaderBytes).router,
             .size("limit-request-body", aliases: ["limit-post"], range: 0...Int.max, section: .limits,
                   help: "Largest request body accepted, in bytes (0 = unlimited); larger ones get 413.",
-                  into: \.config.limits.maxBodyBytes),
+                  into: \.config.limits.maxBodyBytes).router,
             .size("body-buffer-size", aliases: ["post-buffering"], range: 0...(1 << 30), section: .limits,
                   help: "Request bodies up to this size are kept in memory; larger ones go to a temporary file.",
-                  into: \.config.limits.bodyMemoryBytes),
+                  into: \.config.limits.bodyMemoryBytes).router,
             .duration("header-timeout", allowZero: false, section: .limits,
                       help: "Seconds a client gets to send a whole request head once it started.",
-                      into: \.config.limits.headTimeout),
+                      into: \.config.limits.headTimeout).router,
             .custom("body-timeout", kind: .duration, valueName: "SECONDS", defaultText: "the header timeout", section: .limits,
                     help: "Seconds a client gets to send a whole request body once its head is in; slower ones are closed.") {
                 d, raw, ctx throws(ConfigError) in
                 d.config.limits.bodyTimeout = try parseSeconds(raw, allowZero: false, ctx)
-            },
+            }.router,
             .duration("keep-alive", aliases: ["http-keepalive"], allowZero: true, section: .limits,
                       help: "Seconds an idle keep-alive connection stays open (0 = close after each response).",
-                      into: \.config.limits.keepAliveTimeout),
+                      into: \.config.limits.keepAliveTimeout).router,
 
             // MARK: Reloading and control
             .file("master-fifo", valueName: "PATH", section: .reloading,
@@ -305,7 +321,7 @@ extension OptionSpec {
                   into: \.config.touchChainReload),
             .file("pidfile", valueName: "FILE", section: .reloading,
                   help: "Write the master's pid to this file (removed at exit).",
-                  into: \.config.pidfile),
+                  into: \.config.pidfile).router,
             .custom("warmup", kind: .string, valueName: "PATH", section: .reloading,
                     help: "A new worker is ready only after a GET of this path, made in the worker itself, answered 2xx.") {
                 d, raw, ctx throws(ConfigError) in
@@ -321,10 +337,40 @@ extension OptionSpec {
                       help: "Seconds a new generation gets to become ready before the reload is abandoned (the old one keeps serving).",
                       into: \.config.reloadTimeout),
 
+            // MARK: Subscriptions and the router
+            .custom("subscribe-to", aliases: ["st", "subscribe", "subscribe2"], kind: .list,
+                    valueName: "ROUTER:KEY", section: .subscriptions, separator: " ",
+                    help: "Announce this instance's uwsgi socket (the first --socket) to the subscription router at ROUTER (HOST:PORT, UDP) for requests whose Host is KEY: every --subscribe-freq seconds once a worker is ready, and an unsubscribe when the instance stops. uWSGI's forms: ADDRESS=ROUTER:KEY announces ADDRESS instead, KEY,MODIFIER1 asks for a modifier1, and server=ROUTER,key=KEY[,addr=ADDRESS][,weight=N] is --subscribe2's; repeatable.") {
+                d, raw, ctx throws(ConfigError) in
+                let value = try parseSubscription(raw, ctx)
+                if ctx.firstInLayer { d.config.subscriptions = [] }
+                d.config.subscriptions.append(value)
+            },
+            .duration("subscribe-freq", allowZero: false, section: .subscriptions,
+                      help: "Seconds between two announcements to each --subscribe-to router (uWSGI's default, 10; a router drops a node after --subscription-tolerance).",
+                      into: \.config.subscribeFrequency),
+            .custom("subscription-server", aliases: ["http-subscription-server"], kind: .string, valueName: "ADDR",
+                    section: .subscriptions,
+                    help: "apus router: receive subscription packets (UDP) on HOST:PORT or a unix socket path. Anyone who can send to it can add nodes: bind it to a loopback or private address.") {
+                d, raw, ctx throws(ConfigError) in
+                d.config.router.subscriptionServer = try parseDatagramAddress(raw[...], ctx)
+            }.routerOnly,
+            .custom("subscription-algo", kind: .string, valueName: "ALGO", defaultText: "wrr", section: .subscriptions,
+                    help: "apus router: how a node is picked among the live nodes of a key: wrr (round robin, weighted by each node's announced weight) or lrc (least requests in flight).") {
+                d, raw, ctx throws(ConfigError) in
+                guard let algo = RouterAlgorithm(rawValue: raw) else { throw ctx.fail("expected wrr or lrc, got \(quoted(raw))") }
+                d.config.router.algorithm = algo
+            }.routerOnly,
+            .custom("subscription-tolerance", kind: .duration, valueName: "SECONDS", defaultText: "17", section: .subscriptions,
+                    help: "apus router: a node that has not announced itself for this long is dropped (uWSGI's default).") {
+                d, raw, ctx throws(ConfigError) in
+                d.config.router.tolerance = try parseSeconds(raw, allowZero: false, ctx)
+            }.routerOnly,
+
             // MARK: Logging
             .file("log-file", aliases: ["logto"], valueName: "FILE", section: .logging,
                   help: "Append the log to this file instead of stderr; SIGUSR1 reopens it (for logrotate).",
-                  into: \.config.logFile),
+                  into: \.config.logFile).router,
             .flag("access-log", negations: ["no-access-log", "disable-logging"], section: .logging,
                   help: "Log one line per request (--no-access-log or uWSGI's --disable-logging turn it off).",
                   into: \.config.accessLog),
@@ -335,7 +381,7 @@ extension OptionSpec {
                     help: "Read settings from a uWSGI-style ini file ([uwsgi] and [apus] sections); repeatable.") {
                 _, _, _ throws(ConfigError) in
                 // Read by the resolver before any other setting is applied.
-            },
+            }.router,
             .custom("check", kind: .flag, valueName: "", section: .general, sources: .commandLine, action: .check,
                     help: "Check the setup and exit: resolve the options, find and start Python, import the application; exit 0 when all of that works, else print why and exit non-zero. The master runs it before an upgrade in place (SIGUSR2, FIFO f).") {
                 d, raw, ctx throws(ConfigError) in
@@ -343,10 +389,10 @@ extension OptionSpec {
             },
             .custom("help", short: ["h"], kind: .flag, valueName: "", section: .general,
                     sources: .commandLine, action: .help,
-                    help: "Show this help and exit.") { _, _, _ throws(ConfigError) in },
+                    help: "Show this help and exit.") { _, _, _ throws(ConfigError) in }.router,
             .custom("version", short: ["V"], kind: .flag, valueName: "", section: .general,
                     sources: .commandLine, action: .version,
-                    help: "Show the version and exit.") { _, _, _ throws(ConfigError) in },
+                    help: "Show the version and exit.") { _, _, _ throws(ConfigError) in }.router,
         ]
     }
 }

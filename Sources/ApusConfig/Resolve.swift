@@ -10,6 +10,8 @@ import Darwin
 /// What the `apus` executable should do.
 public enum Command: Equatable, Sendable {
     case run(Configuration)
+    /// `apus router ...`: the subscription router (no application).
+    case router(Configuration)
     case help(String)
     case version
 }
@@ -108,7 +110,8 @@ struct OptionIndex {
     let long: [String: (spec: OptionSpec, negated: Bool)]
     let short: [Character: OptionSpec]
 
-    init(_ specs: [OptionSpec] = OptionSpec.all) {
+    init(_ specs: [OptionSpec] = OptionSpec.all, for command: OptionCommands = .server) {
+        let specs = specs.filter { $0.commands.contains(command) }
         self.specs = specs
         var long: [String: (spec: OptionSpec, negated: Bool)] = [:]
         var short: [Character: OptionSpec] = [:]
@@ -159,14 +162,18 @@ struct Entry {
 /// Resolves `arguments` (without argv[0]), the process environment and any ini files into a Command.
 /// `inherited`: the sockets systemd passed (`SocketActivation.parse`, read once at start).
 /// `handed`: the sockets a zerg server handed over (`--zerg`), taken once at start.
+/// `router` as the first argument resolves `apus router`'s options instead (a module named
+/// `router` is then given as `--module router`).
 public func resolveCommand(arguments: [String], environment: [String: String],
                            fileSystem: any FileSystem, inherited: [InheritedSocket] = [],
                            handed: [Int32] = []) throws(ConfigError) -> Command {
-    let index = OptionIndex()
+    let isRouter = arguments.first == "router"
+    let arguments = isRouter ? Array(arguments.dropFirst()) : arguments
+    let index = OptionIndex(for: isRouter ? .router : .server)
 
     // 1. The command line (also decides --help and --version).
     let cli: ParsedCommandLine
-    switch try parseCommandLine(arguments, index) {
+    switch try parseCommandLine(arguments, index, router: isRouter) {
     case .help: return .help(helpText())
     case .version: return .version
     case let .options(parsed): cli = parsed
@@ -209,6 +216,7 @@ public func resolveCommand(arguments: [String], environment: [String: String],
     }
     draft.config.configFiles = iniSources.map(\.raw)
     draft.config.warnings = warnings
+    if isRouter { return .router(try finishRouter(draft, environment: environment)) }
     return .run(try finish(draft, environment: environment, fileSystem: fileSystem, inherited: inherited,
                            handed: handed))
 }
@@ -263,6 +271,7 @@ func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileS
 
     config.binds = try settleBinds(draft, config, environment: environment, inherited: inherited, handed: handed)
     config.zergSockets = handed
+    config.subscriptions = try resolveSubscriptions(config.subscriptions, binds: config.binds)
     return config
 }
 
@@ -294,6 +303,34 @@ func settleBinds(_ draft: Draft, _ config: Configuration, environment: [String: 
     return binds
 }
 
+/// Each `--subscribe-to` without an ADDRESS= announces the first uwsgi bind.
+func resolveSubscriptions(_ subscriptions: [Subscription], binds: [Bind]) throws(ConfigError) -> [Subscription] {
+    guard subscriptions.contains(where: { $0.address == nil }) else { return subscriptions }
+    guard let socket = binds.first(where: { $0.proto == .uwsgi }) else {
+        throw ConfigError("--subscribe-to: a router reaches this instance through its uwsgi socket, and there is none: add --socket ADDR (or announce another address with ADDRESS=ROUTER:KEY)")
+    }
+    guard let address = announcedAddress(of: socket) else {
+        throw ConfigError("--subscribe-to: cannot announce \(socket), an inherited socket: give its address with ADDRESS=ROUTER:KEY")
+    }
+    return subscriptions.map { var s = $0; s.address = s.address ?? address; return s }
+}
+
+/// `apus router`: HTTP binds and a subscription server, no application.
+func finishRouter(_ draft: Draft, environment: [String: String]) throws(ConfigError) -> Configuration {
+    var config = draft.config
+    guard config.router.subscriptionServer != nil else {
+        throw ConfigError("apus router: --subscription-server ADDR is required (where instances send their subscriptions)")
+    }
+    var binds: [Bind] = []
+    for bind in draft.http where !binds.contains(bind) { binds.append(bind) }
+    if binds.isEmpty { binds = [BindDefaults.bind] }
+    if let fd = binds.first(where: { if case .fd = $0.address { true } else { false } }) {
+        throw ConfigError("apus router: \(fd) is an inherited socket; the router opens its own")
+    }
+    config.binds = binds
+    return config
+}
+
 // MARK: - Command line
 
 struct ParsedCommandLine {
@@ -306,12 +343,13 @@ enum CommandLineResult {
 }
 
 /// `--opt value`, `--opt=value`, `-w 4`, `-w4`; flags take no separate value; `--` ends options.
-func parseCommandLine(_ arguments: [String], _ index: OptionIndex) throws(ConfigError) -> CommandLineResult {
+func parseCommandLine(_ arguments: [String], _ index: OptionIndex, router: Bool = false) throws(ConfigError) -> CommandLineResult {
     var result = ParsedCommandLine()
     var i = 0
     var optionsEnded = false
 
     func takePositional(_ arg: String) throws(ConfigError) {
+        if router { throw ConfigError("apus router takes no application, got \(quoted(arg))") }
         if let first = result.positional {
             throw ConfigError("unexpected argument \(quoted(arg)): the application is already given as \(quoted(first))")
         }
@@ -348,6 +386,9 @@ func parseCommandLine(_ arguments: [String], _ index: OptionIndex) throws(Config
             let name = body.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
             spelling = "--" + name
             guard let found = index.long[String(name)], found.spec.sources.contains(.commandLine) else {
+                if OptionIndex(for: router ? .server : .router).long[String(name)] != nil {
+                    throw ConfigError(router ? "\(spelling) is not an option of apus router" : "\(spelling) is an option of apus router only")
+                }
                 throw ConfigError("unknown option \(spelling)" + index.suggestion(for: String(name), prefix: "--"))
             }
             spec = found.spec

@@ -77,6 +77,8 @@ public final class Master {
     let inherited: UpgradeState?
     /// libpython of the live generations, mapped before any worker is forked.
     var libraries = MappedLibraries()
+    /// `--subscribe-to`: announcements to subscription routers.
+    var subscriber = Subscriber()
 
     /// - Parameter inherited: set when this image was started by an upgrade in place.
     public init(config: Configuration, python: PythonInstallation, version: String,
@@ -140,6 +142,8 @@ public final class Master {
             checkReloadTimeout(t)
             enforceDeadlines(t)
             keepStrength(now: t)
+            subscriber.announce(config.subscriptions, frequency: config.subscribeFrequency,
+                                ready: table.workers.contains { $0.ready }, now: t)
         }
         tearDown()
         Log.info("stopped")
@@ -345,6 +349,8 @@ public final class Master {
     /// Stop taking connections, let every worker answer what it has, then exit.
     private func stopGracefully() {
         stopping = true
+        // Routers first: they stop sending new requests before the workers stop accepting.
+        subscriber.unsubscribe(config.subscriptions)
         // The master's copies go first, so the workers' last accept drains what is queued.
         for fd in sockets.values { Sys.close(fd) }
         for pid in table.stopAll(deadline: Sys.now() + config.shutdownTimeout) { deliver(SIGTERM, to: pid) }
@@ -354,6 +360,7 @@ public final class Master {
 
     private func stopNow() {
         stopping = true
+        subscriber.unsubscribe(config.subscriptions)
         for pid in table.pids { deliver(SIGKILL, to: pid) }
         table.dropUnborn()
         for gen in generations.values where gen.zygote.isRunning { deliver(SIGKILL, to: gen.zygote.pid) }

@@ -8,6 +8,7 @@ import ApusMaster
 import ApusObserve
 import ApusIPC
 import ApusWorker
+import ApusRouter
 import ApusSys
 
 let apusVersion = "0.1.0"
@@ -208,6 +209,8 @@ case let .help(text):
 case .version:
     print("apus \(apusVersion)")
     exit(0)
+case let .router(config):
+    exit(runRouter(config))
 case var .run(options):
     if let path = options.zergServer {
         // A zerg server has no application: resolving its options is the whole check.

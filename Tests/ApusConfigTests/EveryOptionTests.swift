@@ -8,16 +8,27 @@ struct Sample: Sendable, CustomTestStringConvertible {
     let value: String
     /// Options that name the application themselves do not get the positional "app".
     let needsApp: Bool
+    /// An option of `apus router` only: given after `router`, with a subscription server.
+    let router: Bool
     let expected: Configuration
 
-    init(_ name: String, _ value: String, needsApp: Bool = true, _ change: (inout Configuration) -> Void) {
+    init(_ name: String, _ value: String, needsApp: Bool = true, router: Bool = false,
+         _ change: (inout Configuration) -> Void) {
         self.name = name
         self.value = value
-        self.needsApp = needsApp
-        var c = baseline()
+        self.needsApp = needsApp && !router
+        self.router = router
+        var c = router ? routerBaseline() : baseline()
         if !needsApp { c.app = AppSpec() }
         change(&c)
         expected = c
+    }
+
+    /// The arguments around the option's own.
+    var prefix: [String] { router ? ["router"] : [] }
+    var suffix: [String] {
+        if router { return name == "subscription-server" ? [] : ["--subscription-server", "127.0.0.1:7000"] }
+        return needsApp ? ["app"] : []
     }
 
     var testDescription: String { "--\(name) \(value)" }
@@ -72,6 +83,16 @@ let samples: [Sample] = [
     Sample("header-timeout", "0.5") { $0.limits.headTimeout = 0.5 },
     Sample("keep-alive", "0") { $0.limits.keepAliveTimeout = 0 },
     Sample("access-log", "false") { $0.accessLog = false },
+    Sample("subscribe-to", "127.0.0.1:3031=127.0.0.1:7000:example.com:8080") {
+        $0.subscriptions = [Subscription(server: .inet(host: "127.0.0.1", port: 7000), key: "example.com:8080",
+                                         address: "127.0.0.1:3031")]
+    },
+    Sample("subscribe-freq", "2.5") { $0.subscribeFrequency = 2.5 },
+    Sample("subscription-server", "127.0.0.1:7001", router: true) {
+        $0.router.subscriptionServer = .inet(host: "127.0.0.1", port: 7001)
+    },
+    Sample("subscription-algo", "lrc", router: true) { $0.router.algorithm = .leastConnections },
+    Sample("subscription-tolerance", "30", router: true) { $0.router.tolerance = 30 },
 ]
 
 /// Every spelling of the sample's option on the command line, as argument lists.
@@ -97,7 +118,7 @@ func commandLineForms(_ sample: Sample) -> [[String]] {
 @Test(arguments: samples)
 func commandLine(_ sample: Sample) {
     for form in commandLineForms(sample) {
-        let args = form + (sample.needsApp ? ["app"] : [])
+        let args = sample.prefix + form + sample.suffix
         #expect(config(args) == sample.expected, "\(args)")
     }
 }
@@ -106,7 +127,7 @@ func commandLine(_ sample: Sample) {
 func environmentVariable(_ sample: Sample) {
     let variable = sample.spec.environmentVariable!
     #expect(variable == "APUS_" + sample.name.uppercased().replacing("-", with: "_"))
-    let args = sample.needsApp ? ["app"] : []
+    let args = sample.prefix + sample.suffix
     #expect(config(args, env: [variable: sample.value]) == sample.expected)
 }
 
@@ -119,7 +140,7 @@ func iniFile(_ sample: Sample) {
         let fs = FakeFileSystem.standard.with(file: "/etc/app.ini", "\(section)\n\(key) = \(sample.value)\n")
         var expected = sample.expected
         expected.configFiles = ["/etc/app.ini"]
-        let args = ["--ini", "/etc/app.ini"] + (sample.needsApp ? ["app"] : [])
+        let args = sample.prefix + ["--ini", "/etc/app.ini"] + sample.suffix
         #expect(config(args, fs: fs) == expected, "ini key \(key)")
     }
 }

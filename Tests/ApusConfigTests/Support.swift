@@ -31,11 +31,12 @@ func resolve(_ arguments: [String], env: [String: String] = [:],
 func config(_ arguments: [String], env: [String: String] = [:], fs: FakeFileSystem = .standard,
             sourceLocation: SourceLocation = #_sourceLocation) -> Configuration? {
     do {
-        guard case let .run(config) = try resolve(arguments, env: env, fs: fs) else {
-            Issue.record("expected .run for \(arguments)", sourceLocation: sourceLocation)
+        switch try resolve(arguments, env: env, fs: fs) {
+        case let .run(config), let .router(config): return config
+        default:
+            Issue.record("expected .run or .router for \(arguments)", sourceLocation: sourceLocation)
             return nil
         }
-        return config
     } catch {
         Issue.record("unexpected error: \(error.message)", sourceLocation: sourceLocation)
         return nil
@@ -57,6 +58,14 @@ func baseline() -> Configuration {
     var c = Configuration()
     c.app = AppSpec(module: "app")
     c.binds = [Bind(address: .tcp(host: "127.0.0.1", port: 8000), proto: .http)]
+    return c
+}
+
+/// What `apus router --subscription-server 127.0.0.1:7000` gives.
+func routerBaseline() -> Configuration {
+    var c = Configuration()
+    c.binds = [Bind(address: .tcp(host: "127.0.0.1", port: 8000), proto: .http)]
+    c.router.subscriptionServer = .inet(host: "127.0.0.1", port: 7000)
     return c
 }
 
