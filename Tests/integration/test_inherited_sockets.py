@@ -133,7 +133,9 @@ def test_two_activated_sockets_and_a_unix_one_matched_by_address(tmp_path, serve
         while chunk := s.recv(65536):
             raw += chunk
     assert raw.startswith(b"HTTP/1.1 200") and b"/over-unix" in raw
-    assert "listening on uwsgi://fd:5, http://fd:3, uwsgi://fd:4" in srv.log()
+    # the banner names each inherited socket by its descriptor and its address
+    assert (f"listening on uwsgi://fd:5 (uwsgi://unix:{path}), http://fd:3 (http://127.0.0.1:{http_port}), "
+            f"uwsgi://fd:4 (uwsgi://127.0.0.1:{uwsgi_port})") in srv.log()
     srv.stop()
     # the socket file is systemd's (here systemd-socket-activate's): Apus never unlinks it
     assert path.exists()
