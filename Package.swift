@@ -2,9 +2,10 @@
 import PackageDescription
 
 // Layering (see docs/architecture.md):
-//   apus (main) -> ApusMaster, ApusWorker, ApusConfig, ApusIPC, ApusObserve
+//   apus (main) -> ApusMaster, ApusWorker, ApusRouter, ApusConfig, ApusIPC, ApusObserve
 //   ApusMaster  -> ApusConfig, ApusIPC, ApusSys    (never ApusPython: the master runs no Python)
-//   ApusRouter  -> ApusProtocols, ApusConfig, ApusSys  (`apus router`: no Python either)
+//   ApusRouter  -> ApusProtocols, ApusConfig, ApusMaster, ApusObserve, ApusSys, CApusSys
+//                  (`apus router`: no Python either; ApusMaster for the listening sockets)
 //   ApusWorker  -> ApusProtocols, ApusPython, ApusConfig, ApusIPC, ApusSys
 //   ApusIPC     -> ApusConfig, ApusSys, CApusSys   (what master and workers share)
 //   ApusSys     -> CApusSys                        (the syscall policy, the clock, epoll)
