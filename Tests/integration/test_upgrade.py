@@ -55,6 +55,10 @@ class Pid1Server:
     def text(self):
         return self.log_path.read_text(errors="replace")
 
+    def wait_workers_ready(self, n):
+        """Until the log says `n` workers were ready: each has imported the app."""
+        wait_until(lambda: self.text().count(" ready (pid ") >= n, 30, what=f"{n} workers ready")
+
     def answer(self):
         return get(self.port).json()
 
@@ -221,6 +225,7 @@ def test_failed_check_changes_nothing(pid1, tmp_path):
     port = free_port()
     srv = pid1(APUS_BIN, ["--chdir", appdir, "upgradeapp", "--http", f"127.0.0.1:{port}",
                           "--processes", "2", "--no-access-log"], port)
+    srv.wait_workers_ready(2)  # both imported the app before it breaks on disk
     workers = set(wait_until(lambda: len(w := srv.workers()) >= 3 and w, 20, what="zygote and workers"))
     (appdir / "upgradeapp.py").write_text("raise ImportError('broken on disk')\n")
     os.kill(srv.master, signal.SIGUSR2)
@@ -241,6 +246,7 @@ def test_new_generation_that_fails_leaves_the_old_one_serving(pid1, tmp_path):
     srv = pid1(APUS_BIN, ["--chdir", APPS, "upgradeapp", "--http", f"127.0.0.1:{port}",
                           "--processes", "2", "--no-access-log", "--reload-timeout", "20"],
                port, env={"FAIL_IN_WORKERS": str(marker)})
+    srv.wait_workers_ready(2)  # both imported the app before the marker makes an import fail
     procs = wait_until(lambda: len(w := srv.workers()) == 3 and w, 20, what="zygote and 2 workers")
     before = {srv.namespace_pid(p)[-1] for p in procs}  # as the app sees its pid
     marker.write_text("")
