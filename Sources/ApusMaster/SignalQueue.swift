@@ -6,20 +6,21 @@ import ApusSys
 
 /// Signals become bytes on a pipe (the self-pipe trick), so the master's loop handles them
 /// one at a time in normal code, never inside a handler.
-enum SignalQueue {
-    nonisolated(unsafe) static var readFD: Int32 = -1
+public enum SignalQueue {
+    nonisolated(unsafe) public static var readFD: Int32 = -1
     nonisolated(unsafe) static var writeFD: Int32 = -1
 
-    static let handled: [Int32] = [SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2]
+    /// The master's signals (`apus router` handles only the stopping ones).
+    public static let handled: [Int32] = [SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2]
 
     /// Makes the pipe and installs the handlers; a failure here is a bug (a bad signal
     /// number) or a process out of descriptors at start, and stops the master.
-    static func install() {
+    public static func install(_ signals: [Int32] = handled) {
         var fds: [Int32] = [0, 0]
         Sys.check("pipe2 for the signal queue") { apus_pipe_cloexec(&fds, 1) }
         readFD = fds[0]
         writeFD = fds[1]
-        for sig in handled { Sys.check("sigaction") { apus_signal(sig, onSignal) } }
+        for sig in signals { Sys.check("sigaction") { apus_signal(sig, onSignal) } }
         Sys.check("sigaction(SIGPIPE, SIG_IGN)") { apus_signal_ignore(SIGPIPE) }
         // An image started by an upgrade in place inherits the mask the old one blocked
         // everything with before execve; what arrived meanwhile is pending and comes now.
@@ -27,7 +28,7 @@ enum SignalQueue {
     }
 
     /// The signals received since the last call, in order.
-    static func drain() -> [Int32] {
+    public static func drain() -> [Int32] {
         var out: [Int32] = []
         var buf = [UInt8](repeating: 0, count: 64)
         while case let .done(n) = Sys.call({ read(readFD, &buf, buf.count) }), n > 0 {

@@ -138,7 +138,7 @@ final class Router {
         limits.maxFieldBytes = config.limits.maxFieldBytes
         limits.maxBodyBytes = config.limits.maxBodyBytes
         parser = HTTPRequestParser(limits: limits)
-        RouterSignals.install()
+        SignalQueue.install([SIGTERM, SIGINT, SIGQUIT])
         do {
             for bind in config.binds {
                 let fd = try ListenSocket.open(bind, backlog: config.listenBacklog)
@@ -160,7 +160,7 @@ final class Router {
             return nil
         }
         add(udpFD, Epoll.readable, Self.token(.udp, udpFD))
-        add(RouterSignals.readFD, Epoll.readable, Self.token(.signal, RouterSignals.readFD))
+        add(SignalQueue.readFD, Epoll.readable, Self.token(.signal, SignalQueue.readFD))
         if let pidfile = config.pidfile {
             guard let f = fopen(pidfile, "w") else {
                 Log.error("--pidfile: cannot write \(pidfile): \(Sys.describe(errno))")
@@ -208,7 +208,7 @@ final class Router {
     }
 
     private func handleSignals() {
-        for sig in RouterSignals.drain() {
+        for sig in SignalQueue.drain() {
             switch sig {
             case SIGTERM, SIGINT:
                 guard !draining else { continue }
@@ -879,36 +879,4 @@ func openDatagram(_ address: DatagramAddress) -> Result<Int32, DatagramFailure> 
 struct DatagramFailure: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
-}
-
-/// TERM, INT and QUIT on a self-pipe, read by the loop.
-enum RouterSignals {
-    nonisolated(unsafe) static var readFD: Int32 = -1
-    nonisolated(unsafe) static var writeFD: Int32 = -1
-
-    static func install() {
-        var fds: [Int32] = [0, 0]
-        Sys.check("pipe2 for signals") { apus_pipe_cloexec(&fds, 1) }
-        readFD = fds[0]
-        writeFD = fds[1]
-        for sig in [SIGTERM, SIGINT, SIGQUIT] { Sys.check("sigaction") { apus_signal(sig, onRouterSignal) } }
-        Sys.check("sigaction(SIGPIPE, SIG_IGN)") { apus_signal_ignore(SIGPIPE) }
-        Sys.check("sigprocmask") { apus_unblock_all_signals() }
-    }
-
-    static func drain() -> [Int32] {
-        var out: [Int32] = []
-        var buf = [UInt8](repeating: 0, count: 64)
-        while case let .done(n) = Sys.call({ read(readFD, &buf, buf.count) }), n > 0 {
-            out += buf[0..<n].map { Int32($0) }
-        }
-        return out
-    }
-}
-
-private let onRouterSignal: @convention(c) (Int32) -> Void = { sig in
-    var b = UInt8(truncatingIfNeeded: sig)
-    let saved = errno
-    if write(RouterSignals.writeFD, &b, 1) < 0 { /* the pipe is full: the loop is awake anyway */ }
-    errno = saved
 }
