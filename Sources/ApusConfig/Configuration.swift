@@ -137,6 +137,28 @@ public struct Configuration: Equatable, Sendable {
     public var warmupPath: String?
     public var reloadMercy = 30.0
     public var reloadTimeout = 60.0
+    /// `--harakiri`: seconds a request may stay in the app (0: no limit).
+    public var harakiri = 0.0
+    public var harakiriVerbose = false
+    /// `--max-requests`: requests after which a worker is recycled (0: never).
+    public var maxRequests = 0
+    /// `--max-requests-jitter`: a random 0...N added to each worker's `maxRequests`.
+    public var maxRequestsJitter = 0
+    /// `--max-worker-lifetime`: seconds after which a worker is recycled (0: never).
+    public var maxWorkerLifetime = 0.0
+    /// `--reload-on-rss`: MiB of RSS above which a worker is recycled (0: off).
+    public var reloadOnRSS = 0
+    /// `--evil-reload-on-rss`: MiB of RSS above which a worker is killed at once (0: off).
+    public var evilReloadOnRSS = 0
+    /// `--cheaper`: the fewest workers kept (0: adaptive workers off).
+    public var cheaper = 0
+    /// `--cheaper-idle`: seconds of spare workers before one is retired.
+    public var cheaperIdle = 10.0
+    /// `--uid`, `--gid`: who to run as once the sockets are bound (names or numbers).
+    public var uid: String?
+    public var gid: String?
+    /// `--umask`.
+    public var umask: UInt32?
     /// `--log-file`: where stderr goes (reopened on SIGUSR1).
     public var logFile: String?
     /// `--subscribe-to`: routers this instance announces its uwsgi socket to (addresses resolved).

@@ -24,6 +24,8 @@ public enum OptionSection: String, CaseIterable, Sendable {
     case application = "Application"
     case listening = "Listening"
     case workers = "Workers"
+    case supervision = "Supervision"
+    case privileges = "Privileges"
     case python = "Python"
     case limits = "Requests and limits"
     case reloading = "Reloading and control"
@@ -246,6 +248,59 @@ extension OptionSpec {
                       help: "Seconds workers get to finish their requests on shutdown or reload before they are killed.",
                       into: \.config.shutdownTimeout).router,
 
+            // MARK: Supervision
+            .duration("harakiri", aliases: ["timeout"], short: ["t"], allowZero: true, section: .supervision,
+                      help: "A request still in the app after this many seconds is cut: the worker logs the Python stack of every thread and the request line, its client gets 504 if nothing was sent yet, and the worker is replaced (the new one ready first) while its other requests get --reload-mercy (0 = off).",
+                      into: \.config.harakiri),
+            .flag("harakiri-verbose", section: .supervision,
+                  help: "With --harakiri, also log the headers of the request that was cut.",
+                  into: \.config.harakiriVerbose),
+            .int("max-requests", range: 0...Int(Int32.max), section: .supervision,
+                 help: "Recycle a worker after it served this many requests (0 = never): a replacement starts, and the old worker finishes what it has once the new one is ready.",
+                 into: \.config.maxRequests),
+            .int("max-requests-jitter", aliases: ["max-requests-delta"], range: 0...Int(Int32.max), section: .supervision,
+                 help: "Add a random 0..N to each worker's --max-requests, so workers started together are not recycled together.",
+                 into: \.config.maxRequestsJitter),
+            .duration("max-worker-lifetime", allowZero: true, section: .supervision,
+                      help: "Recycle a worker this many seconds after it started (0 = never), the replacement ready first.",
+                      into: \.config.maxWorkerLifetime),
+            .int("reload-on-rss", range: 0...(1 << 30), section: .supervision,
+                 help: "Recycle a worker whose resident memory (RSS) is above this many MiB (0 = off), the replacement ready first.",
+                 into: \.config.reloadOnRSS),
+            .int("evil-reload-on-rss", range: 0...(1 << 30), section: .supervision,
+                 help: "Kill a worker at once when its resident memory is above this many MiB (0 = off); only its requests in flight are lost.",
+                 into: \.config.evilReloadOnRSS),
+            .int("cheaper", range: 0...1024, section: .supervision,
+                 help: "Adaptive workers: keep at least N workers, add workers up to --processes while all are busy, and retire idle ones after --cheaper-idle (0 = off: always --processes).",
+                 into: \.config.cheaper),
+            .duration("cheaper-idle", allowZero: false, section: .supervision,
+                      help: "With --cheaper: seconds the workers must have had more than they needed before one is retired.",
+                      into: \.config.cheaperIdle),
+
+            // MARK: Privileges
+            .custom("uid", aliases: ["user"], short: ["u"], kind: .string, valueName: "USER", section: .privileges,
+                    help: "Run the master and the workers as this user (a name or a number) once the sockets are bound; needs root.") {
+                d, raw, ctx throws(ConfigError) in
+                guard !raw.isEmpty, !raw.contains(":"), !raw.contains("\0") else { throw ctx.fail("expected a user name or number, got \(quoted(raw))") }
+                d.config.uid = raw
+            },
+            .custom("gid", aliases: ["group"], short: ["g"], kind: .string, valueName: "GROUP", section: .privileges,
+                    help: "Run as this group (a name or a number) once the sockets are bound; supplementary groups are dropped (default with --uid: the user's group).") {
+                d, raw, ctx throws(ConfigError) in
+                guard !raw.isEmpty, !raw.contains(":"), !raw.contains("\0") else { throw ctx.fail("expected a group name or number, got \(quoted(raw))") }
+                d.config.gid = raw
+            },
+            .custom("umask", short: ["m"], kind: .string, valueName: "MODE", section: .privileges,
+                    help: "The file mode creation mask of the master and the workers, in octal (e.g. 022 or 0o027).") {
+                d, raw, ctx throws(ConfigError) in
+                var digits = Substring(raw)
+                if digits.hasPrefix("0o") || digits.hasPrefix("0O") { digits = digits.dropFirst(2) }
+                guard (1...4).contains(digits.count), let mode = UInt32(digits, radix: 8), mode <= 0o777 else {
+                    throw ctx.fail("expected an octal mask such as 022, got \(quoted(raw))")
+                }
+                d.config.umask = mode
+            },
+
             // MARK: Python
             .custom("python", kind: .path, valueName: "PATH", section: .python,
                     help: "Python interpreter whose libpython to load (must exist; relative to where apus starts, not --chdir).") {
@@ -443,10 +498,10 @@ extension OptionSpec {
         }
     }
 
-    static func duration(_ name: String, aliases: [String] = [], allowZero: Bool,
+    static func duration(_ name: String, aliases: [String] = [], short: [Character] = [], allowZero: Bool,
                          section: OptionSection, help: String,
                          into keyPath: WritableKeyPath<Draft, Double>) -> OptionSpec {
-        .custom(name, aliases: aliases, kind: .duration, valueName: "SECONDS",
+        .custom(name, aliases: aliases, short: short, kind: .duration, valueName: "SECONDS",
                 defaultText: formatSeconds(Draft()[keyPath: keyPath]), section: section, help: help) {
             d, raw, ctx throws(ConfigError) in
             d[keyPath: keyPath] = try parseSeconds(raw, allowZero: allowZero, ctx)

@@ -269,6 +269,9 @@ func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileS
     }
     config.app.callable = callable
 
+    if config.cheaper > 0 && config.cheaper >= config.processes {
+        throw ConfigError("--cheaper \(config.cheaper): must be less than --processes (\(config.processes)), the most workers it may add up to")
+    }
     config.binds = try settleBinds(draft, config, environment: environment, inherited: inherited, handed: handed)
     config.zergSockets = handed
     config.subscriptions = try resolveSubscriptions(config.subscriptions, binds: config.binds)

@@ -12,10 +12,14 @@ struct Sample: Sendable, CustomTestStringConvertible {
     let router: Bool
     let expected: Configuration
 
-    init(_ name: String, _ value: String, needsApp: Bool = true, router: Bool = false,
+    /// Other options the sample needs (they are part of `expected` too).
+    let with: [String]
+
+    init(_ name: String, _ value: String, needsApp: Bool = true, router: Bool = false, with: [String] = [],
          _ change: (inout Configuration) -> Void) {
         self.name = name
         self.value = value
+        self.with = with
         self.needsApp = needsApp && !router
         self.router = router
         var c = router ? routerBaseline() : baseline()
@@ -28,7 +32,7 @@ struct Sample: Sendable, CustomTestStringConvertible {
     var prefix: [String] { router ? ["router"] : [] }
     var suffix: [String] {
         if router { return name == "subscription-server" ? [] : ["--subscription-server", "127.0.0.1:7000"] }
-        return needsApp ? ["app"] : []
+        return with + (needsApp ? ["app"] : [])
     }
 
     var testDescription: String { "--\(name) \(value)" }
@@ -65,6 +69,18 @@ let samples: [Sample] = [
     Sample("pidfile", "/run/apus.pid") { $0.pidfile = "/run/apus.pid" },
     Sample("warmup", "/health") { $0.warmupPath = "/health" },
     Sample("reload-mercy", "10") { $0.reloadMercy = 10 },
+    Sample("harakiri", "20") { $0.harakiri = 20 },
+    Sample("harakiri-verbose", "true") { $0.harakiriVerbose = true },
+    Sample("max-requests", "1000") { $0.maxRequests = 1000 },
+    Sample("max-requests-jitter", "50") { $0.maxRequestsJitter = 50 },
+    Sample("max-worker-lifetime", "3600") { $0.maxWorkerLifetime = 3600 },
+    Sample("reload-on-rss", "512") { $0.reloadOnRSS = 512 },
+    Sample("evil-reload-on-rss", "1024") { $0.evilReloadOnRSS = 1024 },
+    Sample("cheaper", "2", with: ["--processes", "4"]) { $0.cheaper = 2; $0.processes = 4 },
+    Sample("cheaper-idle", "30") { $0.cheaperIdle = 30 },
+    Sample("uid", "www-data") { $0.uid = "www-data" },
+    Sample("gid", "1000") { $0.gid = "1000" },
+    Sample("umask", "027") { $0.umask = 0o27 },
     Sample("reload-timeout", "2.5") { $0.reloadTimeout = 2.5 },
     Sample("log-file", "/var/log/apus.log") { $0.logFile = "/var/log/apus.log" },
     Sample("processes", "4") { $0.processes = 4 },
