@@ -14,8 +14,13 @@ import CApusSys
 /// a slot with no accepting worker (free, or draining after a reload) and is skipped.
 public final class ConnectionTally: @unchecked Sendable {
     public static let maxSlots = 1024
-    private static let bytes = (maxSlots + 1) * MemoryLayout<Int32>.size
+    /// The counts, then (page-aligned) the `Scoreboard`.
+    private static let tallyBytes = (maxSlots + 1) * MemoryLayout<Int32>.size
+    private static let boardOffset = (tallyBytes + 4095) / 4096 * 4096
+    private static let bytes = boardOffset + Scoreboard.bytes
     private let base: UnsafeMutablePointer<Int32>  // [0]: slots in use; [1 + slot]: count
+    /// What each worker is doing, in the same memory file.
+    public let board: Scoreboard
     /// The memory file (close-on-exec; kept open across an upgrade in place).
     public let fd: Int32
 
@@ -23,20 +28,28 @@ public final class ConnectionTally: @unchecked Sendable {
     public init() {
         fd = apus_memfd("apus-tally", Self.bytes)
         precondition(fd >= 0, "memfd for the connection tally failed")
-        base = Self.map(fd)
+        let p = Self.map(fd)
+        base = p.bindMemory(to: Int32.self, capacity: Self.maxSlots + 1)
+        board = Scoreboard(p + Self.boardOffset)
         for i in 1...Self.maxSlots { base[i] = -1 }
     }
 
-    /// The counts of a master image that upgraded in place, from its memory file.
+    /// The counts of a master image that upgraded in place, from its memory file (grown
+    /// first if an older image made it smaller: the old workers map only what they knew).
     public init(adopting fd: Int32) {
         self.fd = fd
-        base = Self.map(fd)
+        if apus_file_size(fd) < Self.bytes {
+            precondition(ftruncate(fd, off_t(Self.bytes)) == 0, "cannot grow the connection tally's memory file")
+        }
+        let p = Self.map(fd)
+        base = p.bindMemory(to: Int32.self, capacity: Self.maxSlots + 1)
+        board = Scoreboard(p + Self.boardOffset)
     }
 
-    private static func map(_ fd: Int32) -> UnsafeMutablePointer<Int32> {
+    private static func map(_ fd: Int32) -> UnsafeMutableRawPointer {
         let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         precondition(p != MAP_FAILED, "mmap for the connection tally failed")
-        return p!.bindMemory(to: Int32.self, capacity: maxSlots + 1)
+        return p!
     }
 
     /// How many slots are in use (the master sets it to the number of workers).

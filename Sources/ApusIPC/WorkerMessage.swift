@@ -14,6 +14,11 @@ public struct WorkerMessage: Equatable, Sendable {
         case zygoteReady = 2
         /// A worker forked by the zygote is running (tells the master its pid).
         case started = 3
+        /// The worker served its `--max-requests`: replace it (the new one ready first).
+        case maxRequests = 4
+        /// A request outlived `--harakiri` in this worker, which logged it and answered its
+        /// client: replace it (the new one ready first).
+        case harakiri = 5
     }
     public var kind: Kind
     public var slot: UInt32

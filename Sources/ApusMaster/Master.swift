@@ -257,6 +257,8 @@ public final class Master {
         case .zygoteReady: handleZygoteReady(message)
         case .started: handleStarted(message)
         case .ready: handleReady(message)
+        case .maxRequests: recycle(pid: message.pid, .maxRequests)
+        case .harakiri: recycle(pid: message.pid, .harakiri)
         }
     }
 
@@ -308,8 +310,9 @@ public final class Master {
     }
 
     private func handleReady(_ message: WorkerMessage) {
+        let failures = table.bootFailures
         guard let worker = table.ready(slot: message.slot, pid: message.pid) else { return }
-        Log.info("worker \(message.slot) ready (pid \(message.pid), generation \(message.generation))")
+        Log.info("worker \(message.slot) ready (pid \(message.pid), generation \(message.generation))\(failures > 0 ? " after \(failures) failed start\(failures == 1 ? "" : "s")" : "")")
         if stopping { deliver(SIGTERM, to: message.pid) } else if worker.retiring { deliver(SIGHUP, to: message.pid) }
         perform(plan.ready(generation: message.generation, workers: workerCount(for: plan.pending)))
     }

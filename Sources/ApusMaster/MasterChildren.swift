@@ -101,7 +101,7 @@ extension Master {
         while case let .done(n) = Sys.call({ waitpid(-1, &status, WNOHANG) }), n > 0 {
             let pid = pid_t(n)
             let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
-            let how = exitCode >= 0 ? "exit status \(exitCode)" : "killed by signal \(status & 0x7f)"
+            let how = describeExit(status)
             if upgradeCheckExited(pid: pid, exitCode: exitCode, how: how) { continue }
             if let g = generations.first(where: { $0.value.zygote.pid == pid })?.key {
                 zygoteExited(g, exitCode: exitCode, how: how)
@@ -109,7 +109,12 @@ extension Master {
             }
             guard let record = table.remove(pid: pid) else { continue }
             tally.set(Int(record.slot), -1)
-            if stopping || record.retiring { continue }
+            if stopping || record.retiring {
+                if exitCode != 0 { Log.warning("worker \(record.slot) (pid \(pid)) \(how)") }
+                // A worker cut at its deadline wrote its own lines (SIGUSR2).
+                if !record.cutSent { logInFlight(of: record) }
+                continue
+            }
             let g = record.generation
             if g == plan.incoming {
                 perform(plan.failed(generation: g, reason: "a worker of generation \(g) exited (\(how)) \(record.ready ? "after" : "before") it was ready",
@@ -117,6 +122,7 @@ extension Master {
             } else if g == plan.serving {
                 workerExited(record, exitCode: exitCode, how: how)
             }
+            logInFlight(of: record)
         }
     }
 
@@ -130,7 +136,15 @@ extension Master {
             halt("no worker could import the application (see the traceback above)")
             return
         }
-        Log.warning("worker \(record.slot) (pid \(record.pid)) died while starting (\(how)); retrying in \(delay) s")
+        logBootFailure("worker \(record.slot) (pid \(record.pid)) died while starting (\(how))", delay: delay)
+    }
+
+    /// The first boot failure in a row is logged with the back-off; the next ones are not
+    /// (each has its own traceback or exit above it), until a worker is ready again.
+    private func logBootFailure(_ what: String, delay: Double) {
+        if table.bootFailures == 1 {
+            Log.warning("\(what); retrying in \(delay) s, then with a back-off doubling up to \(Int(WorkerTable.maxBackOff)) s (further failures are not logged until a worker starts)")
+        }
     }
 
     private func zygoteExited(_ g: UInt32, exitCode: Int32, how: String) {
@@ -149,9 +163,13 @@ extension Master {
             }
             // Workers still being forked by it will never come.
             table.dropUnborn(generation: g)
-            var delay = 0.0
-            if wasReady { table.delaySpawns(until: Sys.now()) } else { delay = table.zygoteBootFailed(now: Sys.now()) }
-            Log.warning("the \(zygote.name) exited (\(how))\(wasReady ? "" : " before it was ready"); starting a new one\(delay > 0 ? " in \(delay) s" : "")")
+            if wasReady {
+                table.delaySpawns(until: Sys.now())
+                Log.warning("the \(zygote.name) exited (\(how)); starting a new one")
+            } else {
+                let delay = table.zygoteBootFailed(now: Sys.now())
+                logBootFailure("the \(zygote.name) exited before it was ready (\(how))", delay: delay)
+            }
         } else {
             generations[g] = nil  // an older generation's zygote, done
             mapLibraries()

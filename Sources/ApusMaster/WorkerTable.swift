@@ -19,6 +19,32 @@ struct WorkerTable: Equatable {
         /// When the worker is told its time is up (SIGUSR2), then killed a second later.
         var deadline: Double? = nil
         var cutSent = false
+        /// Being replaced while it serves (`recycle`): it is retired once enough other
+        /// workers are ready.
+        var recycling: Recycle? = nil
+    }
+
+    /// Why a worker that still serves is replaced. Its replacement is started at once and
+    /// it is retired (drained like a chain-reload step) when the replacement is ready, so
+    /// recycling fails no request.
+    enum Recycle: Equatable, CustomStringConvertible {
+        /// It served its `--max-requests`.
+        case maxRequests
+        /// A request outlived `--harakiri`.
+        case harakiri
+        /// It is older than `--max-worker-lifetime`.
+        case lifetime
+        /// Its resident memory (MiB) is above `--reload-on-rss`.
+        case rss(Int)
+
+        var description: String {
+            switch self {
+            case .maxRequests: return "served its --max-requests"
+            case .harakiri: return "has a request past --harakiri"
+            case .lifetime: return "reached --max-worker-lifetime"
+            case let .rss(mib): return "uses \(mib) MiB, above --reload-on-rss"
+            }
+        }
     }
 
     /// What the master does to keep the serving generation at strength.
@@ -175,19 +201,36 @@ struct WorkerTable: Equatable {
     /// retire (the highest slots first), then, once the back-off allows, a new zygote if
     /// the generation has none, or the workers missing. `pendingSpawns` are workers asked
     /// for but waiting for the zygote to be ready.
+    /// A worker being recycled counts as missing (its replacement is spawned) and is retired
+    /// once the ready workers that stay, with it, are more than `desired`.
     func keepStrength(generation g: UInt32, zygoteRunning: Bool, pendingSpawns: Int, now: Double) -> [Step] {
         let serving = workers.filter { $0.generation == g && !$0.retiring }
+        let staying = serving.filter { $0.recycling == nil }
         var steps: [Step] = []
-        if serving.count > desired {
-            for w in serving.sorted(by: { $0.slot > $1.slot }).prefix(serving.count - desired) where w.pid > 0 {
+        if staying.count > desired {
+            for w in staying.sorted(by: { $0.slot > $1.slot }).prefix(staying.count - desired) where w.pid > 0 {
                 steps.append(.retire(w))
             }
         }
+        let readyStaying = staying.filter(\.ready).count
+        var recycled = serving.filter { $0.recycling != nil }.sorted { $0.startedAt < $1.startedAt }
+        while !recycled.isEmpty && readyStaying + recycled.count > desired {
+            steps.append(.retire(recycled.removeFirst()))
+        }
         guard now >= nextSpawnAt else { return steps }
         if !zygoteRunning { return steps + [.startZygote] }
-        let missing = desired - serving.count - pendingSpawns
+        let missing = desired - staying.count - pendingSpawns
         if missing > 0 { steps.append(.spawn(count: missing)) }
         return steps
+    }
+
+    /// Marks the running worker `pid` to be replaced for `reason`. Nil when there is no such
+    /// worker, or it is already retiring or being recycled.
+    mutating func recycle(pid: pid_t, reason: Recycle) -> Worker? {
+        guard pid > 0, let i = workers.firstIndex(where: { $0.pid == pid }),
+              !workers[i].retiring, workers[i].recycling == nil else { return nil }
+        workers[i].recycling = reason
+        return workers[i]
     }
 
     // MARK: Retiring and deadlines

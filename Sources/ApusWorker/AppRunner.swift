@@ -51,8 +51,9 @@ final class AppRunner {
         writer.reset(for: conn)
         let started = Sys.now()
         let buf = UnsafeRawBufferPointer(start: conn.buffer + conn.start, count: conn.end - conn.start)
-        InFlight.begin(index, UnsafeRawBufferPointer(rebasing: buf[conn.head.method]), UnsafeRawBufferPointer(rebasing: buf[conn.head.target]))
-        defer { InFlight.end(index) }
+        InFlight.begin(index, UnsafeRawBufferPointer(rebasing: buf[conn.head.method]), UnsafeRawBufferPointer(rebasing: buf[conn.head.target]),
+                       fd: conn.fd, now: started)
+        defer { InFlight.end(index, now: Sys.now()) }
         conn.peerAddress.withUnsafeBytes { peer in
             let uwsgi = conn.machine.wire == .uwsgi
             let info = WSGIConnectionInfo(remoteAddress: peer, remotePort: conn.peerPort, listener: conn.listener.wsgi,

@@ -163,7 +163,7 @@ final class Worker {
     /// Runs until drained. Called on the main thread with the GIL held.
     func run() -> Never {
         installSignals()
-        InFlight.setUp(threads: config.threads, role: spec.role)
+        InFlight.setUp(threads: config.threads, role: spec.role, slot: spec.tally.board.slot(Int(spec.slot)))
         for socket in spec.listeners {
             Sys.check("making a listener non-blocking") { apus_set_nonblocking(socket.fd, 1) }
             listeners.append(Listener(socket, proxyProtocol: config.proxyProtocol))

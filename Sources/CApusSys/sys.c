@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 #include <netinet/in.h>
@@ -159,4 +160,18 @@ int apus_attach_reuseport_index(int fd, unsigned index) {
     struct sock_filter code[1] = { BPF_STMT(BPF_RET | BPF_K, index) };
     struct sock_fprog prog = { .len = 1, .filter = code };
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog));
+}
+
+/* Atomics on memory shared between processes (the scoreboard): sequentially consistent,
+   lock-free on every platform Apus builds for. */
+unsigned apus_atomic_load_u32(const unsigned *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+void apus_atomic_store_u32(unsigned *p, unsigned v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+int apus_atomic_cas_u32(unsigned *p, unsigned expected, unsigned desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+long apus_file_size(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -1;
+    return (long)st.st_size;
 }

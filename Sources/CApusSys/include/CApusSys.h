@@ -60,4 +60,12 @@ int apus_tmpfile(const char *dir);
 /// `index` (SO_ATTACH_REUSEPORT_CBPF): every new connection goes to the group's member at
 /// that index, or by the kernel's hash when there is none.
 int apus_attach_reuseport_index(int fd, unsigned index);
+
+/// Sequentially consistent atomics on memory shared between processes (the scoreboard).
+unsigned apus_atomic_load_u32(const unsigned *p);
+void apus_atomic_store_u32(unsigned *p, unsigned v);
+/// 1 when *p was `expected` and is now `desired`, else 0.
+int apus_atomic_cas_u32(unsigned *p, unsigned expected, unsigned desired);
+/// The size of the file open as fd, or -1.
+long apus_file_size(int fd);
 #endif
