@@ -120,6 +120,7 @@ public final class Master {
         // The workers' --max-connections default follows the limit.
         if apus_raise_open_files_limit() < 0 { Log.warning("cannot read the open files limit: \(Sys.describe(errno))") }
         SignalQueue.install()
+        Umask.set(config.umask)
         guard setUp() else { return Self.startFailed }
         // Root is dropped once the sockets and files that need it are open, before the
         // first fork: no zygote or worker ever runs as root.
