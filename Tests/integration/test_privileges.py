@@ -5,7 +5,8 @@ names, removed at teardown), and runs apus as root on a port below 1024 with --u
 the master, its zygote and its workers must all run as that user and group with no
 supplementary group, the app must agree, and the server must go on serving through a chain
 reload, a graceful reload and an upgrade in place. A bad name stops apus with one line
-before anything listens; a reload that would change the user is refused.
+before anything listens; a reload that would change the user, or bind a port below 1024
+after the drop, is refused and the old generation keeps serving.
 
 The app is apps/whoami.py, copied into a directory the user can read. The Python is one the
 user can run (the test venv's usually lives under /root): the first of /usr/bin/python3,
@@ -116,15 +117,20 @@ def account():
                 subprocess.run([what, arg], capture_output=True)
 
 
+def _free(port):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def low_port():
     """A port below 1024 that nothing uses on 127.0.0.1 (only root can bind it)."""
     for port in LOW_PORTS:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if _free(port):
             return port
     pytest.skip(f"none of the ports {LOW_PORTS} is free")
 
@@ -303,6 +309,22 @@ def test_a_reload_that_changes_the_user_is_refused(apus, account):
     assert set(srv.workers()) == workers
     assert_runs_as(srv, account, 3)
 
+
+def test_a_reload_cannot_bind_a_new_low_port_after_the_drop(apus, account):
+    first = low_port()
+    extra = next(p for p in LOW_PORTS if p != first and _free(p))
+    ini = account.own / f"ports-{uuid.uuid4().hex[:6]}.ini"
+    # The binds are the ini file's: one on the command line would override them.
+    settings = f"[uwsgi]\nuid = {account.user}\nprocesses = 1\nhttp = 127.0.0.1:{first}\n"
+    ini.write_text(settings)
+    srv = serve(apus, account, "--ini", ini, port=first, bind=False)
+    wait_until(lambda: len(srv.workers()) == 1, 30, what="1 worker")
+    ini.write_text(settings + f"http = 127.0.0.1:{extra}\n")
+    start = len(srv.log())
+    srv.signal(signal.SIGHUP)
+    m = wait_log(srv.log, r"reload failed: (.*)$", 30, start=start)
+    assert m.group(1) == f"cannot bind http://127.0.0.1:{extra}: Permission denied; generation 1 keeps serving"
+    assert get(srv.port).json()["uid"] == account.uid
 
 def test_upgrade_in_place_and_log_reopen_after_the_drop(apus, account):
     tag = uuid.uuid4().hex[:6]
