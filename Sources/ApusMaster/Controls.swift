@@ -87,7 +87,11 @@ struct TouchFiles {
 
 /// The file holding the master's pid, for scripts and service managers.
 enum Pidfile {
+    /// Writes this process's pid. A file that already holds it is left alone: the image an
+    /// upgrade in place starts has the same pid, and after `--uid` may no longer be
+    /// allowed to write a file root made.
     static func write(_ path: String) throws(ControlFailure) {
+        if holdsOwnPid(path) { return }
         guard let f = fopen(path, "w") else {
             throw ControlFailure("--pidfile: cannot write \(path): \(Sys.describe(errno))")
         }
@@ -99,6 +103,15 @@ enum Pidfile {
     }
 
     static func remove(_ path: String) { removeFile(path) }
+
+    private static func holdsOwnPid(_ path: String) -> Bool {
+        guard case let .done(n) = Sys.call({ open(path, O_RDONLY | O_CLOEXEC) }) else { return false }
+        let fd = Int32(n)
+        defer { Sys.close(fd) }
+        var buf = [UInt8](repeating: 0, count: 32)
+        guard case let .done(count) = Sys.call({ read(fd, &buf, buf.count) }) else { return false }
+        return buf.prefix(count).elementsEqual("\(getpid())\n".utf8)
+    }
 }
 
 /// --log-file: the master's stderr, which the workers inherit.

@@ -75,19 +75,24 @@ public final class Master {
     var upgrade = UpgradeStep.idle
     /// What the previous image handed over, when this one was started by an upgrade.
     let inherited: UpgradeState?
+    /// `--uid`/`--gid` as decided at start (DropPrivileges.swift).
+    let privileges: PrivilegeDrop
     /// libpython of the live generations, mapped before any worker is forked.
     var libraries = MappedLibraries()
     /// `--subscribe-to`: announcements to subscription routers.
     var subscriber = Subscriber()
 
-    /// - Parameter inherited: set when this image was started by an upgrade in place.
+    /// - Parameters:
+    ///   - inherited: set when this image was started by an upgrade in place.
+    ///   - privileges: what `--uid`/`--gid` ask of the master once its sockets are bound.
     public init(config: Configuration, python: PythonInstallation, version: String,
-                relaunch: Relaunch, inherited: UpgradeState? = nil,
+                relaunch: Relaunch, inherited: UpgradeState? = nil, privileges: PrivilegeDrop = .none,
                 prepareZygote: @escaping (WorkerLaunch, Int32) -> () -> Never,
                 reloadConfiguration: @escaping ConfigurationSource) {
         self.version = version
         self.relaunch = relaunch
         self.inherited = inherited
+        self.privileges = privileges
         tally = inherited.map { ConnectionTally(adopting: $0.tallyFD) } ?? ConnectionTally()
         self.prepareZygote = prepareZygote
         self.reloadConfiguration = reloadConfiguration
@@ -115,7 +120,14 @@ public final class Master {
         // The workers' --max-connections default follows the limit.
         if apus_raise_open_files_limit() < 0 { Log.warning("cannot read the open files limit: \(Sys.describe(errno))") }
         SignalQueue.install()
+        Umask.set(config.umask)
         guard setUp() else { return Self.startFailed }
+        // Root is dropped once the sockets and files that need it are open, before the
+        // first fork: no zygote or worker ever runs as root.
+        guard applyPrivileges() else {
+            tearDown()
+            return Self.startFailed
+        }
         logBanner()
         if let inherited {
             adopt(inherited)
@@ -150,7 +162,8 @@ public final class Master {
         return exitStatus
     }
 
-    /// Log file, sockets, status pipe, pidfile, FIFO, touch files. False: already logged.
+    /// Log file, sockets, status pipe, pidfile, FIFO, touch files: everything that may need
+    /// root, before `applyPrivileges` drops it. False: already logged.
     private func setUp() -> Bool {
         if let file = config.logFile, let e = LogFile.reopen(file) {
             Log.error("--log-file: cannot open \(file): \(Sys.describe(e))")
@@ -165,7 +178,14 @@ public final class Master {
             }
             if inherited == nil { status = try StatusPipe.open() }
             if let path = config.pidfile {
-                try Pidfile.write(path)
+                do {
+                    try Pidfile.write(path)
+                } catch {
+                    // An upgraded image has the previous image's pid, so its file is still
+                    // right; after --uid this image may not open a file root made.
+                    guard inherited != nil else { throw error }
+                    Log.warning("\(error) (the file the previous image wrote stays: the pid is the same)")
+                }
                 pidfile = path
             }
             if let path = config.masterFIFO, fifo == nil { fifo = try MasterFIFO(path: path) }

@@ -47,7 +47,8 @@ extension Master {
         let listeners = gen.config.binds.compactMap { bind in sockets[bind].map { BoundSocket(fd: $0, bind: bind) } }
         let launch = WorkerLaunch(role: gen.zygote.name, slot: 0, generation: g, configuration: gen.config, python: gen.python,
                                   statusFD: status.writeFD, masterPID: getpid(), listeners: listeners, tally: tally)
-        guard let problem = gen.zygote.start(launch, prepare: prepareZygote, inChild: closeMasterOnlyFDs) else { return }
+        let started = Umask.with(gen.config.umask) { gen.zygote.start(launch, prepare: prepareZygote, inChild: closeMasterOnlyFDs) }
+        guard let problem = started else { return }
         if g == plan.incoming {
             perform(plan.failed(generation: g, reason: problem, workers: workerCount(for: plan.pending)))
         } else {

@@ -43,8 +43,10 @@ extension Master {
                 if case let .fd(n) = bind.address, let own = sockets.first(where: { $0.value == n && $0.key.address != bind.address }) {
                     throw ListenSocket.Failure(description: "\(bind): fd \(n) is Apus's own socket for \(own.key)")
                 }
-                sockets[bind] = try ListenSocket.open(bind, backlog: cfg.listenBacklog, mode: cfg.socketMode, owner: cfg.socketOwner,
-                                                      reusePort: cfg.reusePort)
+                sockets[bind] = try Umask.with(cfg.umask) { () throws(ListenSocket.Failure) in
+                    try ListenSocket.open(bind, backlog: cfg.listenBacklog, mode: cfg.socketMode, owner: cfg.socketOwner,
+                                          reusePort: cfg.reusePort)
+                }
                 Log.info("\(cfg.reusePort ? "bound to" : "listening on") \(bind) (new in generation \(g))")
             }
         } catch {

@@ -130,6 +130,9 @@ long apus_raise_open_files_limit(void) {
     return apus_open_files_limit();
 }
 
+int apus_getresuid(uid_t *r, uid_t *e, uid_t *s) { return getresuid(r, e, s); }
+int apus_getresgid(gid_t *r, gid_t *e, gid_t *s) { return getresgid(r, e, s); }
+
 int apus_tmpfile(const char *dir) { return open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600); }
 
 int apus_memfd(const char *name, long size) {

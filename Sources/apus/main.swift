@@ -120,7 +120,23 @@ private func resolveAndPrepare(in directory: String) -> Result<(Configuration, P
         return .failure(.init(error.message))
     }
     guard case let .run(config) = command else { return .failure(.init("the command line no longer runs a server")) }
+    switch decidePrivileges(config) {
+    case let .failure(problem): return .failure(problem)
+    case let .success(drop):
+        if let refusal = drop.refusedOnReload { return .failure(.init(refusal)) }
+    }
     return prepare(config)
+}
+
+/// `--uid`/`--gid` resolved and decided against what this process is: at start (before
+/// anything is bound, so a bad name stops Apus before it listens), in an upgrade's check
+/// and new image, and for each graceful reload.
+func decidePrivileges(_ config: Configuration) -> Result<PrivilegeDrop, Master.ConfigurationFailure> {
+    do {
+        return .success(try PrivilegeDrop.decide(uid: config.uid, gid: config.gid))
+    } catch {
+        return .failure(.init(error.description))
+    }
 }
 
 func enter(_ directory: String) -> Result<Void, Master.ConfigurationFailure> {
@@ -216,6 +232,15 @@ case var .run(options):
         // A zerg server has no application: resolving its options is the whole check.
         exit(options.check ? 0 : ZergServer(config: options, path: path).run())
     }
+    let privileges: PrivilegeDrop
+    switch decidePrivileges(options) {
+    case let .success(drop): privileges = drop
+    case let .failure(problem): fail(problem.message, status: 2)
+    }
+    // The check an upgrade in place runs refuses what the new image could not do.
+    if options.check, getenv(UpgradeState.formatKey) != nil, let refusal = privileges.refusedOnReload {
+        fail(refusal, status: 2)
+    }
     // --check looks at the options, the Python and the app; the sockets are the master's.
     if !options.check {
         do {
@@ -250,7 +275,7 @@ case var .run(options):
                                 + (zergSockets.isEmpty ? [] : ["\(ZergAttach.environmentKey)=" + zergSockets.map { String($0) }.joined(separator: ",")]),
                             descriptors: activatedSockets.map(\.fd) + zergSockets)
     let master = Master(
-        config: config, python: python, version: apusVersion, relaunch: relaunch, inherited: inherited,
+        config: config, python: python, version: apusVersion, relaunch: relaunch, inherited: inherited, privileges: privileges,
         prepareZygote: { launch, commandFD in
             { WorkerEntry.runZygote(launch, commandFD: commandFD) }
         },

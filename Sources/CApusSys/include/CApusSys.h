@@ -1,5 +1,5 @@
 // Thin wrappers over Linux calls that Swift's Glibc module does not expose (epoll, accept4,
-// prctl, sendfile, eventfd). No logic lives here: every function is one call.
+// prctl, sendfile, eventfd, getresuid). No logic lives here: every function is one call.
 #ifndef CAPUSSYS_H
 #define CAPUSSYS_H
 #include <stdint.h>
@@ -53,6 +53,10 @@ int apus_block_all_signals(void);
 long apus_open_files_limit(void);
 /// Raises the soft RLIMIT_NOFILE to the hard one; returns the new soft limit.
 long apus_raise_open_files_limit(void);
+
+/// The real, effective and saved user and group ids (getresuid, getresgid).
+int apus_getresuid(uid_t *real, uid_t *effective, uid_t *saved);
+int apus_getresgid(gid_t *real, gid_t *effective, gid_t *saved);
 
 /// An unnamed temporary file in `dir` (O_TMPFILE), or -1.
 int apus_tmpfile(const char *dir);
