@@ -72,6 +72,13 @@ public final class Scoreboard: @unchecked Sendable {
             return Core(base: base + Scoreboard.headerBytes + index * Scoreboard.coreBytes)
         }
 
+        /// How many of the first `threads` cores are in a request.
+        public func busyCores(threads: Int) -> Int {
+            (0..<min(threads, Scoreboard.coresPerSlot)).reduce(0) { n, i in
+                Core(base: base + Scoreboard.headerBytes + i * Scoreboard.coreBytes).state == .idle ? n : n + 1
+            }
+        }
+
         /// The request lines of the cores that are in the app, with how long each has run
         /// at `now`: what a worker that died had in flight.
         public func inFlight(now: Double) -> [(line: String, seconds: Double)] {

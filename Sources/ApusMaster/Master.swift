@@ -81,6 +81,9 @@ public final class Master {
     var libraries = MappedLibraries()
     /// `--subscribe-to`: announcements to subscription routers.
     var subscriber = Subscriber()
+    /// `--cheaper`: the adaptive policy of the serving generation, and when it last sampled.
+    var cheaper: Cheaper?
+    var cheaperSampledAt = 0.0
 
     /// - Parameters:
     ///   - inherited: set when this image was started by an upgrade in place.
@@ -98,7 +101,8 @@ public final class Master {
         self.reloadConfiguration = reloadConfiguration
         generations[1] = Generation(1, config: config, python: python, kind: nil)
         plan = ReloadPlan(serving: 1)
-        table = WorkerTable(desired: config.processes)
+        table = WorkerTable(desired: Self.initialWorkers(config))
+        cheaper = Self.cheaperPolicy(config)
     }
 
     /// The serving generation. It is never removed: a commit replaces it first.
@@ -131,7 +135,7 @@ public final class Master {
         logBanner()
         if let inherited {
             adopt(inherited)
-            perform(plan.request(.upgrade, workers: config.processes))
+            perform(plan.request(.upgrade, workers: table.desired))
         } else {
             startGeneration(plan.serving)
         }
@@ -154,6 +158,7 @@ public final class Master {
             checkReloadTimeout(t)
             enforceDeadlines(t)
             keepStrength(now: t)
+            adaptWorkers(now: t)
             subscriber.announce(config.subscriptions, frequency: config.subscribeFrequency,
                                 ready: table.workers.contains { $0.ready }, now: t)
         }
@@ -357,7 +362,10 @@ public final class Master {
     }
 
     func workerCount(for kind: ReloadKind?) -> Int {
-        if kind == .graceful, let next = pendingConfig { return next.0.processes }
+        if kind == .graceful, let next = pendingConfig {
+            // Adaptive: as many as now, within the new bounds.
+            return next.0.cheaper > 0 ? min(max(table.desired, next.0.cheaper), next.0.processes) : next.0.processes
+        }
         return table.desired
     }
 

@@ -129,7 +129,9 @@ extension Master {
 
     private func workerExited(_ record: WorkerTable.Worker, exitCode: Int32, how: String) {
         if record.ready {
-            Log.warning("worker \(record.slot) (pid \(record.pid)) died (\(how)); respawning")
+            // The master sends SIGKILL only past a deadline, and then the worker is retiring.
+            let who = how.contains("(SIGKILL") ? ", not sent by the master: the kernel's OOM killer (see dmesg) or kill -9" : ""
+            Log.warning("worker \(record.slot) (pid \(record.pid)) died (\(how)\(who)); respawning")
             return
         }
         let delay = table.workerBootFailed(now: Sys.now())

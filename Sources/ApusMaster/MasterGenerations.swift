@@ -69,7 +69,11 @@ extension Master {
     }
 
     func commitGeneration(_ g: UInt32, _ kind: ReloadKind) {
-        if let gen = generations[g] { table.desired = gen.config.processes }
+        if let gen = generations[g] {
+            let c = gen.config
+            table.desired = c.cheaper > 0 ? min(max(table.desired, c.cheaper), c.processes) : c.processes
+            cheaper = Self.cheaperPolicy(c)
+        }
         for old in generations.keys where old < g { stopZygote(of: old) }
         generations = generations.filter { $0.key >= g || $0.value.zygote.isRunning }
         closeUnusedSockets()

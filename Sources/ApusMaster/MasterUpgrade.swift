@@ -171,7 +171,9 @@ extension Master {
         let g = state.serving
         generations = [g: Generation(g, config: config, python: serving.python, kind: nil)]
         plan = ReloadPlan(serving: g)
-        table = WorkerTable(desired: config.processes, adopting: state.workers)
+        let adopted = state.workers.filter { $0.generation == g && !$0.retiring }.count
+        let desired = config.cheaper > 0 ? min(max(config.cheaper, adopted), config.processes) : config.processes
+        table = WorkerTable(desired: desired, adopting: state.workers)
         tally.slots = max(tally.slots, Int(table.workers.map(\.slot).max() ?? 0) + 1)
         Log.info("upgrade in place: adopted \(table.workers.count) workers of generation \(g)")
     }

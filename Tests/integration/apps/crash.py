@@ -7,6 +7,7 @@
 /segv-real -> a real invalid memory read (ctypes.string_at(0))
 /raise  -> an exception with a recognisable message (the server answers 500)
 /raise-late -> the exception comes from the response iterable, before any body byte
+/hog?mb=N -> allocates and writes N MiB (for a memory limit the kernel enforces)
 """
 import os
 import signal
@@ -25,6 +26,12 @@ def application(environ, start_response):
     if path == "/segv-real":
         import ctypes
         ctypes.string_at(0)
+    if path == "/hog":
+        mb = int(environ.get("QUERY_STRING", "mb=0").partition("=")[2] or 0)
+        hog = b"x" * (mb << 20)
+        body = str(len(hog)).encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
     if path == "/raise":
         raise MarkerError("apus-test-marker-raised-in-app")
     if path == "/raise-late":
