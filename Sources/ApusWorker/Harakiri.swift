@@ -68,11 +68,11 @@ final class Harakiri: @unchecked Sendable {
         // The worker's signals (stop, retire, deadline) are the other threads' business; only
         // the dump's own signal is delivered here.
         _ = apus_block_signals_except(stackSignal ?? SIGKILL)
-        var pause = timespec(tv_sec: Int(period), tv_nsec: Int((period - period.rounded(.down)) * 1e9))
+        let whole = period.rounded(.down)
         while true {
+            var pause = timespec(tv_sec: Int(whole), tv_nsec: Int((period - whole) * 1e9))
             var left = timespec()
             while nanosleep(&pause, &left) != 0 && errno == EINTR { pause = left }
-            pause = timespec(tv_sec: Int(period), tv_nsec: Int((period - period.rounded(.down)) * 1e9))
             let now = Sys.now()
             for i in 0..<threads { look(at: i, now: now) }
             exitIfOnlyStuck()
