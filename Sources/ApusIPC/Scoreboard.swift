@@ -92,13 +92,16 @@ public final class Scoreboard: @unchecked Sendable {
 
     /// What a core's request is doing. The app thread moves it idle → inApp → answering
     /// (the app returned or sent its first bytes) → idle; a watchdog that gives up on a
-    /// request moves inApp → timedOut, and then owns the client's answer. Both moves out of
-    /// inApp are compare-and-swap, so exactly one side answers.
+    /// request moves inApp → claiming → timedOut, and answers the client in between. Both
+    /// moves out of inApp are compare-and-swap, so exactly one side answers. `claiming` is
+    /// the watchdog's short hold (it checks that the request it claimed is the old one it
+    /// saw, and writes the answer): an app thread that finds it waits for it to end.
     public enum CoreState: UInt32, Sendable {
         case idle = 0
         case inApp = 1
         case answering = 2
         case timedOut = 3
+        case claiming = 4
     }
 
     /// One app thread's record: `startedAt` (Double), `state` (UInt32), the connection's

@@ -40,7 +40,7 @@ final class AppRunner {
         if started { thread.acquireGIL() }
         caller = worker.application.makeCaller(thread: thread)
         if started { thread.releaseGIL() }
-        writer = ResponseWriter(sendTimeout: worker.rules.sendTimeout)
+        writer = ResponseWriter(sendTimeout: worker.rules.sendTimeout, core: index)
         writer.waiting = { wait in thread.withoutGIL(wait) }
     }
 
@@ -51,6 +51,7 @@ final class AppRunner {
         writer.reset(for: conn)
         let started = Sys.now()
         let buf = UnsafeRawBufferPointer(start: conn.buffer + conn.start, count: conn.end - conn.start)
+        if HarakiriClaim.enabled { HarakiriClaim.noteRequest(index, conn, buf) }
         InFlight.begin(index, UnsafeRawBufferPointer(rebasing: buf[conn.head.method]), UnsafeRawBufferPointer(rebasing: buf[conn.head.target]),
                        fd: conn.fd, now: started)
         defer { InFlight.end(index, now: Sys.now()) }
@@ -67,6 +68,9 @@ final class AppRunner {
                 caller.call(buf, conn.head, info, body: job.body, contentLength: job.contentLength, sink: writer)
             }
         }
+        // The app returned: its answer is ours unless the --harakiri watchdog gave up on it
+        // first (the client has a 504 or a cut connection, which the loop now closes).
+        if !writer.claimAnswer() { HarakiriClaim.returnedLate() }
         worker.accessLog?.record(conn: conn, status: writer.status, bytes: writer.bodyBytes, seconds: Sys.now() - started)
     }
 }

@@ -32,8 +32,14 @@ final class ResponseWriter: WSGIResponseSink {
     /// Runs a wait for a slow client without the GIL (set by the app runner).
     var waiting: SocketIO.Waiting = SocketIO.justWait
 
-    init(sendTimeout: Double) {
+    /// The app thread's core (`InFlight`), whose answer `claimAnswer` takes.
+    let core: Int
+    /// This response's answer was claimed from the --harakiri watchdog.
+    private var claimed = false
+
+    init(sendTimeout: Double, core: Int) {
         self.sendTimeout = sendTimeout
+        self.core = core
         out.reserveCapacity(16384)
     }
 
@@ -48,6 +54,26 @@ final class ResponseWriter: WSGIResponseSink {
         status = 0
         broken = false
         began = false
+        claimed = false
+    }
+
+    /// Takes the answer before anything is written to the socket, and when the app returns
+    /// (`HarakiriClaim.claim`). False when the --harakiri watchdog gave up on the request
+    /// first: what the app produced is dropped, nothing more goes to this connection, and
+    /// it is not kept (the loop closes it). Without --harakiri, true at once.
+    func claimAnswer() -> Bool {
+        if claimed { return true }
+        if HarakiriClaim.claim(core) {
+            claimed = true
+            return true
+        }
+        broken = true
+        out.removeAll(keepingCapacity: true)
+        conn.pendingOut.removeAll()
+        conn.pendingSent = 0
+        status = 504
+        bodyBytes = 0
+        return false
     }
 
     /// Whether the connection may serve another request after this response.
@@ -201,6 +227,7 @@ final class ResponseWriter: WSGIResponseSink {
     /// Writes `out` after what is pending. False, and `broken` set, when the peer is gone.
     @discardableResult
     private func flushOut() -> Bool {
+        if !claimAnswer() { return false }
         // Answers pending from earlier pipelined requests go first.
         if !conn.writePendingBlocking(timeout: sendTimeout, waiting: waiting) {
             broken = true

@@ -164,6 +164,7 @@ final class Worker {
     func run() -> Never {
         installSignals()
         InFlight.setUp(threads: config.threads, role: spec.role, slot: spec.tally.board.slot(Int(spec.slot)))
+        startHarakiri()
         for socket in spec.listeners {
             Sys.check("making a listener non-blocking") { apus_set_nonblocking(socket.fd, 1) }
             listeners.append(Listener(socket, proxyProtocol: config.proxyProtocol))
@@ -296,7 +297,10 @@ final class Worker {
                 sweepTimeouts(now)
             }
             if stopRequested != 0 && !draining { beginDrain(takeQueued: stopRequested == 1) }
-            if draining && liveConnections == 0 && readyHead == ready.count {
+            // Connections whose request --harakiri gave up on wait only for a call that may
+            // never return: they count as gone.
+            if draining && liveConnections == (HarakiriClaim.enabled ? HarakiriClaim.abandonedConnections : 0)
+                && readyHead == ready.count {
                 accessLog?.flush()
                 _exit(0)
             }

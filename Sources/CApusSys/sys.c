@@ -3,6 +3,7 @@
 #include "CApusSys.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -86,6 +87,19 @@ int apus_unblock_all_signals(void) {
     sigset_t s; sigemptyset(&s);
     return sigprocmask(SIG_SETMASK, &s, NULL);
 }
+
+ssize_t apus_send_once(int fd, const void *buf, size_t len) {
+    return send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+int apus_sigrtmin(void) { return SIGRTMIN; }
+
+int apus_block_signals_except(int sig) {
+    sigset_t s; sigfillset(&s); sigdelset(&s, sig);
+    return pthread_sigmask(SIG_SETMASK, &s, NULL);
+}
+
+int apus_signal_this_thread(int sig) { return pthread_kill(pthread_self(), sig); }
 
 pid_t apus_fork_clean(void) {
     sigset_t all, old;
@@ -171,6 +185,10 @@ unsigned apus_atomic_load_u32(const unsigned *p) { return __atomic_load_n(p, __A
 void apus_atomic_store_u32(unsigned *p, unsigned v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
 int apus_atomic_cas_u32(unsigned *p, unsigned expected, unsigned desired) {
     return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+unsigned apus_atomic_add_u32(unsigned *p, int delta) {
+    return __atomic_add_fetch(p, (unsigned)delta, __ATOMIC_SEQ_CST);
 }
 
 long apus_file_size(int fd) {

@@ -39,6 +39,15 @@ int apus_signal(int sig, void (*handler)(int));
 int apus_signal_default(int sig);
 int apus_signal_ignore(int sig);
 int apus_unblock_all_signals(void);
+/// send(2) with MSG_NOSIGNAL | MSG_DONTWAIT: one try, never blocking nor raising SIGPIPE.
+ssize_t apus_send_once(int fd, const void *buf, size_t len);
+/// SIGRTMIN as this libc counts it (a function call in C, not a constant).
+int apus_sigrtmin(void);
+/// Blocks every signal but `sig` for the calling thread (pthread_sigmask).
+int apus_block_signals_except(int sig);
+/// Sends `sig` to the calling thread (pthread_kill on pthread_self): its handler has run
+/// when this returns.
+int apus_signal_this_thread(int sig);
 /// fork(2) with every signal blocked around it; the child resets every handled signal to
 /// its default, ignores SIGPIPE and unblocks everything before it returns 0, so no handler
 /// of the parent's ever runs in it.
@@ -70,6 +79,8 @@ unsigned apus_atomic_load_u32(const unsigned *p);
 void apus_atomic_store_u32(unsigned *p, unsigned v);
 /// 1 when *p was `expected` and is now `desired`, else 0.
 int apus_atomic_cas_u32(unsigned *p, unsigned expected, unsigned desired);
+/// Adds `delta` to *p (wrapping) and returns the new value.
+unsigned apus_atomic_add_u32(unsigned *p, int delta);
 /// The size of the file open as fd, or -1.
 long apus_file_size(int fd);
 #endif
