@@ -81,6 +81,8 @@ public final class Master {
     var libraries = MappedLibraries()
     /// `--subscribe-to`: announcements to subscription routers.
     var subscriber = Subscriber()
+    /// `--max-worker-lifetime`, `--reload-on-rss`, `--evil-reload-on-rss` (MasterSupervision.swift).
+    var recycleWatch = RecycleWatch(maxLifetime: 0, reloadOnRSSMiB: 0, evilReloadOnRSSMiB: 0)
 
     /// - Parameters:
     ///   - inherited: set when this image was started by an upgrade in place.
@@ -153,6 +155,7 @@ public final class Master {
             checkTouchFiles(t)
             checkReloadTimeout(t)
             enforceDeadlines(t)
+            superviseWorkers(t)
             keepStrength(now: t)
             subscriber.announce(config.subscriptions, frequency: config.subscribeFrequency,
                                 ready: table.workers.contains { $0.ready }, now: t)
