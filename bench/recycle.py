@@ -8,7 +8,10 @@ one), under the same closed-loop load (Tests/integration/loadgen.py: keep-alive 
 connection-per-request clients) for --duration seconds.
 
 Reported per server: requests, failed requests (by kind), workers that answered (about one
-per recycle), longest gap without a successful response, max latency, and throughput.
+per recycle), longest gap without a successful response, max latency, and throughput. By
+default each client sends --rate requests a second, so every server recycles as often;
+--rate 0 sends back to back (then Apus, whose workers serve until their replacement is
+ready, serves more requests per recycle than the others).
 
     bench/.venv/bin/python bench/recycle.py
     bench/.venv/bin/python bench/recycle.py --servers apus,uwsgi --max-requests 100 --duration 30
@@ -95,7 +98,7 @@ def run(server, a, tmp):
             wait_ready(proc, port, 60)
             time.sleep(a.startup + 1)  # every worker imported
             lg = LoadGen(port, "/", keepalive=a.keepalive, per_request=a.per_request, timeout=30.0,
-                         max_duration=a.duration + 40).start()
+                         interval=1.0 / a.rate if a.rate > 0 else 0.0, max_duration=a.duration + 40).start()
             time.sleep(a.duration)
             lg.stop()
         finally:
@@ -123,6 +126,9 @@ def main():
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--keepalive", type=int, default=4)
     ap.add_argument("--per-request", type=int, default=4)
+    ap.add_argument("--rate", type=float, default=15.0,
+                    help="requests per second per client (0: back to back); the same rate for every "
+                         "server makes the recycles as frequent for each")
     ap.add_argument("--venv", default=str(HERE / ".venv"))
     ap.add_argument("--apus", default=os.environ.get("APUS_BIN") or str(REPO / ".build" / "release" / "apus"))
     a = ap.parse_args()
@@ -135,7 +141,8 @@ def main():
             rows.append(f"| {server} | {s['total']} | {s['failed']} | {kinds} | {s['workers_answered']} | "
                         f"{s['longest_gap'] * 1000:.0f} | {(s['max_latency'] or 0) * 1000:.0f} | {s['rps']:.0f} |")
     print(f"{a.workers} workers, --max-requests {a.max_requests} (jitter {a.jitter}), app import {a.startup:g} s, "
-          f"{a.keepalive} keep-alive + {a.per_request} connection-per-request clients, {a.duration:g} s each; "
+          f"{a.keepalive} keep-alive + {a.per_request} connection-per-request clients "
+          f"({f'{a.rate:g} requests/s each' if a.rate > 0 else 'back to back'}), {a.duration:g} s each; "
           f"{platform.node()}, {os.cpu_count()} CPUs\n")
     print("| server | requests | failed | failures by kind | workers that answered | longest gap (ms) | max latency (ms) | req/s |")
     print("|---|---:|---:|---|---:|---:|---:|---:|")
