@@ -80,6 +80,26 @@ def test_max_requests_without_jitter_is_exact(apus):
     assert "--max-requests-jitter" not in "".join(l for l in srv.log().splitlines() if "served 7" in l)
 
 
+def test_threaded_workers_ask_once_at_their_exact_budget(apus):
+    """With --threads, requests finish on several threads: the count is kept with the GIL
+    held, so each worker reaches its limit once, exactly, and is recycled once."""
+    srv = apus("pidapp:application", "--processes", 2, "--threads", 4, "--max-requests", 30,
+               "--no-access-log")
+    lg = load(srv, keepalive=4, per_request=4)
+    try:
+        wait_until(lambda: len(MAX_REQ_RE.findall(srv.log())) >= 20, 180, interval=0.2,
+                   what="20 recycles")
+    finally:
+        lg.stop()
+    log = srv.log()
+    recycled = MAX_REQ_RE.findall(log)
+    assert len(set(recycled)) == len(recycled), f"a worker was recycled twice: {recycled}"
+    asked = re.findall(r"\[(\d+)\] \[INFO\] worker \d+: served (\d+) requests", log)
+    assert len({pid for pid, _ in asked}) == len(asked), "a worker asked twice"
+    assert {n for _, n in asked} == {"30"}
+    assert_no_failures(lg)
+
+
 def leak_steadily(srv, stop, failures, mb=5, pause=0.1):
     """One client asking /leak?mb=… back to back (each answer keeps `mb` more MiB)."""
     while not stop.is_set():
