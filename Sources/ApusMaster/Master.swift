@@ -84,6 +84,8 @@ public final class Master {
     /// `--cheaper`: the adaptive policy of the serving generation, and when it last sampled.
     var cheaper: Cheaper?
     var cheaperSampledAt = 0.0
+    /// `--max-worker-lifetime`, `--reload-on-rss`, `--evil-reload-on-rss` (MasterSupervision.swift).
+    var recycleWatch = RecycleWatch(maxLifetime: 0, reloadOnRSSMiB: 0, evilReloadOnRSSMiB: 0)
 
     /// - Parameters:
     ///   - inherited: set when this image was started by an upgrade in place.
@@ -157,6 +159,7 @@ public final class Master {
             checkTouchFiles(t)
             checkReloadTimeout(t)
             enforceDeadlines(t)
+            superviseWorkers(t)
             keepStrength(now: t)
             adaptWorkers(now: t)
             subscriber.announce(config.subscriptions, frequency: config.subscribeFrequency,

@@ -108,6 +108,7 @@ extension Master {
                 zygoteExited(g, exitCode: exitCode, how: how)
                 continue
             }
+            recycleWatch.forget(pid: pid)
             guard let record = table.remove(pid: pid) else { continue }
             tally.set(Int(record.slot), -1)
             if stopping || record.retiring {

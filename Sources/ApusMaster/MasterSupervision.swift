@@ -13,8 +13,32 @@ extension Master {
     /// (drained, with --reload-mercy) once the replacement is ready (`WorkerTable.keepStrength`).
     func recycle(pid: pid_t, _ reason: WorkerTable.Recycle) {
         guard let worker = table.recycle(pid: pid, reason: reason) else { return }
-        Log.info("worker \(worker.slot) (pid \(worker.pid)) \(reason): starting its replacement, then it finishes its requests")
+        let when = plan.isReloading ? "replaced once the reload in progress is done (unless the reload retires it)" : "starting its replacement, then it finishes its requests"
+        Log.info("worker \(worker.slot) (pid \(worker.pid)) \(reason): \(when)")
         keepStrength(now: Sys.now())
+    }
+
+    /// --max-worker-lifetime, --reload-on-rss and --evil-reload-on-rss, once a turn of the
+    /// loop: memory is read from /proc at most once a second; `RecycleWatch` decides.
+    func superviseWorkers(_ t: Double) {
+        let limits = config
+        recycleWatch.maxLifetime = limits.maxWorkerLifetime
+        recycleWatch.reloadOnRSS = limits.reloadOnRSS * RecycleWatch.mib
+        recycleWatch.evilReloadOnRSS = limits.evilReloadOnRSS * RecycleWatch.mib
+        guard recycleWatch.maxLifetime > 0 || recycleWatch.watchesRSS else { return }
+        var rss: [pid_t: Int] = [:]
+        for pid in recycleWatch.toMeasure(table.workers, now: t) { rss[pid] = ProcessMemory.residentBytes(pid) }
+        for verdict in recycleWatch.due(table.workers, rss: rss, serving: plan.serving, reloading: plan.isReloading, now: t) {
+            switch verdict {
+            case let .recycle(worker, reason):
+                recycle(pid: worker.pid, reason)
+            case let .kill(worker, mib):
+                // Its requests in flight are logged when it is reaped, and it is respawned as
+                // after a crash.
+                Log.warning("worker \(worker.slot) (pid \(worker.pid)) uses \(mib) MiB, above --evil-reload-on-rss \(limits.evilReloadOnRSS) MiB: killing it (SIGKILL)")
+                deliver(SIGKILL, to: worker.pid)
+            }
+        }
     }
 
     /// Logs the requests worker `record` had in flight when it died, from its scoreboard slot.

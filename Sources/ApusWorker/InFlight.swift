@@ -65,6 +65,7 @@ enum InFlight {
         guard let core = core(index) else { return }
         if let slot {
             slot.requests &+= 1
+            RequestBudget.check(slot.requests)
             slot.busyMicros &+= UInt64(max(0, (now - core.startedAt) * 1e6))
             slot.lastActive = now
         }

@@ -165,6 +165,9 @@ final class Worker {
         installSignals()
         InFlight.setUp(threads: config.threads, role: spec.role, slot: spec.tally.board.slot(Int(spec.slot)))
         startHarakiri()
+        RequestBudget.setUp(maxRequests: config.maxRequests, jitter: config.maxRequestsJitter,
+                            message: WorkerMessage(kind: .maxRequests, slot: spec.slot, pid: getpid(), generation: spec.generation),
+                            statusFD: spec.statusFD)
         for socket in spec.listeners {
             Sys.check("making a listener non-blocking") { apus_set_nonblocking(socket.fd, 1) }
             listeners.append(Listener(socket, proxyProtocol: config.proxyProtocol))
