@@ -108,6 +108,7 @@ extension Master {
                 zygoteExited(g, exitCode: exitCode, how: how)
                 continue
             }
+            let killedForMemory = recycleWatch.killed.contains(pid)
             recycleWatch.forget(pid: pid)
             guard let record = table.remove(pid: pid) else { continue }
             tally.set(Int(record.slot), -1)
@@ -122,16 +123,18 @@ extension Master {
                 perform(plan.failed(generation: g, reason: "a worker of generation \(g) exited (\(how)) \(record.ready ? "after" : "before") it was ready",
                                     workers: workerCount(for: plan.pending)))
             } else if g == plan.serving {
-                workerExited(record, exitCode: exitCode, how: how)
+                workerExited(record, exitCode: exitCode, how: how, killedForMemory: killedForMemory)
             }
             logInFlight(of: record)
         }
     }
 
-    private func workerExited(_ record: WorkerTable.Worker, exitCode: Int32, how: String) {
+    private func workerExited(_ record: WorkerTable.Worker, exitCode: Int32, how: String, killedForMemory: Bool) {
         if record.ready {
-            // The master sends SIGKILL only past a deadline, and then the worker is retiring.
-            let who = how.contains("(SIGKILL") ? ", not sent by the master: the kernel's OOM killer (see dmesg) or kill -9" : ""
+            // The master sends SIGKILL past a deadline (the worker is retiring then) and for
+            // --evil-reload-on-rss; any other SIGKILL came from outside.
+            let who = how.contains("(SIGKILL") && !killedForMemory
+                ? ", not sent by the master: the kernel's OOM killer (see dmesg) or kill -9" : ""
             Log.warning("worker \(record.slot) (pid \(record.pid)) died (\(how)\(who)); respawning")
             return
         }
