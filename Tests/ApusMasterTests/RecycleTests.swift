@@ -1,17 +1,6 @@
 import Testing
 @testable import ApusMaster
 
-/// `count` ready workers of generation 1, pids 100, 101, ...
-private func staffed(_ count: Int) -> WorkerTable {
-    var table = WorkerTable(desired: count)
-    for i in 0..<count {
-        let slot = table.freeSlot()
-        table.add(slot: slot, generation: 1, now: Double(i))
-        _ = table.started(slot: slot, generation: 1, pid: 100 + Int32(i))
-        _ = table.ready(slot: slot, pid: 100 + Int32(i))
-    }
-    return table
-}
 
 private func strength(_ table: WorkerTable, pending: Int = 0) -> [WorkerTable.Step] {
     table.keepStrength(generation: 1, zygoteRunning: true, pendingSpawns: pending, now: 100)
@@ -25,7 +14,7 @@ private func retired(_ steps: [WorkerTable.Step]) -> [Int32] {
 }
 
 @Test func aRecycledWorkerIsReplacedBeforeItIsRetired() {
-    var table = staffed(2)
+    var table = readyTable(2)
     let marked = table.recycle(pid: 100, reason: .maxRequests)
     #expect(marked?.recycling == .maxRequests)
     // Its replacement first; it keeps serving meanwhile.
@@ -42,7 +31,7 @@ private func retired(_ steps: [WorkerTable.Step]) -> [Int32] {
 }
 
 @Test func aWorkerIsRecycledOnceAndNotWhileRetiring() {
-    var table = staffed(2)
+    var table = readyTable(2)
     do { let first = table.recycle(pid: 101, reason: .harakiri); #expect(first != nil) }
     do { let again = table.recycle(pid: 101, reason: .maxRequests); #expect(again == nil) }
     do { let unknown = table.recycle(pid: 999, reason: .maxRequests); #expect(unknown == nil) }
@@ -51,7 +40,7 @@ private func retired(_ steps: [WorkerTable.Step]) -> [Int32] {
 }
 
 @Test func manyRecycledWorkersLeaveAsTheirReplacementsBecomeReady() {
-    var table = staffed(3)
+    var table = readyTable(3)
     for pid: Int32 in [100, 101, 102] { _ = table.recycle(pid: pid, reason: .rss(300)) }
     #expect(strength(table) == [.spawn(count: 3)])
     // One replacement ready: one recycled worker (the oldest) goes.
@@ -73,7 +62,7 @@ private func retired(_ steps: [WorkerTable.Step]) -> [Int32] {
 }
 
 @Test func aRecycledWorkerThatDiesIsNotReplacedTwice() {
-    var table = staffed(1)
+    var table = readyTable(1)
     _ = table.recycle(pid: 100, reason: .maxRequests)
     table.add(slot: 1, generation: 1, now: 60)
     do { let gone = table.remove(pid: 100); #expect(gone != nil) }

@@ -6,17 +6,6 @@ import Testing
 
 private let mib = RecycleWatch.mib
 
-/// `count` ready workers of generation 1, pids 100, 101, ..., started at 0, 1, ...
-private func staffed(_ count: Int) -> WorkerTable {
-    var table = WorkerTable(desired: count)
-    for i in 0..<count {
-        let slot = table.freeSlot()
-        table.add(slot: slot, generation: 1, now: Double(i))
-        _ = table.started(slot: slot, generation: 1, pid: 100 + Int32(i))
-        _ = table.ready(slot: slot, pid: 100 + Int32(i))
-    }
-    return table
-}
 
 private func pids(_ verdicts: [RecycleWatch.Verdict]) -> [String] {
     verdicts.map {
@@ -29,14 +18,14 @@ private func pids(_ verdicts: [RecycleWatch.Verdict]) -> [String] {
 
 @Test func nothingIsDueWithTheLimitsOff() {
     var watch = RecycleWatch(maxLifetime: 0, reloadOnRSSMiB: 0, evilReloadOnRSSMiB: 0)
-    let table = staffed(2)
+    let table = readyTable(2)
     #expect(watch.toMeasure(table.workers, now: 10).isEmpty)
     #expect(watch.due(table.workers, rss: [100: 900 * mib], serving: 1, reloading: false, now: 1e6).isEmpty)
 }
 
 @Test func memoryIsReadAtMostOnceASecond() {
     var watch = RecycleWatch(maxLifetime: 0, reloadOnRSSMiB: 100, evilReloadOnRSSMiB: 0)
-    let table = staffed(2)
+    let table = readyTable(2)
     #expect(watch.toMeasure(table.workers, now: 10) == [100, 101])
     #expect(watch.toMeasure(table.workers, now: 10.5).isEmpty)
     #expect(watch.toMeasure(table.workers, now: 11) == [100, 101])
@@ -44,14 +33,14 @@ private func pids(_ verdicts: [RecycleWatch.Verdict]) -> [String] {
 
 @Test func everyWorkerAboveReloadOnRSSIsRecycled() {
     var watch = RecycleWatch(maxLifetime: 0, reloadOnRSSMiB: 100, evilReloadOnRSSMiB: 0)
-    let table = staffed(3)
+    let table = readyTable(3)
     let due = watch.due(table.workers, rss: [100: 150 * mib, 101: 100 * mib, 102: 101 * mib], serving: 1, reloading: false, now: 5)
     #expect(pids(due) == ["recycle 100 \(WorkerTable.Recycle.rss(150))", "recycle 102 \(WorkerTable.Recycle.rss(101))"])
 }
 
 @Test func aWorkerAlreadyReplacedOrNotReadyIsNotRecycledAgain() {
     var watch = RecycleWatch(maxLifetime: 1, reloadOnRSSMiB: 100, evilReloadOnRSSMiB: 0)
-    var table = staffed(3)
+    var table = readyTable(3)
     _ = table.recycle(pid: 100, reason: .maxRequests)
     _ = table.retire(slot: 1, pid: 101, deadline: 50)
     table.add(slot: 3, generation: 1, now: 4)
@@ -62,7 +51,7 @@ private func pids(_ verdicts: [RecycleWatch.Verdict]) -> [String] {
 
 @Test func theEvilLimitKillsAnyWorkerOnce() {
     var watch = RecycleWatch(maxLifetime: 0, reloadOnRSSMiB: 100, evilReloadOnRSSMiB: 400)
-    var table = staffed(2)
+    var table = readyTable(2)
     _ = table.retire(slot: 1, pid: 101, deadline: 50)
     let rss: [pid_t: Int] = [100: 401 * mib, 101: 900 * mib]
     #expect(pids(watch.due(table.workers, rss: rss, serving: 1, reloading: true, now: 5)) == ["kill 100 401", "kill 101 900"])
@@ -76,13 +65,13 @@ private func pids(_ verdicts: [RecycleWatch.Verdict]) -> [String] {
 
 @Test func killingWinsOverRecycling() {
     var watch = RecycleWatch(maxLifetime: 0, reloadOnRSSMiB: 100, evilReloadOnRSSMiB: 200)
-    let table = staffed(1)
+    let table = readyTable(1)
     #expect(pids(watch.due(table.workers, rss: [100: 300 * mib], serving: 1, reloading: false, now: 5)) == ["kill 100 300"])
 }
 
 @Test func lifetimeRecyclesTheOldestOneAtATime() {
     var watch = RecycleWatch(maxLifetime: 10, reloadOnRSSMiB: 0, evilReloadOnRSSMiB: 0)
-    var table = staffed(3)  // started at 0, 1, 2
+    var table = readyTable(3)  // started at 0, 1, 2
     #expect(pids(watch.due(table.workers, rss: [:], serving: 1, reloading: false, now: 9.5)) == [])
     #expect(pids(watch.due(table.workers, rss: [:], serving: 1, reloading: false, now: 20)) == ["recycle 100 \(WorkerTable.Recycle.lifetime)"])
     _ = table.recycle(pid: 100, reason: .lifetime)
@@ -95,7 +84,7 @@ private func pids(_ verdicts: [RecycleWatch.Verdict]) -> [String] {
 
 @Test func nothingIsRecycledDuringAReloadNorOutsideTheServingGeneration() {
     var watch = RecycleWatch(maxLifetime: 1, reloadOnRSSMiB: 100, evilReloadOnRSSMiB: 0)
-    let table = staffed(2)
+    let table = readyTable(2)
     let rss: [pid_t: Int] = [100: 500 * mib, 101: 500 * mib]
     #expect(pids(watch.due(table.workers, rss: rss, serving: 1, reloading: true, now: 100)) == [])
     #expect(pids(watch.due(table.workers, rss: rss, serving: 2, reloading: false, now: 100)) == [])
