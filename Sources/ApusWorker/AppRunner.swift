@@ -54,7 +54,6 @@ final class AppRunner {
         if HarakiriClaim.enabled { HarakiriClaim.noteRequest(index, conn, buf) }
         InFlight.begin(index, UnsafeRawBufferPointer(rebasing: buf[conn.head.method]), UnsafeRawBufferPointer(rebasing: buf[conn.head.target]),
                        fd: conn.fd, now: started)
-        defer { InFlight.end(index, now: Sys.now()) }
         conn.peerAddress.withUnsafeBytes { peer in
             let uwsgi = conn.machine.wire == .uwsgi
             let info = WSGIConnectionInfo(remoteAddress: peer, remotePort: conn.peerPort, listener: conn.listener.wsgi,
@@ -71,6 +70,8 @@ final class AppRunner {
         // The app returned: its answer is ours unless the --harakiri watchdog gave up on it
         // first (the client has a 504 or a cut connection, which the loop now closes).
         if !writer.claimAnswer() { HarakiriClaim.returnedLate() }
-        worker.accessLog?.record(conn: conn, status: writer.status, bytes: writer.bodyBytes, seconds: Sys.now() - started)
+        let finished = Sys.now()
+        InFlight.end(index, now: finished)
+        worker.accessLog?.record(conn: conn, status: writer.status, bytes: writer.bodyBytes, seconds: finished - started)
     }
 }

@@ -28,6 +28,19 @@ def load(srv, path="/", keepalive=3, per_request=3):
                    max_duration=300, timeout=30.0).start()
 
 
+def recycle_under_load(srv, pattern, count, timeout, what, **load_kw):
+    """Runs a load until `pattern` has matched `count` times in the log; returns the
+    stopped load and the matches, after checking no worker was matched twice."""
+    lg = load(srv, **load_kw)
+    try:
+        wait_until(lambda: len(pattern.findall(srv.log())) >= count, timeout, interval=0.2, what=what)
+    finally:
+        lg.stop()
+    found = pattern.findall(srv.log())
+    assert len(set(found)) == len(found), f"a worker was recycled twice: {found}"
+    return lg, found
+
+
 def assert_no_failures(lg, at_least=50):
     s = lg.summary()
     bad = [r for r in lg.records if r.error][:10]
@@ -38,15 +51,8 @@ def assert_no_failures(lg, at_least=50):
 def test_fifty_max_requests_recycles_under_load_fail_nothing(apus):
     srv = apus("pidapp:application", "--processes", 2, "--max-requests", 20,
                "--max-requests-jitter", 5, "--no-access-log")
-    lg = load(srv)
-    try:
-        wait_until(lambda: len(MAX_REQ_RE.findall(srv.log())) >= 50, 240, interval=0.2,
-                   what="50 --max-requests recycles")
-    finally:
-        lg.stop()
+    lg, _ = recycle_under_load(srv, MAX_REQ_RE, 50, 240, "50 --max-requests recycles")
     log = srv.log()
-    recycled = MAX_REQ_RE.findall(log)
-    assert len(set(recycled)) == len(recycled), f"a worker was recycled twice: {recycled}"
     assert_no_failures(lg, at_least=1000)
     # The answers came from many workers, each serving about its budget.
     pids = {r.pid for r in lg.records if r.ok}
@@ -85,15 +91,8 @@ def test_threaded_workers_ask_once_at_their_exact_budget(apus):
     held, so each worker reaches its limit once, exactly, and is recycled once."""
     srv = apus("pidapp:application", "--processes", 2, "--threads", 4, "--max-requests", 30,
                "--no-access-log")
-    lg = load(srv, keepalive=4, per_request=4)
-    try:
-        wait_until(lambda: len(MAX_REQ_RE.findall(srv.log())) >= 20, 180, interval=0.2,
-                   what="20 recycles")
-    finally:
-        lg.stop()
+    lg, _ = recycle_under_load(srv, MAX_REQ_RE, 20, 180, "20 recycles", keepalive=4, per_request=4)
     log = srv.log()
-    recycled = MAX_REQ_RE.findall(log)
-    assert len(set(recycled)) == len(recycled), f"a worker was recycled twice: {recycled}"
     asked = re.findall(r"\[(\d+)\] \[INFO\] worker \d+: served (\d+) requests", log)
     assert len({pid for pid, _ in asked}) == len(asked), "a worker asked twice"
     assert {n for _, n in asked} == {"30"}
