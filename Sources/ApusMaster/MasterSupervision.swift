@@ -70,7 +70,9 @@ func signalName(_ sig: Int32) -> String {
     return names[sig] ?? "signal \(sig)"
 }
 
-/// "2.5 s", "0.012 s".
+/// "2.5 s", "0.012 s". The scoreboard is memory the workers (and so the apps) can write:
+/// a time that is not a sane number is shown as "?", never allowed to trap the master.
 func secondsText(_ s: Double) -> String {
-    s >= 10 ? "\(Int(s.rounded())) s" : "\((s * 1000).rounded() / 1000) s"
+    guard s.isFinite, s >= 0, s < 1e9 else { return "? s" }
+    return s >= 10 ? "\(Int(s.rounded())) s" : "\((s * 1000).rounded() / 1000) s"
 }

@@ -76,3 +76,12 @@ private func retired(_ steps: [WorkerTable.Step]) -> [Int32] {
     #expect(describeExit(9) == "killed by signal 9 (SIGKILL)")
     #expect(signalName(64) == "signal 64")
 }
+
+@Test func timesFromTheScoreboardNeverTrapTheMaster() {
+    #expect(secondsText(2.5) == "2.5 s")
+    #expect(secondsText(42.4) == "42 s")
+    #expect(secondsText(.infinity) == "? s")
+    #expect(secondsText(.nan) == "? s")
+    #expect(secondsText(-1) == "? s")
+    #expect(secondsText(1e300) == "? s")
+}
