@@ -81,16 +81,25 @@ func adoptInheritedSockets(_ config: Configuration) throws(ListenSocket.Failure)
     }
 }
 
+/// The binary's paths, taken once at start (before --chdir): as it was started, then as
+/// /proc/self/exe names it. Without --python or --venv, a venv around either is used.
+let binaryPaths = [executablePath(from: currentDirectory()), selfExecutable()].compactMap { $0 }
+
 /// The one start-up step, at start and at each graceful reload: from the options to what
 /// the master runs. Finds Python (--python and --venv are paths from where Apus was
-/// started, as the options' checks took them), enters --chdir (the app's directory) and
-/// logs the options' warnings.
+/// started, as the options' checks took them; else the venv around the binary), enters
+/// --chdir (the app's directory) and logs the options' warnings.
 func prepare(_ config: Configuration) -> Result<(Configuration, PythonInstallation), Master.ConfigurationFailure> {
     let python: PythonInstallation
+    let choice = PythonChoice.decide(python: config.python, venv: config.venv, executables: binaryPaths,
+                                     fileSystem: RealFileSystem())
     do {
-        python = try PythonDiscovery.locate(python: config.python, venv: config.venv)
+        python = try PythonDiscovery.locate(choice)
     } catch {
         return .failure(.init(error.description))
+    }
+    if case let .venv(dir, besideBinary: true) = choice {
+        Log.info("venv \(dir): the apus binary is in its bin/ (--venv or --python choose another)")
     }
     if let dir = config.chdir, case .failed = Sys.call({ chdir(dir) }) {
         return .failure(.init("--chdir: cannot enter \(dir)"))
@@ -199,9 +208,14 @@ func executablePath(from directory: String) -> String {
             return dir.hasPrefix("/") ? "\(dir)/\(argv0)" : "\(directory)/\(dir)/\(argv0)"
         }
     }
+    return selfExecutable() ?? argv0
+}
+
+/// /proc/self/exe: the binary's path with symbolic links followed (nil if unreadable).
+func selfExecutable() -> String? {
     var buf = [CChar](repeating: 0, count: 4096)
     let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-    return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : argv0
+    return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
 }
 
 let inherited = takeUpgradeState()
