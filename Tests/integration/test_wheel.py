@@ -1,7 +1,8 @@
 """`pip install` of the wheel that scripts/wheel.sh builds, into fresh venvs of pyenv's
 CPython 3.9 (with Flask) and 3.13 (with Django), then `VENV/bin/apus` with no --venv: the
 workers run that venv's Python and import its packages; --check makes the same choice;
---python and APUS_VENV still win; a symlink to the command or a bare `apus` found on PATH
+--python and APUS_VENV still win; pip replaces the command under a running master, which
+an upgrade in place (SIGUSR2) then runs; a symlink to the command or a bare `apus` found on PATH
 finds the venv too; `pip uninstall` removes the command (the last test).
 
 The wheel is $APUS_WHEEL (scripts/test.sh builds it and sets it), else scripts/wheel.sh is
@@ -14,6 +15,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import zipfile
 from pathlib import Path
@@ -21,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ApusServer, clean_env
-from helpers import REPO, get
+from helpers import REPO, get, wait_log
 from test_pythons import find_python, pyenv_root
 
 # What the apps return: the interpreter the worker runs, and where Flask/Django came from.
@@ -242,6 +244,26 @@ def test_found_through_a_symlink_and_on_path(flask39, serve, tmp_path):
     assert srv.cmd[0] == "apus"
     info = get(srv.port, "/").json()
     assert info["version"][:2] == [3, 9] and Path(info["prefix"]) == flask39
+
+
+def test_pip_reinstall_under_a_running_master_then_upgrade_in_place(django313, wheel, serve, tmp_path):
+    appdir = write_app(tmp_path / "app", "sysinfo.py", SYSINFO)
+    apus = django313 / "bin" / "apus"
+    srv = serve(apus, "sysinfo", chdir=appdir)
+    before = apus.stat().st_ino
+    pip = subprocess.run([str(django313 / "bin" / "python"), "-m", "pip", "install", "-q", "--force-reinstall",
+                          "--no-deps", "--disable-pip-version-check", str(wheel)],
+                         capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stderr  # no ETXTBSY: pip writes a new file
+    assert apus.stat().st_ino != before
+    assert Path(get(srv.port, "/").json()["prefix"]) == django313
+    srv.signal(signal.SIGUSR2)
+    wait_log(srv.log, r"upgrade in place done: generation 2 serving", 60)
+    log = srv.log()
+    assert re.search(rf"check passed: .* with Python 3\.13\.\d+ \({re.escape(str(django313))}/bin/python\)", log), log
+    assert srv.proc.poll() is None
+    info = get(srv.port, "/").json()
+    assert info["version"][:2] == [3, 13] and Path(info["prefix"]) == django313
 
 
 # Last: it takes the command out of the 3.13 venv.
