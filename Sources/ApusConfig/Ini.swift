@@ -178,8 +178,10 @@ struct IniReader {
                     throw ConfigError("\(place): \(key): expected NAME=VALUE, got \(quoted(value))")
                 }
                 let setKey = String(value[..<split])
-                let onlyPlaceholder = name != "set"
-                if onlyPlaceholder, index.long[normalizedKey(setKey)] != nil {
+                // set: an option, or else a placeholder; set-placeholder/set-ph: a placeholder.
+                let isOption = index.long[normalizedKey(setKey)] != nil
+                let onlyPlaceholder = name != "set" || !isOption
+                if name != "set", isOption {
                     throw ConfigError("\(place): \(key): \(quoted(setKey)) is an option, not a placeholder (use set or a plain \(setKey) = ...)")
                 }
                 lines.append(IniLine(key: setKey, value: String(value[value.index(after: split)...]), place: place,
