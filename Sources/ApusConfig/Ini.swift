@@ -92,6 +92,11 @@ struct IniReader {
     /// The files and sections being read, for include cycles.
     private var stack: [String] = []
 
+    /// How deep includes and references may nest, and how long an expanded value may grow:
+    /// a file that goes beyond is a mistake, and must not exhaust the stack or the memory.
+    static let maxDepth = 64
+    static let maxValueLength = 1 << 20
+
     init(fileSystem: any FileSystem, environment: [String: String], host: IniHost, index: OptionIndex) {
         self.fileSystem = fileSystem
         self.environment = environment
@@ -111,6 +116,9 @@ struct IniReader {
         if stack.contains(frame) {
             let chain = (stack + [frame]).map { $0.hasSuffix(":") ? String($0.dropLast()) : $0 }
             throw ConfigError("\(origin): ini file \(quoted(spec)) includes itself: \(chain.joined(separator: " -> "))")
+        }
+        guard stack.count < IniReader.maxDepth else {
+            throw ConfigError("\(origin): ini files include each other more than \(IniReader.maxDepth) deep")
         }
         stack.append(frame)
         defer { stack.removeLast() }
@@ -325,6 +333,9 @@ struct IniReader {
 
         func value(of key: String, at place: String, chain: [String]) throws(ConfigError) -> String {
             if let known = done[key] { return known }
+            guard chain.count < IniReader.maxDepth else {
+                throw ConfigError("\(place): %(\(key)): references nest more than \(IniReader.maxDepth) deep")
+            }
             if chain.contains(key) {
                 throw ConfigError("\(place): %(\(key)) refers to itself: \((chain + [key]).joined(separator: " -> "))")
             }
@@ -339,10 +350,14 @@ struct IniReader {
             return result
         }
         func expand(_ text: String, at place: String, chain: [String]) throws(ConfigError) -> String {
-            try expandReferences(text, sigil: "%") { (key: String) throws(ConfigError) -> String in
+            let result = try expandReferences(text, sigil: "%") { (key: String) throws(ConfigError) -> String in
                 referenced.insert(key)
                 return try value(of: key, at: place, chain: chain)
             }
+            guard result.utf8.count <= IniReader.maxValueLength else {
+                throw ConfigError("\(place): the value grows beyond \(IniReader.maxValueLength) bytes once its references are expanded")
+            }
+            return result
         }
         var out = withEnvironment
         for n in out.indices {

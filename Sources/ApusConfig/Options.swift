@@ -433,7 +433,7 @@ extension OptionSpec {
             // MARK: Configuration and information
             .custom("ini", kind: .list, valueName: "FILE", section: .general, separator: ",",
                     sources: [.commandLine, .environment], action: .ini,
-                    help: "Read settings from a uWSGI-style ini file ([uwsgi] and [apus] sections; FILE:SECTION reads that section): see docs/configuration.md; repeatable. `apus FILE.ini` is the same as --ini FILE.ini.") {
+                    help: "Read settings from a uWSGI-style ini file ([uwsgi] and [apus] sections; FILE:SECTION reads that section): see docs/configuration.md; repeatable. apus FILE.ini is the same as --ini FILE.ini.") {
                 _, _, _ throws(ConfigError) in
                 // Read by the resolver before any other setting is applied.
             }.router,

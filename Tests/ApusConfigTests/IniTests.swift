@@ -115,6 +115,24 @@ private func iniFailure(_ files: [String: String], _ arguments: [String], env: [
         == "a.ini:3: %(n + 1): uWSGI's arithmetic in references is not supported")
 }
 
+@Test func expansionIsBounded() {
+    // Each key doubles the one before: 2^30 bytes if nothing stopped it.
+    var bomb = "[uwsgi]\nk0 = xxxxxxxxxxxxxxxx\n"
+    for n in 1...30 { bomb += "k\(n) = %(k\(n - 1))%(k\(n - 1))\n" }
+    bomb += "pidfile = %(k30)\n"
+    #expect(iniFailure(["a.ini": bomb], ["--ini", "a.ini", "app"])?
+        .hasSuffix("the value grows beyond 1048576 bytes once its references are expanded") == true)
+    // Later keys first, so that nothing is expanded yet when pidfile is.
+    var deep = "[uwsgi]\npidfile = %(k100)\n"
+    for n in (1...100).reversed() { deep += "k\(n) = %(k\(n - 1))\n" }
+    deep += "k0 = x\n"
+    #expect(iniFailure(["a.ini": deep], ["--ini", "a.ini", "app"])?.hasSuffix("references nest more than 64 deep") == true)
+    var files: [String: String] = [:]
+    for n in 0..<100 { files["/srv/i\(n).ini"] = "[uwsgi]\nini = /srv/i\(n + 1).ini\n" }
+    files["/srv/i100.ini"] = "[uwsgi]\n"
+    #expect(iniFailure(files, ["--ini", "/srv/i0.ini", "app"]) == "/srv/i63.ini:2: ini: ini files include each other more than 64 deep")
+}
+
 @Test func environmentReferences() {
     let ini = """
         [uwsgi]
