@@ -124,11 +124,11 @@ struct IniReader {
         defer { stack.removeLast() }
         let magic = magicVariables(given: spec, absolute: absolute, section: section)
         if firstMagic == nil { firstMagic = magic }
-        try readLines(text, file: file, section: section, magic: magic)
+        try readLines(text, file: file, section: section, magic: magic, origin: origin)
     }
 
     private mutating func readLines(_ text: String, file: String, section asked: String?,
-                                    magic: [Character: String]) throws(ConfigError) {
+                                    magic: [Character: String], origin: String) throws(ConfigError) {
         var section: String?
         var found = false
         var block: IfBlock?
@@ -199,7 +199,7 @@ struct IniReader {
             }
         }
         if let asked, !found {
-            throw ConfigError("\(file): no section [\(asked)]")
+            throw ConfigError("\(origin): \(file) has no section [\(asked)]")
         }
     }
 

@@ -183,7 +183,9 @@ private func iniFailure(_ files: [String: String], _ arguments: [String], env: [
     #expect(prod?.configFiles == ["/etc/base.ini:prod"])
     // APUS_INI takes FILE:SECTION too.
     #expect(iniConfig(files, [], env: ["APUS_INI": "/srv/site.ini:staging"])?.processes == 3)
-    #expect(iniFailure(files, ["--ini", "/srv/site.ini:nope"]) == "/srv/site.ini: no section [nope]")
+    #expect(iniFailure(files, ["--ini", "/srv/site.ini:nope"]) == "--ini: /srv/site.ini has no section [nope]")
+    #expect(iniFailure(["/srv/a.ini": "[uwsgi]\nini = :nope\n"], ["--ini", "/srv/a.ini", "app"])
+        == "/srv/a.ini:2: ini: /srv/a.ini has no section [nope]")
     #expect(iniFailure(files, ["--ini", "/etc/missing.ini", "app"]) == #"--ini: cannot read ini file "/etc/missing.ini""#)
 }
 
