@@ -256,6 +256,10 @@ private func iniFailure(_ files: [String: String], _ arguments: [String], env: [
     #expect(iniFailure(["a.ini": "[uwsgi]\nif-env = A\nif-env = B\nendif\n"], ["--ini", "a.ini", "app"])
         == "a.ini:3: if-env inside the if-env block opened at a.ini:2: if blocks do not nest (close it with endif first)")
     #expect(iniFailure(["a.ini": "[uwsgi]\nelse\n"], ["--ini", "a.ini", "app"]) == "a.ini:2: else without an if block")
+    // A block open at the end of a file ends there.
+    let open = ["a.ini": "[uwsgi]\nif-env = NOPE\nthreads = 9\n", "b.ini": "[uwsgi]\nprocesses = 2\n"]
+    #expect(iniConfig(open, ["--ini", "a.ini", "--ini", "b.ini", "app"])?.processes == 2)
+    #expect(iniConfig(open, ["--ini", "a.ini", "--ini", "b.ini", "app"])?.threads == 1)
     #expect(iniFailure(["a.ini": "[uwsgi]\nif-env =\n"], ["--ini", "a.ini", "app"]) == "a.ini:2: if-env: missing its argument")
 }
 
