@@ -83,7 +83,7 @@ public struct OptionSpec {
     public var commands: OptionCommands = .server
 
     /// Options that choose what the run does rather than set a value of the server.
-    enum Action { case help, version, ini, check }
+    enum Action { case help, version, ini, check, printConfig }
     let action: Action?
     /// Validates one raw value and applies it to the draft configuration.
     let set: Setter
@@ -433,7 +433,7 @@ extension OptionSpec {
             // MARK: Configuration and information
             .custom("ini", kind: .list, valueName: "FILE", section: .general, separator: ",",
                     sources: [.commandLine, .environment], action: .ini,
-                    help: "Read settings from a uWSGI-style ini file ([uwsgi] and [apus] sections); repeatable.") {
+                    help: "Read settings from a uWSGI-style ini file ([uwsgi] and [apus] sections; FILE:SECTION reads that section): see docs/configuration.md; repeatable. apus FILE.ini is the same as --ini FILE.ini.") {
                 _, _, _ throws(ConfigError) in
                 // Read by the resolver before any other setting is applied.
             }.router,
@@ -442,6 +442,11 @@ extension OptionSpec {
                 d, raw, ctx throws(ConfigError) in
                 d.config.check = try parseBool(raw, ctx) != ctx.negated
             },
+            .custom("print-config", kind: .flag, valueName: "", section: .general, sources: .commandLine, action: .printConfig,
+                    help: "Print every option's effective value and where it came from (default, file:line of an ini file, APUS_* variable, flag, application argument), then exit 0 without starting anything; a bad option is reported as at start.") {
+                _, raw, ctx throws(ConfigError) in
+                _ = try parseBool(raw, ctx)
+            }.router,
             .custom("help", short: ["h"], kind: .flag, valueName: "", section: .general,
                     sources: .commandLine, action: .help,
                     help: "Show this help and exit.") { _, _, _ throws(ConfigError) in }.router,

@@ -36,7 +36,10 @@ func trimmed(_ s: Substring) -> String {
 
 // MARK: Booleans and numbers
 
+/// In ini files a flag is on unless its value is false, off, no or 0 (an empty value, or
+/// any other, turns it on), as uWSGI reads them; elsewhere the value must be one of the spellings.
 func parseBool(_ raw: String, _ ctx: SetContext) throws(ConfigError) -> Bool {
+    if ctx.layer == .iniFile { return !["false", "off", "no", "0"].contains(raw.lowercased()) }
     switch raw.lowercased() {
     case "true", "1", "yes", "on": return true
     case "false", "0", "no", "off": return false

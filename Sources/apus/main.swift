@@ -239,6 +239,9 @@ case let .help(text):
 case .version:
     print("apus \(apusVersion)")
     exit(0)
+case let .printConfig(text):
+    print(text, terminator: "")
+    exit(0)
 case let .router(config):
     exit(runRouter(config))
 case var .run(options):
