@@ -93,6 +93,8 @@ struct Draft {
     var sockets: [Bind] = []
     /// `--fd N`: HTTP on an inherited listening socket.
     var fds: [Bind] = []
+    /// `--daemonize LOGFILE`: the log file unless `--log-file` names one.
+    var daemonizeLog: String?
 
     mutating func setApp(_ new: AppChoice) throws(ConfigError) {
         if let old = app, old.layer == new.layer, old.option != new.option, !old.sameApp(as: new) {
@@ -186,14 +188,11 @@ public func resolveCommand(arguments: [String], environment: [String: String],
     let cliIni = cli.entries.filter { $0.spec.action == .ini }
     let iniSources = cliIni.isEmpty ? env.filter { $0.spec.action == .ini } : cliIni
     var iniEntries: [Entry] = []
-    var warnings: [String] = []
     for source in iniSources {
         guard !source.raw.isEmpty, let text = fileSystem.read(source.raw) else {
             throw ConfigError("\(source.origin): cannot read ini file \(quoted(source.raw))")
         }
-        let parsed = try parseIni(text, file: source.raw, index)
-        iniEntries += parsed.entries
-        warnings += parsed.warnings
+        iniEntries += try parseIni(text, file: source.raw, index)
     }
 
     // 4. Apply the layers in increasing precedence.
@@ -215,7 +214,7 @@ public func resolveCommand(arguments: [String], environment: [String: String],
         }
     }
     draft.config.configFiles = iniSources.map(\.raw)
-    draft.config.warnings = warnings
+    if let log = draft.daemonizeLog, draft.config.logFile == nil { draft.config.logFile = log }
     if isRouter { return .router(try finishRouter(draft, environment: environment)) }
     return .run(try finish(draft, environment: environment, fileSystem: fileSystem, inherited: inherited,
                            handed: handed))
@@ -268,6 +267,9 @@ func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileS
         config.app.wsgiFile = app.value
     }
     config.app.callable = callable
+    if config.logMaxSize > 0 && config.logFile == nil {
+        throw ConfigError("--log-maxsize: needs a log file to rotate (--log-file, --daemonize or --logger file:PATH)")
+    }
 
     if config.cheaper > 0 && config.cheaper >= config.processes {
         throw ConfigError("--cheaper \(config.cheaper): must be less than --processes (\(config.processes)), the most workers it may add up to")
@@ -450,9 +452,8 @@ func environmentEntries(_ environment: [String: String], _ index: OptionIndex) -
 // MARK: - Ini files
 
 /// uWSGI-style ini: `[uwsgi]` and `[apus]` sections, `key = value`, `#` and `;` comment lines.
-func parseIni(_ text: String, file: String, _ index: OptionIndex) throws(ConfigError) -> (entries: [Entry], warnings: [String]) {
+func parseIni(_ text: String, file: String, _ index: OptionIndex) throws(ConfigError) -> [Entry] {
     var entries: [Entry] = []
-    var warnings: [String] = []
     var section: String?
     var lineNumber = 0
     for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
@@ -478,10 +479,6 @@ func parseIni(_ text: String, file: String, _ index: OptionIndex) throws(ConfigE
         let value = trimmed(line[line.index(after: eq)...])
         let name = String(key.lowercased().map { $0 == "_" ? "-" : $0 })
         guard let found = index.long[name] else {
-            if ignoredUWSGIKeys.contains(name) {
-                warnings.append("\(place): \(quoted(key)) has no effect in Apus; ignored")
-                continue
-            }
             throw ConfigError("\(place): unknown key \(quoted(key))" + index.suggestion(for: name, prefix: ""))
         }
         guard found.spec.sources.contains(.iniFile) else {
@@ -489,5 +486,5 @@ func parseIni(_ text: String, file: String, _ index: OptionIndex) throws(ConfigE
         }
         entries.append(Entry(spec: found.spec, raw: value, origin: "\(place): \(key)", negated: found.negated))
     }
-    return (entries, warnings)
+    return entries
 }
