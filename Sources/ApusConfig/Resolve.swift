@@ -231,6 +231,8 @@ func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileS
         }
         if !config.zerg.isEmpty { throw ConfigError("--zerg-server: cannot also attach to a zerg server (--zerg)") }
         if config.reusePort { throw ConfigError("--zerg-server: --reuse-port has no use here (the zerg server's sockets listen at once)") }
+        if !config.attachDaemons.isEmpty { throw ConfigError("--zerg-server: --attach-daemon runs next to workers, and a zerg server has none") }
+        if config.logMaxSize > 0 { throw ConfigError("--zerg-server: --log-maxsize is not supported here (SIGUSR1 reopens --log-file)") }
         config.binds = try settleBinds(draft, config, environment: environment, inherited: inherited, handed: [])
         return config
     }

@@ -129,7 +129,9 @@ extension Master {
         let rotated = "\(file).\(time(nil))"
         Log.info("log file reached \(Int(st.st_size)) bytes (--log-maxsize \(config.logMaxSize)): renaming it to \(rotated)")
         if case let .failed(e) = Sys.call({ rename(file, rotated) }) {
-            Log.error("--log-maxsize: cannot rename \(file): \(Sys.describe(e))")
+            // Once, not every second: after --uid the directory may not be writable any more.
+            Log.error("--log-maxsize: cannot rename \(file): \(Sys.describe(e)); the log is not rotated any more")
+            logCheckedAt = .infinity
             return
         }
         if let e = LogFile.reopen(file) { Log.error("--log-maxsize: cannot reopen \(file): \(Sys.describe(e))"); return }

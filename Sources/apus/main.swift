@@ -255,7 +255,9 @@ case let .router(config):
 case var .run(options):
     if let path = options.zergServer {
         // A zerg server has no application: resolving its options is the whole check.
-        exit(options.check ? 0 : ZergServer(config: options, path: path).run())
+        if options.check { exit(0) }
+        if options.daemonize { daemonize(logFile: options.logFile ?? "/dev/null") }
+        exit(ZergServer(config: options, path: path).run())
     }
     let privileges: PrivilegeDrop
     switch decidePrivileges(options) {

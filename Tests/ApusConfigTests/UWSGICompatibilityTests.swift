@@ -125,3 +125,9 @@ let surveyKeysBuiltElsewhere: Set<String> = ["static-map", "py-autoreload"]
     also.bigBytes = 100
     #expect(also.wants(status: 200, bodyBytes: 100, seconds: 0) && !also.wants(status: 200, bodyBytes: 99, seconds: 0))
 }
+
+@Test func aZergServerRefusesWhatOnlyAMasterDoes() {
+    #expect(failure(["--zerg-server", "/run/z.sock", "--attach-daemon", "celery worker"]) == "--zerg-server: --attach-daemon runs next to workers, and a zerg server has none")
+    #expect(failure(["--zerg-server", "/run/z.sock", "--log-file", "/l", "--log-maxsize", "1m"]) == "--zerg-server: --log-maxsize is not supported here (SIGUSR1 reopens --log-file)")
+    #expect(config(["--zerg-server", "/run/z.sock", "--daemonize", "/l"])?.daemonize == true)
+}

@@ -205,3 +205,18 @@ def test_logger_file_is_the_log_file(apus, tmp_path):
     get(srv.port, f"/logger-{tag}")
     wait_until(lambda: logfile.exists() and f"/logger-{tag}" in logfile.read_text(), 10, what="the access line")
     assert f"/logger-{tag}" not in srv.log()
+
+
+def test_fifo_l_reopens_the_log_file(apus, tmp_path):
+    logfile = tmp_path / "apus.log"
+    fifo = tmp_path / "apus.fifo"
+    srv = apus("echo_env", "--log-file", logfile, "--master-fifo", fifo)
+    moved = tmp_path / "apus.log.1"
+    logfile.rename(moved)
+    with open(fifo, "w") as f:
+        f.write("l")
+    wait_until(lambda: logfile.exists() and "FIFO l: reopened" in logfile.read_text(), 10, what="the reopened log")
+    tag = uuid.uuid4().hex
+    get(srv.port, f"/after-{tag}")
+    wait_until(lambda: f"/after-{tag}" in logfile.read_text(), 10, what="the worker's access line in the new file")
+    assert f"/after-{tag}" not in moved.read_text()
