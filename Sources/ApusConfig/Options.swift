@@ -516,7 +516,7 @@ extension OptionSpec {
             .noEffect("log-master", note: "Apus's processes write each log line with one write() to the same stderr or log file, so lines never interleave; there is no log pipe through the master."),
             .noEffect("manage-script-name", note: "--mount PREFIX always moves PREFIX from PATH_INFO to SCRIPT_NAME."),
             .noEffect("http-timeout", takesValue: true, note: "Apus has no HTTP router process between the client and the workers, so nothing cuts a slow response; slow clients: --header-timeout and --body-timeout; slow apps: --harakiri."),
-            .noEffect("socket-timeout", takesValue: true, note: "Apus bounds a whole request head (--header-timeout) and body (--body-timeout) rather than each read."),
+            .noEffect("socket-timeout", takesValue: true, note: "Apus bounds a whole request head (--header-timeout) and body (--body-timeout) rather than each read, and closes a client that stops reading its response for 30 s."),
             .noEffect("auto-procname", note: "Apus names its processes' main threads (worker N) but does not rewrite process titles yet; that is planned."),
             .noEffect("procname-prefix", aliases: ["procname-prefix-spaced"], takesValue: true,
                       note: "Apus does not rewrite process titles yet; that is planned."),
