@@ -395,12 +395,9 @@ func normalizedKey(_ key: String) -> String {
     String(key.lowercased().map { $0 == "_" ? "-" : $0 })
 }
 
-/// A key that is no option and no placeholder: a warning for uWSGI keys that have no effect
-/// in Apus, else an error.
+/// A key that is no option and no placeholder: an error. (uWSGI keys that have no effect in
+/// Apus are options of their own, declared with their note in Options.swift.)
 func unknownIniKey(_ key: String, name: String, place: String, _ index: OptionIndex) throws(ConfigError) -> String? {
-    if ignoredUWSGIKeys.contains(name) {
-        return "\(place): \(quoted(key)) has no effect in Apus; ignored"
-    }
     throw ConfigError("\(place): unknown key \(quoted(key))" + index.suggestion(for: name, prefix: ""))
 }
 

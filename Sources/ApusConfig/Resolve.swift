@@ -97,6 +97,8 @@ struct Draft {
     var fds: [Bind] = []
     /// The values applied, per option (for `--print-config`).
     var applied = AppliedValues()
+    /// `--daemonize LOGFILE`: the log file unless `--log-file` names one.
+    var daemonizeLog: String?
 
     mutating func setApp(_ new: AppChoice) throws(ConfigError) {
         if let old = app, old.layer == new.layer, old.option != new.option, !old.sameApp(as: new) {
@@ -225,7 +227,8 @@ public func resolveCommand(arguments: [String], environment: [String: String],
         }
     }
     draft.config.configFiles = iniSources.map(\.raw)
-    draft.config.warnings = warnings
+    draft.config.warnings = warnings + draft.config.warnings
+    if let log = draft.daemonizeLog, draft.config.logFile == nil { draft.config.logFile = log }
     let printing = cli.entries.contains { $0.spec.action == .printConfig }
     let config = isRouter
         ? try finishRouter(draft, environment: environment)
@@ -247,6 +250,8 @@ func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileS
         }
         if !config.zerg.isEmpty { throw ConfigError("--zerg-server: cannot also attach to a zerg server (--zerg)") }
         if config.reusePort { throw ConfigError("--zerg-server: --reuse-port has no use here (the zerg server's sockets listen at once)") }
+        if !config.attachDaemons.isEmpty { throw ConfigError("--zerg-server: --attach-daemon runs next to workers, and a zerg server has none") }
+        if config.logMaxSize > 0 { throw ConfigError("--zerg-server: --log-maxsize is not supported here (SIGUSR1 reopens --log-file)") }
         config.binds = try settleBinds(draft, config, environment: environment, inherited: inherited, handed: [])
         return config
     }
@@ -283,6 +288,9 @@ func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileS
         config.app.wsgiFile = app.value
     }
     config.app.callable = callable
+    if config.logMaxSize > 0 && config.logFile == nil {
+        throw ConfigError("--log-maxsize: needs a log file to rotate (--log-file, --daemonize or --logger file:PATH)")
+    }
 
     if config.cheaper > 0 && config.cheaper >= config.processes {
         throw ConfigError("--cheaper \(config.cheaper): must be less than --processes (\(config.processes)), the most workers it may add up to")

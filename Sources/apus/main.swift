@@ -218,6 +218,31 @@ func selfExecutable() -> String? {
     return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
 }
 
+/// `--daemonize`: uWSGI's detach. The log file is opened first (a bad path is one line on
+/// the terminal and status 1), then the process forks, the parent exits 0, the child starts a
+/// new session and forks again so it can never get a controlling terminal; stdin becomes
+/// /dev/null and stdout and stderr the log file. The umask is left as it is (--umask), unlike
+/// uWSGI's, which sets 0.
+func daemonize(logFile: String) {
+    let log = open(logFile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+    guard log >= 0 else { fail("--daemonize: cannot open \(logFile): \(Sys.describe(errno))", status: 1) }
+    let devNull = open("/dev/null", O_RDONLY)
+    guard devNull >= 0 else { fail("--daemonize: cannot open /dev/null: \(Sys.describe(errno))", status: 1) }
+    for round in 0..<2 {
+        switch fork() {
+        case -1: fail("--daemonize: fork: \(Sys.describe(errno))", status: 1)
+        case 0: break
+        default: _exit(0)
+        }
+        if round == 0 && setsid() < 0 { fail("--daemonize: setsid: \(Sys.describe(errno))", status: 1) }
+    }
+    _ = dup2(devNull, 0)
+    _ = dup2(log, 1)
+    _ = dup2(log, 2)
+    Sys.close(devNull)
+    Sys.close(log)
+}
+
 let inherited = takeUpgradeState()
 _ = passedZergSockets
 if let inherited, case let .failure(problem) = enter(inherited.startDirectory) {
@@ -247,7 +272,9 @@ case let .router(config):
 case var .run(options):
     if let path = options.zergServer {
         // A zerg server has no application: resolving its options is the whole check.
-        exit(options.check ? 0 : ZergServer(config: options, path: path).run())
+        if options.check { exit(0) }
+        if options.daemonize { daemonize(logFile: options.logFile ?? "/dev/null") }
+        exit(ZergServer(config: options, path: path).run())
     }
     let privileges: PrivilegeDrop
     switch decidePrivileges(options) {
@@ -286,6 +313,8 @@ case var .run(options):
     case let .failure(problem): fail(problem.message, status: 2)
     }
     if config.check { WorkerEntry.check(config, python) }
+    // An upgraded image is already detached, and keeps the pid the pidfile holds.
+    if config.daemonize && inherited == nil { daemonize(logFile: config.logFile ?? "/dev/null") }
     let relaunch = Relaunch(executable: executablePath(from: startDirectory),
                             arguments: Array(CommandLine.arguments.dropFirst()), startDirectory: startDirectory,
                             environment: SocketActivation.environment(for: activatedSockets, pid: getpid())

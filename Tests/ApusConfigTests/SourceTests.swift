@@ -62,8 +62,8 @@ import Testing
     expected.limits.maxBodyBytes = 10 << 20
     expected.configFiles = ["/etc/apus.ini"]
     expected.warnings = [
-        #"/etc/apus.ini:5: "master" has no effect in Apus; ignored"#,
-        #"/etc/apus.ini:8: "enable_threads" has no effect in Apus; ignored"#,
+        "/etc/apus.ini:5: master: has no effect in Apus: Apus always runs a master process that supervises the workers.",
+        "/etc/apus.ini:8: enable_threads: has no effect in Apus: Threads started by the app always run: a worker releases the GIL whenever it waits.",
     ]
     #expect(config(["--ini", "/etc/apus.ini"], fs: fs) == expected)
     #expect(config([], env: ["APUS_INI": "/etc/apus.ini"], fs: fs) == expected)
