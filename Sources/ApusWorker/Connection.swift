@@ -39,6 +39,11 @@ final class Connection {
     /// events), and how much of them is out.
     var pendingOut: [UInt8] = []
     var pendingSent = 0
+    /// A static file's body that follows `pendingOut` on the wire (`--static-map`): bytes
+    /// `fileOffset..<fileEnd` of `fileFD`, sent with sendfile(2); -1 for none.
+    var fileFD: Int32 = -1
+    var fileOffset: Int64 = 0
+    var fileEnd: Int64 = 0
     /// In the worker's list of connections with pending bytes.
     var isHeld = false
     /// In the loop's epoll set.
@@ -133,16 +138,43 @@ final class Connection {
         end = 0
     }
 
+    /// What is still to be written, for the machine: a file body counts as more than any
+    /// limit, so no further pipelined request is taken until it is out.
+    var pendingBytes: Int { fileFD >= 0 ? Int.max / 2 : pendingOut.count }
+
+    /// Nothing is left to write.
+    var nothingPending: Bool { pendingOut.isEmpty && fileFD < 0 }
+
+    func closeFile() {
+        Sys.close(fileFD)
+        fileFD = -1
+        fileOffset = 0
+        fileEnd = 0
+    }
+
     /// Writes the answers still pending, waiting for the socket as needed: before bytes that
     /// must follow them on the wire (100 Continue, an error, a large body). False when the
     /// peer is gone or stops reading for `timeout` seconds.
     func writePendingBlocking(timeout: Double, waiting: SocketIO.Waiting = SocketIO.justWait) -> Bool {
-        guard !pendingOut.isEmpty else { return true }
-        let ok = pendingOut.withUnsafeBytes {
+        guard !nothingPending else { return true }
+        var ok = pendingOut.withUnsafeBytes {
             SocketIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[pendingSent...]), timeout: timeout, waiting: waiting)
         }
         pendingOut.removeAll(keepingCapacity: true)
         pendingSent = 0
+        // A static file's body (the machine takes no request while one is pending, so this
+        // is a safety net, not a path that runs).
+        while ok && fileOffset < fileEnd {
+            switch Sys.call({ apus_sendfile(fd, fileFD, &fileOffset, Int(fileEnd - fileOffset)) }) {
+            case let .done(n) where n > 0:
+                continue
+            case .wouldBlock:
+                ok = waiting { SocketIO.wait(fd, events: Int16(POLLOUT), timeout: timeout) }
+            case .done, .failed:
+                ok = false
+            }
+        }
+        closeFile()
         return ok
     }
 

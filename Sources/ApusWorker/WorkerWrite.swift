@@ -58,6 +58,7 @@ extension Worker {
         }
         conn.pendingOut.removeAll(keepingCapacity: conn.pendingOut.capacity <= 16384)
         conn.pendingSent = 0
+        if conn.fileFD >= 0 && !sendFileBody(conn) { return }
         switch conn.machine.writeDrained(now: Sys.now()) {
         case .none:
             break
@@ -73,7 +74,7 @@ extension Worker {
     /// Closes now, or once the pending answer is written.
     func closeAfterPending(_ conn: Connection) {
         conn.machine.closeAfterWrite()
-        if conn.pendingOut.isEmpty {
+        if conn.nothingPending {
             closeConnection(conn)
         } else {
             hold(conn)
@@ -83,6 +84,7 @@ extension Worker {
     func closeConnection(_ conn: Connection) {
         conn.pendingOut = []
         conn.pendingSent = 0
+        conn.closeFile()
         notFresh(conn)
         // close() takes the socket out of the epoll set: it is never shared with another
         // process (accepted after the fork, close-on-exec).
