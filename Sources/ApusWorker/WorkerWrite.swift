@@ -38,9 +38,12 @@ extension Worker {
     /// Writes a connection's pending bytes without blocking. When the socket is full the
     /// connection waits for EPOLLOUT and reads no further requests until it drains.
     func writePending(_ conn: Connection) {
+        // A static file's body follows: MSG_MORE lets the head leave in the body's first
+        // segment rather than in a packet of its own.
+        let flags = Int32(MSG_NOSIGNAL) | (conn.fileFD >= 0 ? Int32(MSG_MORE) : 0)
         while conn.pendingSent < conn.pendingOut.count {
             let sent = conn.pendingOut.withUnsafeBytes { out in
-                Sys.call { send(conn.fd, out.baseAddress! + conn.pendingSent, out.count - conn.pendingSent, Int32(MSG_NOSIGNAL)) }
+                Sys.call { send(conn.fd, out.baseAddress! + conn.pendingSent, out.count - conn.pendingSent, flags) }
             }
             switch sent {
             case let .done(n) where n > 0:
