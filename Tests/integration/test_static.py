@@ -302,3 +302,46 @@ def test_bad_static_map_is_one_line(tmp_path):
     r = run_apus(["--static-map", f"/static={tmp_path}/missing", "app"])
     assert r.returncode != 0
     assert r.stderr.strip().splitlines() == [f'apus: --static-map: not a directory: "{tmp_path}/missing"']
+
+
+def test_app_threads_and_processes(apus, tree):
+    """With app threads the loop passes between threads: static and app answers still come
+    in order on each connection, from several connections at once."""
+    srv = apus("static_app", "--static-map", f"/static={tree}", "--processes", "2", "--threads", "3")
+    medium = (tree / "medium.bin").read_bytes()
+    paths = ["/static/medium.bin", "/a", "/static/index.txt", "/b", "/static/app.js"]
+    expect = [medium, b"app:GET /a", b"hello static\n", b"app:GET /b", (tree / "app.js").read_bytes()]
+    failures = []
+
+    def client():
+        try:
+            for _ in range(5):
+                data = b"".join(build_request("GET", p, {"Host": "t"}) for p in paths)
+                data += build_request("GET", "/last", {"Host": "t", "Connection": "close"})
+                raw, _ = raw_request(srv.port, data, timeout=20)
+                responses, _ = parse_responses(raw, ["GET"] * (len(paths) + 1))
+                if [r.body for r in responses[:-1]] != expect:
+                    failures.append([r.body[:40] for r in responses])
+        except Exception as e:  # noqa: BLE001 - reported below
+            failures.append(repr(e))
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
+
+
+def test_static_answers_do_not_count_for_max_requests(apus, tree):
+    srv = apus("static_app", "--static-map", f"/static={tree}", "--max-requests", "5")
+    for _ in range(30):
+        assert get(srv, "/static/index.txt").status == 200
+    time.sleep(0.3)
+    assert "asking for a replacement" not in srv.log()
+    for _ in range(5):
+        assert get(srv, "/app").status == 200
+    deadline = time.monotonic() + 10
+    while "asking for a replacement" not in srv.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "asking for a replacement" in srv.log()
