@@ -4,7 +4,8 @@
 Each server gets one worker process and serves the same two files from the same directory
 (a 1 KiB file and a 1 MiB file); wrk loads each in turn over keep-alive connections, the
 servers interleaved and repeated, so they see the same machine conditions. The table gives
-the median of the repeats: requests per second, p50/p99 latency and MB/s of body.
+the median of the repeats (and the spread of req/s): requests per second, p50/p99 latency
+and MB/s of body. wrk's errors column counts socket errors and non-2xx answers.
 
     bench/.venv/bin/python bench/static.py --apus .build/release/apus
     bench/.venv/bin/python bench/static.py --apus A --apus B --repeats 5 --duration 5
@@ -188,17 +189,18 @@ def main() -> int:
 
     print(f"wrk -t1 -c{args.connections} -d{args.duration:g}s, keep-alive, median of {args.repeats} interleaved runs;"
           " one worker process each\n")
-    print("| file | server | req/s | p50 ms | p99 ms | MB/s | errors |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| file | server | req/s | req/s min-max | p50 ms | p99 ms | MB/s | errors |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for file in FILES:
         for name, _, _ in servers:
             runs = results[(name, file)]
-            rps = statistics.median(x["requests"] / (x["duration_us"] / 1e6) for x in runs)
+            each = [x["requests"] / (x["duration_us"] / 1e6) for x in runs]
+            rps = statistics.median(each)
             p50 = statistics.median(x["latency_us"]["p50"] for x in runs) / 1000
             p99 = statistics.median(x["latency_us"]["p99"] for x in runs) / 1000
             mbs = statistics.median(x["bytes"] / (x["duration_us"] / 1e6) for x in runs) / 1e6
             errors = sum(sum(x["errors"].values()) for x in runs)
-            print(f"| {file} | {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {mbs:,.0f} | {errors} |")
+            print(f"| {file} | {name} | {rps:,.0f} | {min(each):,.0f}-{max(each):,.0f} | {p50:.2f} | {p99:.2f} | {mbs:,.0f} | {errors} |")
     return 0
 
 

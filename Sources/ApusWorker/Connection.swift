@@ -39,11 +39,10 @@ final class Connection {
     /// events), and how much of them is out.
     var pendingOut: [UInt8] = []
     var pendingSent = 0
-    /// A static file's body that follows `pendingOut` on the wire (`--static-map`): bytes
-    /// `fileOffset..<fileEnd` of `fileFD`, sent with sendfile(2); -1 for none.
-    var fileFD: Int32 = -1
-    var fileOffset: Int64 = 0
-    var fileEnd: Int64 = 0
+    /// A static file's body that follows `pendingOut` on the wire (`--static-map`), sent
+    /// with sendfile(2). On the heap, made only for a body too large to go inline: every
+    /// other connection carries one pointer for it.
+    var file: FileBody?
     /// In the worker's list of connections with pending bytes.
     var isHeld = false
     /// In the loop's epoll set.
@@ -140,16 +139,14 @@ final class Connection {
 
     /// What is still to be written, for the machine: a file body counts as more than any
     /// limit, so no further pipelined request is taken until it is out.
-    var pendingBytes: Int { fileFD >= 0 ? Int.max / 2 : pendingOut.count }
+    var pendingBytes: Int { file != nil ? Int.max / 2 : pendingOut.count }
 
     /// Nothing is left to write.
-    var nothingPending: Bool { pendingOut.isEmpty && fileFD < 0 }
+    var nothingPending: Bool { pendingOut.isEmpty && file == nil }
 
     func closeFile() {
-        Sys.close(fileFD)
-        fileFD = -1
-        fileOffset = 0
-        fileEnd = 0
+        if let file { Sys.close(file.fd) }
+        file = nil
     }
 
     /// Writes the answers still pending, waiting for the socket as needed: before bytes that
@@ -164,8 +161,8 @@ final class Connection {
         pendingSent = 0
         // A static file's body (the machine takes no request while one is pending, so this
         // is a safety net, not a path that runs).
-        while ok && fileOffset < fileEnd {
-            switch Sys.call({ apus_sendfile(fd, fileFD, &fileOffset, Int(fileEnd - fileOffset)) }) {
+        while ok, let file, file.offset < file.end {
+            switch Sys.call({ apus_sendfile(fd, file.fd, &file.offset, Int(file.end - file.offset)) }) {
             case let .done(n) where n > 0:
                 continue
             case .wouldBlock:
@@ -207,6 +204,18 @@ final class Connection {
     private func dropBuffer() {
         if capacity == ReadBuffers.size { buffers.give(buffer) }
         else if capacity > 0 { buffer.deallocate() }
+    }
+}
+
+/// Bytes `offset..<end` of an open file, still to be sent after a static answer's head.
+final class FileBody {
+    let fd: Int32
+    var offset: Int64
+    let end: Int64
+    init(fd: Int32, offset: Int64, end: Int64) {
+        self.fd = fd
+        self.offset = offset
+        self.end = end
     }
 }
 

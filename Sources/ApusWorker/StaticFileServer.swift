@@ -138,9 +138,7 @@ extension Worker {
                 sent = n
             }
         } else {
-            conn.fileFD = file.fd
-            conn.fileOffset = Int64(answer.offset)
-            conn.fileEnd = Int64(answer.offset + answer.count)
+            conn.file = FileBody(fd: file.fd, offset: Int64(answer.offset), end: Int64(answer.offset + answer.count))
         }
         notFresh(conn)
         accessLog?.record(conn: conn, status: answer.status, bytes: sent, seconds: Sys.now() - t)
@@ -174,15 +172,16 @@ extension Worker {
     /// connection then waits for EPOLLOUT, which comes at once if the socket has room) or
     /// the connection closed.
     func sendFileBody(_ conn: Connection) -> Bool {
+        guard let body = conn.file else { return true }
         var turn = 0
-        while conn.fileOffset < conn.fileEnd {
+        while body.offset < body.end {
             if turn >= StaticFiles.turnBytes {
                 conn.machine.writeStalled(now: Sys.now())
                 watch(conn, Epoll.writable | Epoll.edgeTriggered)
                 return false
             }
-            let left = Int(conn.fileEnd - conn.fileOffset)
-            switch Sys.call({ apus_sendfile(conn.fd, conn.fileFD, &conn.fileOffset, min(left, StaticFiles.turnBytes)) }) {
+            let left = Int(body.end - body.offset)
+            switch Sys.call({ apus_sendfile(conn.fd, body.fd, &body.offset, min(left, StaticFiles.turnBytes)) }) {
             case let .done(n) where n > 0:
                 turn += n
                 conn.machine.wroteSome(now: Sys.now())

@@ -40,7 +40,7 @@ extension Worker {
     func writePending(_ conn: Connection) {
         // A static file's body follows: MSG_MORE lets the head leave in the body's first
         // segment rather than in a packet of its own.
-        let flags = Int32(MSG_NOSIGNAL) | (conn.fileFD >= 0 ? Int32(MSG_MORE) : 0)
+        let flags = Int32(MSG_NOSIGNAL) | (conn.file != nil ? Int32(MSG_MORE) : 0)
         while conn.pendingSent < conn.pendingOut.count {
             let sent = conn.pendingOut.withUnsafeBytes { out in
                 Sys.call { send(conn.fd, out.baseAddress! + conn.pendingSent, out.count - conn.pendingSent, flags) }
@@ -61,7 +61,7 @@ extension Worker {
         }
         conn.pendingOut.removeAll(keepingCapacity: conn.pendingOut.capacity <= 16384)
         conn.pendingSent = 0
-        if conn.fileFD >= 0 && !sendFileBody(conn) { return }
+        if conn.file != nil && !sendFileBody(conn) { return }
         switch conn.machine.writeDrained(now: Sys.now()) {
         case .none:
             break
