@@ -7,7 +7,7 @@
 #   scripts/fuzz.sh build                 build only
 #   scripts/fuzz.sh replay TARGET FILE... run inputs once (a crash file, a corpus file)
 #
-# Targets: http chunked uwsgi proxy forwarded ip connection subscription. The harness (Fuzz/Harness/*.swift),
+# Targets: http chunked uwsgi proxy forwarded ip connection subscription static. The harness (Fuzz/Harness/*.swift),
 # Sources/ApusProtocols/*.swift and Sources/ApusWorker/ConnectionMachine.swift (its
 # `import ApusProtocols` left out) are compiled as one module with swiftc
 # -sanitize=fuzzer,address into .build-fuzz/apus-fuzz; the SwiftPM build is not involved.
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT="$ROOT/.build-fuzz"
 BIN="$OUT/apus-fuzz"
-TARGETS=(http chunked uwsgi proxy forwarded ip connection subscription)
+TARGETS=(http chunked uwsgi proxy forwarded ip connection subscription static)
 
 usage() {
     sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -51,6 +51,7 @@ max_len() {
         forwarded) echo 1024 ;;
         ip) echo 128 ;;
         subscription) echo 4200 ;;
+        static) echo 1024 ;;
     esac
 }
 

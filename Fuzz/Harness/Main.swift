@@ -4,7 +4,7 @@
 // sees the module's internal functions (parseIPv4, parseNode, ...) without `@testable`.
 //
 // One binary, several targets: APUS_FUZZ_TARGET picks one (http, chunked, uwsgi, proxy,
-// forwarded, ip, connection, subscription). Every target checks invariants, not only "no crash": a broken invariant
+// forwarded, ip, connection, subscription, static). Every target checks invariants, not only "no crash": a broken invariant
 // is a fatalError with a one-line reason, which libFuzzer reports as a crash and saves.
 
 #if canImport(Glibc)
@@ -12,7 +12,7 @@ import Glibc
 #endif
 
 enum FuzzTarget: String, CaseIterable {
-    case http, chunked, uwsgi, proxy, forwarded, ip, connection, subscription
+    case http, chunked, uwsgi, proxy, forwarded, ip, connection, subscription, `static`
 
     var run: (UnsafeRawBufferPointer) -> Void {
         switch self {
@@ -24,6 +24,7 @@ enum FuzzTarget: String, CaseIterable {
         case .ip: return fuzzIP
         case .connection: return fuzzConnection
         case .subscription: return fuzzSubscription
+        case .static: return fuzzStatic
         }
     }
 }

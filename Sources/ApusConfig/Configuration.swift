@@ -80,6 +80,18 @@ public struct RequestLimits: Equatable, Sendable {
     public init() {}
 }
 
+/// One `--static-map MOUNT=DIR`.
+public struct StaticMap: Equatable, Sendable {
+    /// The URL prefix, `/static` (no trailing slash; `/` for the whole site).
+    public var mount: String
+    /// The directory, absolute (a relative one is taken from where apus starts).
+    public var directory: String
+    public init(mount: String, directory: String) {
+        self.mount = mount
+        self.directory = directory
+    }
+}
+
 /// The resolved configuration: every option already validated, with defaults applied.
 public struct Configuration: Equatable, Sendable {
     public var app = AppSpec()
@@ -99,6 +111,8 @@ public struct Configuration: Equatable, Sendable {
     public var venv: String?
     /// SCRIPT_NAME prefix the app is mounted under ("" = root).
     public var scriptName = ""
+    /// `--static-map`: URL prefixes answered from directories by the worker, in order.
+    public var staticMaps: [StaticMap] = []
     public var limits = RequestLimits()
     public var accessLog = true
     public var listenBacklog = 1024

@@ -166,6 +166,11 @@ extension OptionSpec {
                 d.config.scriptName = prefix
                 d.mountApp = app
             },
+            .custom("static-map", kind: .keyValue, valueName: "MOUNT=DIR", section: .application, separator: ",",
+                    help: "Answer GET and HEAD requests under the URL prefix MOUNT with the files in DIR (must be a directory; relative to where apus starts), from the worker's event loop without calling Python; paths with no file there go to the app. Repeatable; the first mapping with the file wins. See docs/static.md.") {
+                d, raw, ctx throws(ConfigError) in
+                d.config.staticMaps.append(try parseStaticMap(raw, ctx))
+            },
             .directory("chdir", valueName: "DIR", section: .application,
                        help: "Change to this directory before loading the application (must be a directory).",
                        into: \.config.chdir),

@@ -1,6 +1,9 @@
 // Parsers and validators for option values. Each throws a ConfigError whose message starts
 // with where the value came from (`--threads`, `APUS_THREADS`, `app.ini:3: threads`).
 
+#if canImport(Glibc)
+import Glibc
+#endif
 import ApusProtocols
 
 /// Where a value is being applied from, and what the resolver knows at that point.
@@ -281,4 +284,28 @@ func parseLogger(_ raw: String, _ ctx: SetContext) throws(ConfigError) -> (file:
     }
     guard let file, !file.contains("\0") else { throw ctx.fail("expected file:logfile=PATH, got \(quoted(raw))") }
     return (file, maxSize)
+}
+
+/// `--static-map MOUNT=DIR`: MOUNT a URL prefix (a trailing `/` dropped), DIR a directory
+/// (made absolute from where apus starts: workers may run elsewhere after --chdir).
+func parseStaticMap(_ raw: String, _ ctx: SetContext) throws(ConfigError) -> StaticMap {
+    guard let eq = raw.firstIndex(of: "=") else { throw ctx.fail("expected MOUNT=DIR, got \(quoted(raw))") }
+    var mount = String(raw[..<eq])
+    let dir = String(raw[raw.index(after: eq)...])
+    guard mount.hasPrefix("/") else { throw ctx.fail("expected a URL prefix starting with \"/\", got \(quoted(mount))") }
+    guard !mount.contains(where: { $0.isWhitespace || $0 == "?" || $0 == "#" || $0 == "%" }) else {
+        throw ctx.fail("the prefix must not contain spaces, \"?\", \"#\" or \"%\", got \(quoted(mount))")
+    }
+    while mount.count > 1 && mount.hasSuffix("/") { mount.removeLast() }
+    guard !dir.isEmpty else { throw ctx.fail("missing directory after \"=\" in \(quoted(raw))") }
+    guard ctx.fileSystem.isDirectory(dir) else { throw ctx.fail("not a directory: \(quoted(dir))") }
+    return StaticMap(mount: mount, directory: absolutePath(dir))
+}
+
+private func absolutePath(_ path: String) -> String {
+    if path.hasPrefix("/") { return path }
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return path }
+    let cwd = String(cString: buffer)
+    return cwd.hasSuffix("/") ? cwd + path : cwd + "/" + path
 }

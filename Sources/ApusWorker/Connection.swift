@@ -39,6 +39,10 @@ final class Connection {
     /// events), and how much of them is out.
     var pendingOut: [UInt8] = []
     var pendingSent = 0
+    /// A static file's body that follows `pendingOut` on the wire (`--static-map`), sent
+    /// with sendfile(2). On the heap, made only for a body too large to go inline: every
+    /// other connection carries one pointer for it.
+    var file: FileBody?
     /// In the worker's list of connections with pending bytes.
     var isHeld = false
     /// In the loop's epoll set.
@@ -133,16 +137,41 @@ final class Connection {
         end = 0
     }
 
+    /// What is still to be written, for the machine: a file body counts as more than any
+    /// limit, so no further pipelined request is taken until it is out.
+    var pendingBytes: Int { file != nil ? Int.max / 2 : pendingOut.count }
+
+    /// Nothing is left to write.
+    var nothingPending: Bool { pendingOut.isEmpty && file == nil }
+
+    func closeFile() {
+        if let file { Sys.close(file.fd) }
+        file = nil
+    }
+
     /// Writes the answers still pending, waiting for the socket as needed: before bytes that
     /// must follow them on the wire (100 Continue, an error, a large body). False when the
     /// peer is gone or stops reading for `timeout` seconds.
     func writePendingBlocking(timeout: Double, waiting: SocketIO.Waiting = SocketIO.justWait) -> Bool {
-        guard !pendingOut.isEmpty else { return true }
-        let ok = pendingOut.withUnsafeBytes {
+        guard !nothingPending else { return true }
+        var ok = pendingOut.withUnsafeBytes {
             SocketIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[pendingSent...]), timeout: timeout, waiting: waiting)
         }
         pendingOut.removeAll(keepingCapacity: true)
         pendingSent = 0
+        // A static file's body (the machine takes no request while one is pending, so this
+        // is a safety net, not a path that runs).
+        while ok, let file, file.offset < file.end {
+            switch Sys.call({ apus_sendfile(fd, file.fd, &file.offset, Int(file.end - file.offset)) }) {
+            case let .done(n) where n > 0:
+                continue
+            case .wouldBlock:
+                ok = waiting { SocketIO.wait(fd, events: Int16(POLLOUT), timeout: timeout) }
+            case .done, .failed:
+                ok = false
+            }
+        }
+        closeFile()
         return ok
     }
 
@@ -175,6 +204,18 @@ final class Connection {
     private func dropBuffer() {
         if capacity == ReadBuffers.size { buffers.give(buffer) }
         else if capacity > 0 { buffer.deallocate() }
+    }
+}
+
+/// Bytes `offset..<end` of an open file, still to be sent after a static answer's head.
+final class FileBody {
+    let fd: Int32
+    var offset: Int64
+    let end: Int64
+    init(fd: Int32, offset: Int64, end: Int64) {
+        self.fd = fd
+        self.offset = offset
+        self.end = end
     }
 }
 

@@ -379,6 +379,12 @@ struct ConnectionMachine {
         }
     }
 
+    /// Bytes went out of a long answer (a static file): the client reads, so the send
+    /// timeout counts from now.
+    mutating func wroteSome(now: Double) {
+        if writeBlocked { since = now }
+    }
+
     /// Every pending answer is written: close (the connection was `.closing`), resume (it
     /// was stalled, and may hold pipelined requests to step through), or nothing new.
     mutating func writeDrained(now: @autoclosure () -> Double) -> AfterWrite {

@@ -101,6 +101,8 @@ final class Worker {
     /// response, and the app runs back to back with warm caches (bjoern does the same).
     var held: [Connection] = []
     let accessLog: AccessLog?
+    /// `--static-map`: files answered by the loop (nil: none, or no safe way to open them).
+    let staticFiles: StaticFiles?
     /// Read buffers for the connections that are reading (see `Connection.buffer`).
     let readBuffers = ReadBuffers(keep: 32)
     /// The main thread's hold on the GIL (it holds it until `run` starts the loop).
@@ -127,6 +129,7 @@ final class Worker {
         rules = Self.rules(config)
         trustedProxies = config.trustedProxies
         accessLog = config.accessLog || !config.accessLogAlso.isEmpty ? AccessLog() : nil
+        staticFiles = StaticFiles(config.staticMaps)
         maxConnections = config.maxConnections > 0 ? config.maxConnections : Self.derivedMaxConnections()
     }
 

@@ -33,7 +33,7 @@ extension Worker {
     func process(_ conn: Connection, now t: Double, peerClosed: Bool = false) {
         let memoryLimit = rules.bodyMemoryBytes
         while true {
-            let action = conn.machine.step(conn.bytes, pending: conn.pendingOut.count, peerClosed: peerClosed,
+            let action = conn.machine.step(conn.bytes, pending: conn.pendingBytes, peerClosed: peerClosed,
                                            draining: draining, now: t, rules: rules) { piece in
                 conn.body.append(piece, memoryLimit: memoryLimit)
             }
@@ -56,6 +56,18 @@ extension Worker {
             case let .dropBodyBytes(count):
                 conn.remove(count: count, after: conn.machine.head.headLength)
             case let .dispatch(request):
+                if staticFiles != nil, let reusable = serveStatic(conn, request, now: t) {
+                    // Answered by the loop: on to the next request, as after the app.
+                    switch conn.machine.appFinished(reusable: reusable, now: t) {
+                    case .close:
+                        closeAfterPending(conn)
+                        return
+                    case let .next(consumed, _):
+                        conn.consume(consumed)
+                        hold(conn)
+                        continue
+                    }
+                }
                 dispatch(conn, request)
                 return  // pipelined bytes wait until the app is done with this request
             case let .reject(error):

@@ -38,9 +38,12 @@ extension Worker {
     /// Writes a connection's pending bytes without blocking. When the socket is full the
     /// connection waits for EPOLLOUT and reads no further requests until it drains.
     func writePending(_ conn: Connection) {
+        // A static file's body follows: MSG_MORE lets the head leave in the body's first
+        // segment rather than in a packet of its own.
+        let flags = Int32(MSG_NOSIGNAL) | (conn.file != nil ? Int32(MSG_MORE) : 0)
         while conn.pendingSent < conn.pendingOut.count {
             let sent = conn.pendingOut.withUnsafeBytes { out in
-                Sys.call { send(conn.fd, out.baseAddress! + conn.pendingSent, out.count - conn.pendingSent, Int32(MSG_NOSIGNAL)) }
+                Sys.call { send(conn.fd, out.baseAddress! + conn.pendingSent, out.count - conn.pendingSent, flags) }
             }
             switch sent {
             case let .done(n) where n > 0:
@@ -58,6 +61,7 @@ extension Worker {
         }
         conn.pendingOut.removeAll(keepingCapacity: conn.pendingOut.capacity <= 16384)
         conn.pendingSent = 0
+        if conn.file != nil && !sendFileBody(conn) { return }
         switch conn.machine.writeDrained(now: Sys.now()) {
         case .none:
             break
@@ -73,7 +77,7 @@ extension Worker {
     /// Closes now, or once the pending answer is written.
     func closeAfterPending(_ conn: Connection) {
         conn.machine.closeAfterWrite()
-        if conn.pendingOut.isEmpty {
+        if conn.nothingPending {
             closeConnection(conn)
         } else {
             hold(conn)
@@ -83,6 +87,7 @@ extension Worker {
     func closeConnection(_ conn: Connection) {
         conn.pendingOut = []
         conn.pendingSent = 0
+        conn.closeFile()
         notFresh(conn)
         // close() takes the socket out of the epoll set: it is never shared with another
         // process (accepted after the fork, close-on-exec).

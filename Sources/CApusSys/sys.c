@@ -18,6 +18,7 @@
 #include <sys/sendfile.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <linux/openat2.h>
 
 int apus_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
@@ -61,6 +62,26 @@ ssize_t apus_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count) {
     ssize_t n = sendfile(out_fd, in_fd, &off, count);
     *offset = (int64_t)off;
     return n;
+}
+
+int apus_open_directory(const char *path) { return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC); }
+
+int apus_open_beneath(int dirfd, const char *path) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+int apus_file_facts(int fd, int64_t *size, int64_t *mtime_sec, int64_t *mtime_nsec) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -1;
+    if (!S_ISREG(st.st_mode)) return 0;
+    *size = (int64_t)st.st_size;
+    *mtime_sec = (int64_t)st.st_mtim.tv_sec;
+    *mtime_nsec = (int64_t)st.st_mtim.tv_nsec;
+    return 1;
 }
 
 int apus_set_nonblocking(int fd, int on) {

@@ -46,6 +46,7 @@ let samples: [Sample] = [
     Sample("callable", "make_app") { $0.app.callable = "make_app" },
     Sample("mount", "/api") { $0.scriptName = "/api" },
     Sample("chdir", "/srv") { $0.chdir = "/srv" },
+    Sample("static-map", "/static/=/srv") { $0.staticMaps = [StaticMap(mount: "/static", directory: "/srv")] },
     Sample("http", "127.0.0.1:9000") { $0.binds = [tcp("127.0.0.1", 9000)] },
     Sample("socket", "/tmp/app.sock") { $0.binds = [unix("/tmp/app.sock", .uwsgi)] },
     Sample("fd", "3") { $0.binds = [Bind(address: .fd(3), proto: .http)] },

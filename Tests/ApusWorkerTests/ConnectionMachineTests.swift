@@ -312,6 +312,20 @@ import Testing
     #expect(!h.machine.writeBlocked)
 }
 
+@Test func aSlowReaderOfALongAnswerIsKeptWhileItReads() {
+    var h = Harness()
+    h.receive("GET /static/big HTTP/1.1\r\nHost: x\r\n\r\n")
+    h.machine.writeStalled(now: 1)
+    h.machine.wroteSome(now: 25)  // a static file's body: bytes went out
+    #expect(!h.machine.expired(now: 55, buffered: 0, draining: false, rules: h.rules))
+    #expect(h.machine.expired(now: 55.1, buffered: 0, draining: false, rules: h.rules))
+    // Progress before any stall does not start the clock.
+    var idle = Harness()
+    idle.receive("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    idle.machine.wroteSome(now: 100)
+    #expect(!idle.machine.writeBlocked)
+}
+
 // MARK: Draining
 
 @Test func aDrainLetsTheRequestInTheAppFinishThenCloses() {

@@ -31,6 +31,15 @@ int apus_set_pdeathsig(int sig);
 int apus_set_child_subreaper(void);
 int apus_set_name(const char *name);
 ssize_t apus_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
+/// open(2) of a directory with O_PATH | O_DIRECTORY | O_CLOEXEC: a handle to open files beneath.
+int apus_open_directory(const char *path);
+/// openat2(2) of `path` under `dirfd` for reading: O_RDONLY | O_NONBLOCK (a FIFO or a device
+/// never blocks the open) | O_CLOEXEC | O_NOCTTY, resolved with RESOLVE_BENEATH (no `..`,
+/// absolute path or symbolic link leads outside `dirfd`) | RESOLVE_NO_MAGICLINKS.
+int apus_open_beneath(int dirfd, const char *path);
+/// fstat: 1 and the size and modification time for a regular file, 0 for anything else,
+/// -1 with errno on failure.
+int apus_file_facts(int fd, int64_t *size, int64_t *mtime_sec, int64_t *mtime_nsec);
 int apus_set_nonblocking(int fd, int on);
 int apus_tcp_nodelay(int fd);
 
