@@ -206,12 +206,14 @@ public func resolveCommand(arguments: [String], environment: [String: String],
             _ = try parseAppSpec(app, ctx)
             try draft.setApp(AppChoice(kind: .module, value: app, option: "positional", layer: layer,
                                        origin: "the application argument"))
+            draft.config.givenOptions.entries.append(GivenOptions.Entry(name: "module", value: app))
         }
         var seen = Set<String>()
         for entry in entries {
             let ctx = SetContext(origin: entry.origin, layer: layer, firstInLayer: seen.insert(entry.spec.name).inserted,
                                  negated: entry.negated, fileSystem: fileSystem)
             try entry.spec.set(&draft, entry.raw, ctx)
+            if entry.spec.action == nil { draft.config.givenOptions.entries.append(givenOption(entry)) }
         }
     }
     draft.config.configFiles = iniSources.map(\.raw)
@@ -219,6 +221,15 @@ public func resolveCommand(arguments: [String], environment: [String: String],
     if isRouter { return .router(try finishRouter(draft, environment: environment)) }
     return .run(try finish(draft, environment: environment, fileSystem: fileSystem, inherited: inherited,
                            handed: handed))
+}
+
+/// How an entry shows in `apus.opt`: a flag set is nil (True), a flag turned off is "false"
+/// under its own name, a negation that turns it off shows under the negation.
+private func givenOption(_ entry: Entry) -> GivenOptions.Entry {
+    guard entry.spec.kind == .flag else { return GivenOptions.Entry(name: entry.spec.name, value: entry.raw) }
+    let on = ["true", "1", "yes", "on"].contains(entry.raw.lowercased())
+    if entry.negated, on, let negation = entry.spec.negations.first { return GivenOptions.Entry(name: negation, value: nil) }
+    return GivenOptions.Entry(name: entry.spec.name, value: on != entry.negated ? nil : "false")
 }
 
 /// Settles what depends on several options: the application and the binds.

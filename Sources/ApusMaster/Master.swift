@@ -287,7 +287,26 @@ public final class Master {
         case .ready: handleReady(message)
         case .maxRequests: recycle(pid: message.pid, .maxRequests)
         case .harakiri: recycle(pid: message.pid, .harakiri)
+        case .reloadRequested: handleAppReload(.graceful, message, call: "reload()")
+        case .chainReloadRequested: handleAppReload(.chain, message, call: "chain_reload()")
+        case .workersReloadRequested: handleAppReload(.workers, message, call: "workers_reload()")
+        case .sourceChanged: handleSourceChanged(message)
         }
+    }
+
+    /// The app called one of the `apus` module's reload functions: the same reload as the
+    /// FIFO command. The worker that asked keeps serving until it is retired like the others.
+    private func handleAppReload(_ kind: ReloadKind, _ message: WorkerMessage, call: String) {
+        guard let worker = table.worker(pid: message.pid) else { return }
+        requestReload(kind, reason: "apus.\(call) in worker \(worker.number) (pid \(message.pid))")
+    }
+
+    /// --py-autoreload / --reload: a worker saw a source file of the app change. Only the
+    /// newest generation's word counts: an older one is already being replaced by workers
+    /// that import the files afresh, and one change reported twice is one reload.
+    private func handleSourceChanged(_ message: WorkerMessage) {
+        guard let worker = table.worker(pid: message.pid), worker.generation == (plan.incoming ?? plan.serving) else { return }
+        requestReload(.chain, reason: "autoreload (a source file changed, seen by worker \(worker.number))")
     }
 
     private func handleTerm(_ source: String) {
