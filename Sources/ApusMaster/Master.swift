@@ -298,7 +298,7 @@ public final class Master {
     /// FIFO command. The worker that asked keeps serving until it is retired like the others.
     private func handleAppReload(_ kind: ReloadKind, _ message: WorkerMessage, call: String) {
         guard let worker = table.worker(pid: message.pid) else { return }
-        requestReload(kind, reason: "apus.\(call) in worker \(worker.number) (pid \(message.pid))")
+        requestReload(kind, reason: "apus.\(call) in worker \(worker.slot) (pid \(message.pid))")
     }
 
     /// --py-autoreload / --reload: a worker saw a source file of the app change. Only the
@@ -306,7 +306,7 @@ public final class Master {
     /// that import the files afresh, and one change reported twice is one reload.
     private func handleSourceChanged(_ message: WorkerMessage) {
         guard let worker = table.worker(pid: message.pid), worker.generation == (plan.incoming ?? plan.serving) else { return }
-        requestReload(.chain, reason: "autoreload (a source file changed, seen by worker \(worker.number))")
+        requestReload(.chain, reason: "autoreload (a source file changed, seen by worker \(worker.slot))")
     }
 
     private func handleTerm(_ source: String) {
