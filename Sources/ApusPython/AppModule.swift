@@ -75,8 +75,7 @@ extension PythonInterpreter {
         return true
     }
 
-    /// In a worker just forked: its number (`worker_id()`), slot, generation and log name;
-    /// runs a `post_fork_hook` the app set on the module (uwsgidecorators' `@postfork`).
+    /// In a worker just forked: its number (`worker_id()`), slot, generation and log name.
     /// GIL held.
     public func enterWorker(number: UInt32, slot: UInt32, generation: UInt32, role: String) {
         guard let args = api.tuple(count: 4) else { return api.printError() }
@@ -185,13 +184,14 @@ def install_app_module(status_fd, master_pid, processes, names, values, version,
             real = None
         if real is None:
             sys.modules["uwsgi"] = mod
+            # uwsgidecorators needs uWSGI's signal, spooler and mule functions: importing it
+            # fails as it does outside uWSGI (ImportError), so code that guards it with
+            # `except ImportError` keeps working instead of failing on a missing function.
+            sys.modules.setdefault("uwsgidecorators", None)
 
 
 def enter_worker(number, slot, generation, role):
     _module_state.update(worker=number, slot=slot, generation=generation, role=role)
-    hook = getattr(sys.modules.get("apus"), "post_fork_hook", None)
-    if callable(hook):
-        hook()
 
 
 def _project_files(excluded):

@@ -10,15 +10,16 @@ private func given(_ args: [String], env: [String: String] = [:], fs: FakeFileSy
 private func entry(_ name: String, _ value: String?) -> GivenOptions.Entry { GivenOptions.Entry(name: name, value: value) }
 
 @Test func givenOptionsKeepNamesValuesAndOrder() {
+    // The application argument is applied first among the command line's.
     #expect(given(["--processes", "4", "-w", "2", "--env", "A=1", "app"]) ==
-            [entry("processes", "4"), entry("processes", "2"), entry("env", "A=1"), entry("module", "app")])
+            [entry("module", "app"), entry("processes", "4"), entry("processes", "2"), entry("env", "A=1")])
 }
 
 @Test func givenFlagsAreSetOrNamedByTheirNegation() {
-    #expect(given(["--preload", "app"]) == [entry("preload", nil), entry("module", "app")])
-    #expect(given(["--preload=false", "app"]) == [entry("preload", "false"), entry("module", "app")])
-    #expect(given(["--no-access-log", "app"]) == [entry("no-access-log", nil), entry("module", "app")])
-    #expect(given(["--no-uwsgi-module", "app"]) == [entry("no-uwsgi-module", nil), entry("module", "app")])
+    #expect(given(["--preload", "app"]) == [entry("module", "app"), entry("preload", nil)])
+    #expect(given(["--preload=false", "app"]) == [entry("module", "app"), entry("preload", "false")])
+    #expect(given(["--no-access-log", "app"]) == [entry("module", "app"), entry("no-access-log", nil)])
+    #expect(given(["--no-uwsgi-module", "app"]) == [entry("module", "app"), entry("no-uwsgi-module", nil)])
 }
 
 @Test func givenOptionsComeFromEverySourceInPrecedenceOrder() {
