@@ -302,10 +302,12 @@ public final class Master {
     }
 
     /// --py-autoreload / --reload: a worker saw a source file of the app change. Only the
-    /// newest generation's word counts: an older one is already being replaced by workers
-    /// that import the files afresh, and one change reported twice is one reload.
+    /// word of a worker staying in the newest generation counts: an older one is already
+    /// being replaced by workers that import the files afresh, and a worker being recycled
+    /// watches next to its replacement, so one change would be reported twice.
     private func handleSourceChanged(_ message: WorkerMessage) {
-        guard let worker = table.worker(pid: message.pid), worker.generation == (plan.incoming ?? plan.serving) else { return }
+        guard let worker = table.worker(pid: message.pid), worker.generation == (plan.incoming ?? plan.serving),
+              !worker.retiring, worker.recycling == nil else { return }
         requestReload(.chain, reason: "autoreload (a source file changed, seen by worker \(worker.slot))")
     }
 

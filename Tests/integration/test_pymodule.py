@@ -234,3 +234,10 @@ def test_no_autoreload_by_default(apus, tmp_path):
     time.sleep(2)
     assert answer(srv) == "one"
     assert "autoreload" not in srv.log()
+
+
+def test_check_imports_an_app_that_imports_the_module():
+    import conftest
+    r = conftest.run_apus(["--venv", sys.prefix, "--chdir", str(DJANGO), "--check", "uwsgiproj.wsgi"])
+    assert r.returncode == 0, r.stderr
+    assert "check passed" in r.stderr
