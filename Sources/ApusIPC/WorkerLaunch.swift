@@ -20,8 +20,6 @@ public struct WorkerLaunch {
     public var listeners: [BoundSocket]
     /// Shared open-connection counts, for balancing accepts across workers.
     public var tally: ConnectionTally
-    /// The worker's number within its generation, 1...N (0 for the zygote).
-    public var number: UInt32 = 0
     /// The apus version, for the app's `apus.version`.
     public var version = ""
 

@@ -37,7 +37,6 @@ public enum WorkerEntry {
                 workerSpec.slot = request.slot
                 workerSpec.generation = request.generation
                 workerSpec.role = role
-                workerSpec.number = request.number
                 becomeChild(of: spec.masterPID, role: role)
                 WorkerMessage(kind: .started, slot: request.slot, pid: getpid(), generation: request.generation).send(to: spec.statusFD)
                 interpreter.enterWorker(number: request.number, slot: request.slot, generation: request.generation, role: role)
