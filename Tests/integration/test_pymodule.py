@@ -80,8 +80,10 @@ def test_worker_id_with_preload_is_zero_at_import_and_right_after_the_fork(apus)
         assert j["import_pid"] != j["pid"]
 
 
-@pytest.mark.parametrize("view,kind", [("/chain", "chain reload"), ("/reload", "graceful reload")])
-def test_reload_from_a_view_replaces_every_worker_without_a_failed_request(apus, view, kind):
+@pytest.mark.parametrize("view,call,kind", [("/chain", "chain_reload", "chain reload"),
+                                           ("/workers", "workers_reload", "worker reload"),
+                                           ("/reload", "reload", "graceful reload")])
+def test_reload_from_a_view_replaces_every_worker_without_a_failed_request(apus, view, call, kind):
     srv = apus("uwsgiproj.wsgi", "--processes", "2", "--threads", "2", "--no-access-log",
                chdir=DJANGO, ready_path="/info")
     before = worker_pids(srv)
@@ -94,7 +96,7 @@ def test_reload_from_a_view_replaces_every_worker_without_a_failed_request(apus,
         r = requests.get(srv.url(view), timeout=10)
         # The request that asked for the reload is answered by the worker being replaced.
         assert r.status_code == 200 and r.json()["result"] is True and r.json()["pid"] in before
-        wait_log(srv.log, rf"apus\.{'chain_reload' if view == '/chain' else 'reload'}\(\) in worker \d+ \(pid {r.json()['pid']}\): {kind}", 10, start=start)
+        wait_log(srv.log, rf"apus\.{call}\(\) in worker \d+ \(pid {r.json()['pid']}\): {kind}", 10, start=start)
         wait_log(srv.log, SERVING_RE, 60, start=start, what="the new generation serving")
         wait_until(lambda: not (worker_pids(srv) & before), 30, what="the old workers gone")
         time.sleep(0.5)

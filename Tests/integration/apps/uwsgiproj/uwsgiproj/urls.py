@@ -6,5 +6,6 @@ urlpatterns = [
     path("info", views.info),
     path("reload", views.reload),
     path("chain", views.chain),
+    path("workers", views.workers),
     path("imports", views.imports),
 ]

@@ -41,6 +41,13 @@ def chain(request):
     return JsonResponse({"pid": os.getpid(), "result": done})
 
 
+def workers(request):
+    import uwsgi
+    done = uwsgi.workers_reload()
+    time.sleep(0.2)
+    return JsonResponse({"pid": os.getpid(), "result": done})
+
+
 def imports(request):
     out = {}
     for name in ("apus", "uwsgi"):
