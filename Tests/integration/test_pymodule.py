@@ -167,7 +167,7 @@ def write_by_rename(path, text):
     os.rename(tmp, path)
 
 
-@pytest.mark.parametrize("flag", [("--py-autoreload", "2"), ("--reload",)])
+@pytest.mark.parametrize("flag", [("--py-autoreload", "2"), ("--reload",), ("--reload", "--preload")])
 def test_autoreload_follows_edits_and_survives_a_broken_one(apus, tmp_path, flag):
     proj = tmp_path / "proj"
     proj.mkdir()
