@@ -50,6 +50,8 @@ public final class Master {
     let prepareZygote: (WorkerLaunch, Int32) -> () -> Never
     let reloadConfiguration: ConfigurationSource
     let version: String
+    /// When this master image started (Unix time): the app's `apus.started_on`.
+    let startedOn = Int(time(nil))
 
     /// The live generations: the serving one, the one starting, and older ones whose
     /// zygote has not exited yet. Entries are only added and removed: what changes in a

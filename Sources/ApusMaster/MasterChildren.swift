@@ -51,6 +51,7 @@ extension Master {
         var launch = WorkerLaunch(role: gen.zygote.name, slot: 0, generation: g, configuration: gen.config, python: gen.python,
                                   statusFD: status.writeFD, masterPID: getpid(), listeners: listeners, tally: tally)
         launch.version = version
+        launch.startedOn = startedOn
         let started = Umask.with(gen.config.umask) { gen.zygote.start(launch, prepare: prepareZygote, inChild: closeMasterOnlyFDs) }
         guard let problem = started else { return }
         if g == plan.incoming {

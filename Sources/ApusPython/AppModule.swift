@@ -18,6 +18,8 @@ public struct AppModuleSettings: Sendable {
     /// The options as given: (name, value; nil for a flag that is set).
     public var options: [(name: String, value: String?)]
     public var version: String
+    /// When the master started (Unix time): uWSGI's `started_on`.
+    public var startedOn: Int
     /// Also importable as `uwsgi` (unless a real `uwsgi` module is importable).
     public var aliasUWSGI: Bool
     /// The `WorkerMessage.Kind` values of the reload requests and of a source change.
@@ -27,12 +29,13 @@ public struct AppModuleSettings: Sendable {
     public var sourceChangedKind: UInt32
 
     public init(statusFD: Int32, masterPID: Int32, processes: Int, options: [(name: String, value: String?)], version: String,
-                aliasUWSGI: Bool, reloadKind: UInt32, chainReloadKind: UInt32, workersReloadKind: UInt32, sourceChangedKind: UInt32) {
+                startedOn: Int, aliasUWSGI: Bool, reloadKind: UInt32, chainReloadKind: UInt32, workersReloadKind: UInt32, sourceChangedKind: UInt32) {
         self.statusFD = statusFD
         self.masterPID = masterPID
         self.processes = processes
         self.options = options
         self.version = version
+        self.startedOn = startedOn
         self.aliasUWSGI = aliasUWSGI
         self.reloadKind = reloadKind
         self.chainReloadKind = chainReloadKind
@@ -48,7 +51,7 @@ extension PythonInterpreter {
     public func installAppModule(_ s: AppModuleSettings) -> Bool {
         guard run(appModuleSource) else { return false }
         guard let names = api.tuple(count: s.options.count), let values = api.tuple(count: s.options.count),
-              let kinds = api.tuple(count: 4), let args = api.tuple(count: 9) else {
+              let kinds = api.tuple(count: 4), let args = api.tuple(count: 10) else {
             api.printError()
             return false
         }
@@ -68,6 +71,7 @@ extension PythonInterpreter {
         api.setTupleItem(args, 6, PyOwned(retaining: s.aliasUWSGI ? api.trueObject : api.falseObject))
         api.setTupleItem(args, 7, PyOwned(retaining: kinds.borrow))
         api.setTupleItem(args, 8, api.string(Log.role))
+        api.setTupleItem(args, 9, api.integer(s.startedOn))
         guard api.call(helper("install_app_module"), tuple: args) != nil else {
             api.printError()
             return false
@@ -106,7 +110,7 @@ def _log(level, message):
     os.write(2, line.encode("utf-8", "replace"))
 
 
-def install_app_module(status_fd, master_pid, processes, names, values, version, alias_uwsgi, kinds, role):
+def install_app_module(status_fd, master_pid, processes, names, values, version, alias_uwsgi, kinds, role, started_on):
     import importlib.util
     import socket
     import struct
@@ -161,7 +165,7 @@ def install_app_module(status_fd, master_pid, processes, names, values, version,
     def __getattr__(name):
         raise AttributeError(
             "module %r has no attribute %r: Apus provides worker_id, numproc, masterpid, opt, "
-            "reload, chain_reload, workers_reload, log, version and hostname, not uWSGI's "
+            "reload, chain_reload, workers_reload, log, version, hostname and started_on, not uWSGI's "
             "cache, spooler, signal, mule, lock or RPC functions" % (mod.__name__, name))
 
     mod.reload = reload
@@ -173,6 +177,7 @@ def install_app_module(status_fd, master_pid, processes, names, values, version,
     mod.opt = opt
     mod.numproc = processes
     mod.version = version.encode()
+    mod.started_on = started_on
     mod.hostname = socket.gethostname().encode("utf-8", "surrogateescape")
     mod.__getattr__ = __getattr__
     mod._tell_source_changed = lambda: tell(source_kind)

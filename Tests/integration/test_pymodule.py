@@ -50,6 +50,7 @@ def worker_pids(srv):
 
 
 def test_module_values_in_each_worker(apus):
+    started = int(time.time())
     srv = apus("uwsgiproj.wsgi", "--processes", "3", "--env", "A=1", "--env", "B=2", "--no-access-log",
                chdir=DJANGO, ready_path="/info")
     seen = infos_from_every_worker(srv, 3)
@@ -69,6 +70,7 @@ def test_module_values_in_each_worker(apus):
         assert j["opt"]["module"] == "uwsgiproj.wsgi"
         assert j["opt"]["master"] is True and j["opt"]["enable-threads"] is True
         assert j["version_type"] == "bytes"
+        assert started - 1 <= j["started_on"] <= started + 30  # the master's start, Unix time
 
 
 def test_worker_id_with_preload_is_zero_at_import_and_right_after_the_fork(apus):
@@ -121,7 +123,7 @@ def test_uwsgi_alias_and_what_is_not_provided(apus):
     srv = apus("uwsgiproj.wsgi", chdir=DJANGO, ready_path="/imports")
     j = requests.get(srv.url("/imports"), timeout=10).json()
     assert j["apus"] == "ok" and j["uwsgi"] == "ok"
-    assert j["cache_get"].startswith("AttributeError: module 'apus' has no attribute 'cache_get'")
+    assert j["cache_get"].startswith("AttributeError: module 'apus' has no attribute 'cache_get': Apus provides")
     # Its decorators need uWSGI's signals, spooler and mules: it fails to import as it does
     # outside uWSGI, so `try: from uwsgidecorators import timer / except ImportError` holds.
     assert j["uwsgidecorators"].startswith("ModuleNotFoundError: import of uwsgidecorators halted")

@@ -23,6 +23,7 @@ def info(request):
         "opt": opt,
         "opt_types": sorted({type(v).__name__ for v in uwsgi.opt.values()}),
         "version_type": type(uwsgi.version).__name__,
+        "started_on": uwsgi.started_on,
         "same_module": uwsgi is importlib.import_module("apus"),
     })
 
