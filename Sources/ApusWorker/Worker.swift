@@ -126,7 +126,7 @@ final class Worker {
                                       trustedProxies: config.trustedProxies)
         rules = Self.rules(config)
         trustedProxies = config.trustedProxies
-        accessLog = config.accessLog ? AccessLog() : nil
+        accessLog = config.accessLog || !config.accessLogAlso.isEmpty ? AccessLog() : nil
         maxConnections = config.maxConnections > 0 ? config.maxConnections : Self.derivedMaxConnections()
     }
 
@@ -250,6 +250,8 @@ final class Worker {
         Sys.check("ignoring SIGTTOU") { apus_signal_ignore(SIGTTOU) }
         if let file = config.logFile {
             logFilePath = strdup(file)
+            // The zygote's stderr may be a file --log-maxsize or logrotate has moved since.
+            handleReopenLog(SIGUSR1)
             Sys.check("installing the SIGUSR1 handler") { apus_signal(SIGUSR1, handleReopenLog) }
         } else {
             Sys.check("ignoring SIGUSR1") { apus_signal_ignore(SIGUSR1) }
