@@ -194,6 +194,14 @@ public struct Configuration: Equatable, Sendable {
     /// Things worth logging at start-up that are not errors, such as uWSGI ini keys
     /// that have no effect in Apus. One line each.
     public var warnings: [String] = []
+    /// `--uwsgi-module` (on unless `--no-uwsgi-module`): the `apus` module is also
+    /// importable as `uwsgi` when no real `uwsgi` module is.
+    public var uwsgiModule = true
+    /// `--py-autoreload N` / `--reload`: seconds between two looks for modules imported
+    /// since the last one; file changes themselves are seen at once (0 = off).
+    public var autoreload = 0.0
+    /// The options as they were given, for the `apus` module's `opt` (uWSGI's `uwsgi.opt`).
+    public var givenOptions = GivenOptions()
 
     public init() {}
 }
@@ -221,4 +229,19 @@ public struct AccessLogAlso: Equatable, Sendable {
             || (zeroBody && bodyBytes == 0) || (slowMilliseconds > 0 && seconds * 1000 >= Double(slowMilliseconds))
             || (bigBytes > 0 && bodyBytes >= bigBytes)
     }
+}
+
+/// The options as they were given (ini file, environment, command line, in that order), for
+/// the app's `apus.opt`. Not part of a configuration's identity: two configurations with
+/// the same settings are equal however they were spelled.
+public struct GivenOptions: Equatable, Sendable {
+    public struct Entry: Equatable, Sendable {
+        /// The option's name (its negation's for a negated flag: `no-access-log`).
+        public var name: String
+        /// The value as given; nil for a flag that was set.
+        public var value: String?
+    }
+    public var entries: [Entry] = []
+    public init() {}
+    public static func == (a: GivenOptions, b: GivenOptions) -> Bool { true }
 }

@@ -338,6 +338,19 @@ extension OptionSpec {
                       return raw
                   },
                   into: \.config.pythonPath),
+            .flag("uwsgi-module", negations: ["no-uwsgi-module"], section: .python,
+                  help: "Make the apus module (worker_id(), numproc, opt, reload(), chain_reload(), ...) importable as uwsgi too, so code written for uWSGI runs unchanged, unless a real uwsgi module is importable; --no-uwsgi-module leaves only import apus.",
+                  into: \.config.uwsgiModule),
+            .custom("py-autoreload", kind: .int, valueName: "N", defaultText: "0", section: .python,
+                    help: "Development: chain-reload when a source file of the app changes (inotify: seen at once); modules imported later are picked up every N seconds (0 = off). --reload is the same with N = 1.") {
+                d, raw, ctx throws(ConfigError) in
+                d.config.autoreload = Double(try parseInt(raw, range: 0...86400, ctx))
+            },
+            .custom("reload", kind: .flag, valueName: "", defaultText: "off", section: .python,
+                    help: "Development (Gunicorn's flag): --py-autoreload 1.") {
+                d, raw, ctx throws(ConfigError) in
+                d.config.autoreload = try parseBool(raw, ctx) != ctx.negated ? 1 : 0
+            },
             .custom("env", kind: .keyValue, valueName: "KEY=VALUE", section: .python, separator: ",",
                     help: "Set an environment variable for the application; repeatable.") {
                 d, raw, ctx throws(ConfigError) in

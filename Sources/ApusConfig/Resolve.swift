@@ -216,6 +216,7 @@ public func resolveCommand(arguments: [String], environment: [String: String],
                                        origin: "the application argument"))
             draft.applied.record(Entry(spec: index.long["module"]!.spec, raw: app, origin: "application argument",
                                        negated: false), layer: layer, first: true)
+            draft.config.givenOptions.entries.append(GivenOptions.Entry(name: "module", value: app))
         }
         var seen = Set<String>()
         for entry in entries {
@@ -224,6 +225,7 @@ public func resolveCommand(arguments: [String], environment: [String: String],
                                  negated: entry.negated, fileSystem: fileSystem)
             try entry.spec.set(&draft, entry.raw, ctx)
             draft.applied.record(entry, layer: layer, first: first)
+            if entry.spec.action == nil { draft.config.givenOptions.entries.append(givenOption(entry)) }
         }
     }
     draft.config.configFiles = iniSources.map(\.raw)
@@ -237,6 +239,15 @@ public func resolveCommand(arguments: [String], environment: [String: String],
         return .printConfig(describeConfiguration(draft.applied, config, index: index, environment: environment))
     }
     return isRouter ? .router(config) : .run(config)
+}
+
+/// How an entry shows in `apus.opt`: a flag set is nil (True), a flag turned off is "false"
+/// under its own name, a negation that turns it off shows under the negation.
+private func givenOption(_ entry: Entry) -> GivenOptions.Entry {
+    guard entry.spec.kind == .flag else { return GivenOptions.Entry(name: entry.spec.name, value: entry.raw) }
+    let on = ["true", "1", "yes", "on"].contains(entry.raw.lowercased())
+    if entry.negated, on, let negation = entry.spec.negations.first { return GivenOptions.Entry(name: negation, value: nil) }
+    return GivenOptions.Entry(name: entry.spec.name, value: on != entry.negated ? nil : "false")
 }
 
 /// Settles what depends on several options: the application and the binds.

@@ -20,6 +20,10 @@ public struct WorkerLaunch {
     public var listeners: [BoundSocket]
     /// Shared open-connection counts, for balancing accepts across workers.
     public var tally: ConnectionTally
+    /// The apus version, for the app's `apus.version`.
+    public var version = ""
+    /// When the master started (Unix time), for the app's `apus.started_on`.
+    public var startedOn = 0
 
     public init(role: String, slot: UInt32, generation: UInt32, configuration: Configuration, python: PythonInstallation,
                 statusFD: Int32, masterPID: pid_t, listeners: [BoundSocket], tally: ConnectionTally) {

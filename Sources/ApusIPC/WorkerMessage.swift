@@ -19,6 +19,14 @@ public struct WorkerMessage: Equatable, Sendable {
         /// A request outlived `--harakiri` in this worker, which logged it and answered its
         /// client: replace it (the new one ready first).
         case harakiri = 5
+        /// The app called `apus.reload()` (`uwsgi.reload()`): a graceful reload, like FIFO `r`.
+        case reloadRequested = 6
+        /// The app called `apus.chain_reload()`: a chain reload, like FIFO `c`.
+        case chainReloadRequested = 7
+        /// The app called `apus.workers_reload()`: a worker reload, like FIFO `w`.
+        case workersReloadRequested = 8
+        /// `--py-autoreload`/`--reload`: a source file of the app changed (a chain reload).
+        case sourceChanged = 9
     }
     public var kind: Kind
     public var slot: UInt32
@@ -68,26 +76,36 @@ public struct WorkerMessage: Equatable, Sendable {
 public struct SpawnRequest: Equatable, Sendable {
     public var slot: UInt32
     public var generation: UInt32
-    public init(slot: UInt32, generation: UInt32) { self.slot = slot; self.generation = generation }
+    /// The worker's number within its generation, 1...N (`apus.worker_id()`, uWSGI's
+    /// numbering); a replacement takes the number of the worker it replaces.
+    public var number: UInt32
+    public init(slot: UInt32, generation: UInt32, number: UInt32 = 1) {
+        self.slot = slot
+        self.generation = generation
+        self.number = number
+    }
+
+    static let size = 12
 
     /// Writes the request to the zygote's command pipe. False when it could not be
     /// written whole: the zygote is gone (EPIPE), and its exit is handled when reaped.
     public func send(to fd: Int32) -> Bool {
-        let words = [slot.littleEndian, generation.littleEndian]
-        return words.withUnsafeBytes { Sys.writeAll(fd, $0) } == .done(8)
+        let words = [slot.littleEndian, generation.littleEndian, number.littleEndian]
+        return words.withUnsafeBytes { Sys.writeAll(fd, $0) } == .done(Self.size)
     }
 
     /// Blocks for the next request; nil at end of file (the master closed the pipe) or
     /// when the pipe fails.
     public static func receive(from fd: Int32) -> SpawnRequest? {
-        var words = [UInt32](repeating: 0, count: 2)
+        var words = [UInt32](repeating: 0, count: 3)
         var got = 0
-        while got < 8 {
-            let r = words.withUnsafeMutableBytes { buf in Sys.call { read(fd, buf.baseAddress! + got, 8 - got) } }
+        while got < size {
+            let r = words.withUnsafeMutableBytes { buf in Sys.call { read(fd, buf.baseAddress! + got, size - got) } }
             guard case let .done(n) = r, n > 0 else { return nil }
             got += n
         }
-        return SpawnRequest(slot: UInt32(littleEndian: words[0]), generation: UInt32(littleEndian: words[1]))
+        return SpawnRequest(slot: UInt32(littleEndian: words[0]), generation: UInt32(littleEndian: words[1]),
+                            number: UInt32(littleEndian: words[2]))
     }
 }
 

@@ -50,6 +50,8 @@ public final class Master {
     let prepareZygote: (WorkerLaunch, Int32) -> () -> Never
     let reloadConfiguration: ConfigurationSource
     let version: String
+    /// When this master image started (Unix time): the app's `apus.started_on`.
+    let startedOn = Int(time(nil))
 
     /// The live generations: the serving one, the one starting, and older ones whose
     /// zygote has not exited yet. Entries are only added and removed: what changes in a
@@ -298,7 +300,28 @@ public final class Master {
         case .ready: handleReady(message)
         case .maxRequests: recycle(pid: message.pid, .maxRequests)
         case .harakiri: recycle(pid: message.pid, .harakiri)
+        case .reloadRequested: handleAppReload(.graceful, message, call: "reload()")
+        case .chainReloadRequested: handleAppReload(.chain, message, call: "chain_reload()")
+        case .workersReloadRequested: handleAppReload(.workers, message, call: "workers_reload()")
+        case .sourceChanged: handleSourceChanged(message)
         }
+    }
+
+    /// The app called one of the `apus` module's reload functions: the same reload as the
+    /// FIFO command. The worker that asked keeps serving until it is retired like the others.
+    private func handleAppReload(_ kind: ReloadKind, _ message: WorkerMessage, call: String) {
+        guard let worker = table.worker(pid: message.pid) else { return }
+        requestReload(kind, reason: "apus.\(call) in worker \(worker.slot) (pid \(message.pid))")
+    }
+
+    /// --py-autoreload / --reload: a worker saw a source file of the app change. Only the
+    /// word of a worker staying in the newest generation counts: an older one is already
+    /// being replaced by workers that import the files afresh, and a worker being recycled
+    /// watches next to its replacement, so one change would be reported twice.
+    private func handleSourceChanged(_ message: WorkerMessage) {
+        guard let worker = table.worker(pid: message.pid), worker.generation == (plan.incoming ?? plan.serving),
+              !worker.retiring, worker.recycling == nil else { return }
+        requestReload(.chain, reason: "autoreload (a source file changed, seen by worker \(worker.slot))")
     }
 
     private func handleTerm(_ source: String) {

@@ -36,17 +36,22 @@ extension Master {
         }
         for _ in 0..<count {
             let slot = table.freeSlot()
+            let number = table.freeNumber(generation: g)
             tally.slots = max(tally.slots, Int(slot) + 1)
             // The pid arrives with the worker's `started` message.
-            if zygote.requestWorker(slot: slot) { table.add(slot: slot, generation: g, now: Sys.now()) }
+            if zygote.requestWorker(slot: slot, number: number) {
+                table.add(slot: slot, generation: g, now: Sys.now(), number: number)
+            }
         }
     }
 
     func startZygote(of g: UInt32) {
         guard let gen = generations[g] else { return }
         let listeners = gen.config.binds.compactMap { bind in sockets[bind].map { BoundSocket(fd: $0, bind: bind) } }
-        let launch = WorkerLaunch(role: gen.zygote.name, slot: 0, generation: g, configuration: gen.config, python: gen.python,
+        var launch = WorkerLaunch(role: gen.zygote.name, slot: 0, generation: g, configuration: gen.config, python: gen.python,
                                   statusFD: status.writeFD, masterPID: getpid(), listeners: listeners, tally: tally)
+        launch.version = version
+        launch.startedOn = startedOn
         let started = Umask.with(gen.config.umask) { gen.zygote.start(launch, prepare: prepareZygote, inChild: closeMasterOnlyFDs) }
         guard let problem = started else { return }
         if g == plan.incoming {

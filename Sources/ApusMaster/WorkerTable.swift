@@ -22,6 +22,9 @@ struct WorkerTable: Equatable {
         /// Being replaced while it serves (`recycle`): it is retired once enough other
         /// workers are ready.
         var recycling: Recycle? = nil
+        /// Its number within its generation, 1...N (`apus.worker_id()`); 0 when unknown
+        /// (a worker adopted by an upgrade in place).
+        var number: UInt32 = 0
     }
 
     /// Why a worker that still serves is replaced. Its replacement is started at once and
@@ -121,9 +124,19 @@ struct WorkerTable: Equatable {
         return s
     }
 
+    /// The lowest number, from 1, that no worker of generation `g` staying in service holds:
+    /// a worker that replaces one being retired or recycled takes over its number, as a
+    /// uWSGI worker respawned in its slot keeps its id.
+    func freeNumber(generation g: UInt32) -> UInt32 {
+        let used = Set(workers.filter { $0.generation == g && !$0.retiring && $0.recycling == nil }.map(\.number))
+        var n: UInt32 = 1
+        while used.contains(n) { n += 1 }
+        return n
+    }
+
     /// A worker was asked of generation `generation`'s zygote for `slot`.
-    mutating func add(slot: UInt32, generation: UInt32, now: Double) {
-        workers.append(Worker(slot: slot, pid: 0, generation: generation, startedAt: now))
+    mutating func add(slot: UInt32, generation: UInt32, now: Double, number: UInt32 = 0) {
+        workers.append(Worker(slot: slot, pid: 0, generation: generation, startedAt: now, number: number))
     }
 
     /// A worker said `started`: its pid is known. False when nobody waits for it (its

@@ -76,11 +76,11 @@ final class Zygote {
         pendingSpawns += count
     }
 
-    /// Asks it to fork the worker for `slot`. False if it has no command pipe or the
+    /// Asks it to fork the worker for `slot`, numbered `number` in its generation. False if it has no command pipe or the
     /// request could not be written (it is exiting: its exit is reaped and handled).
-    func requestWorker(slot: UInt32) -> Bool {
+    func requestWorker(slot: UInt32, number: UInt32) -> Bool {
         guard commandFD >= 0 else { return false }
-        return SpawnRequest(slot: slot, generation: generation).send(to: commandFD)
+        return SpawnRequest(slot: slot, generation: generation, number: number).send(to: commandFD)
     }
 
     /// Closes the command pipe, on which it exits, and tells it to stop (SIGTERM). Its

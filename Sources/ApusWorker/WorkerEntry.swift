@@ -20,6 +20,8 @@ public enum WorkerEntry {
     public static func runZygote(_ spec: WorkerLaunch, commandFD: Int32) -> Never {
         becomeChild(of: spec.masterPID, role: spec.role)
         let interpreter = startPython(spec)
+        interpreter.installAppModule(appModuleSettings(spec.configuration, statusFD: spec.statusFD, masterPID: spec.masterPID,
+                                                       version: spec.version, startedOn: spec.startedOn))
         let preloaded = spec.configuration.preload ? loadApplication(spec, interpreter) : nil
         WorkerMessage(kind: .zygoteReady, slot: 0, pid: getpid(), generation: spec.generation).send(to: spec.statusFD)
         while let request = SpawnRequest.receive(from: commandFD) {
@@ -37,7 +39,12 @@ public enum WorkerEntry {
                 workerSpec.role = role
                 becomeChild(of: spec.masterPID, role: role)
                 WorkerMessage(kind: .started, slot: request.slot, pid: getpid(), generation: request.generation).send(to: spec.statusFD)
+                interpreter.enterWorker(number: request.number, slot: request.slot, generation: request.generation, role: role)
                 let app = preloaded ?? loadApplication(workerSpec, interpreter)
+                // One watcher per generation: one change, one message.
+                if spec.configuration.autoreload > 0 && request.number == 1 {
+                    interpreter.startAutoreload(interval: spec.configuration.autoreload)
+                }
                 Worker(spec: workerSpec, interpreter: interpreter, app: app).run()
             }
             interpreter.afterForkParent()
@@ -111,9 +118,21 @@ public enum WorkerEntry {
     public static func check(_ config: Configuration, _ python: PythonInstallation) -> Never {
         Log.role = "check"
         let interpreter = startPython(config, python)
+        interpreter.installAppModule(appModuleSettings(config, statusFD: -1, masterPID: 0, version: "", startedOn: Int(time(nil))))
         _ = loadApplication(config, interpreter)
         Log.info("check passed: \(config.app.description) imports with Python \(python.version) (\(python.programPath))")
         exit(0)
+    }
+
+    private static func appModuleSettings(_ config: Configuration, statusFD: Int32, masterPID: pid_t, version: String,
+                                          startedOn: Int) -> AppModuleSettings {
+        AppModuleSettings(statusFD: statusFD, masterPID: masterPID, processes: config.processes,
+                          options: config.givenOptions.entries.map { ($0.name, $0.value) }, version: version, startedOn: startedOn,
+                          aliasUWSGI: config.uwsgiModule,
+                          reloadKind: WorkerMessage.Kind.reloadRequested.rawValue,
+                          chainReloadKind: WorkerMessage.Kind.chainReloadRequested.rawValue,
+                          workersReloadKind: WorkerMessage.Kind.workersReloadRequested.rawValue,
+                          sourceChangedKind: WorkerMessage.Kind.sourceChanged.rawValue)
     }
 
     private static func loadApplication(_ spec: WorkerLaunch, _ interpreter: PythonInterpreter) -> WSGICallable {

@@ -87,7 +87,7 @@ import Testing
         failure(["--ini", "x.ini", "app"], fs: FakeFileSystem.standard.with(file: "x.ini", text))
     }
     #expect(error("[uwsgi]\nfrobnicate = 1\n") == #"x.ini:2: unknown key "frobnicate""#)
-    #expect(error("[uwsgi]\npy-autoreload = 1\n") == #"x.ini:2: unknown key "py-autoreload""#)
+    #expect(error("[uwsgi]\nspooler = /tmp/spool\n") == #"x.ini:2: unknown key "spooler""#)
     #expect(error("[uwsgi]\nworker = 4\n") == #"x.ini:2: unknown key "worker" (did you mean workers?)"#)
     #expect(error("processes = 2\n") == #"x.ini:1: "processes = 2" is outside any section (start the file with [apus] or [uwsgi])"#)
     #expect(error("[uwsgi\n") == #"x.ini:1: malformed section header "[uwsgi""#)

@@ -19,6 +19,8 @@ private func withPipe(_ body: (_ read: Int32, _ write: Int32) -> Void) {
         #expect(SpawnRequest(slot: UInt32.max, generation: 9).send(to: w))
         #expect(SpawnRequest.receive(from: r) == SpawnRequest(slot: 3, generation: 2))
         #expect(SpawnRequest.receive(from: r) == SpawnRequest(slot: UInt32.max, generation: 9))
+        #expect(SpawnRequest(slot: 4, generation: 3, number: 2).send(to: w))
+        #expect(SpawnRequest.receive(from: r) == SpawnRequest(slot: 4, generation: 3, number: 2))
     }
 }
 

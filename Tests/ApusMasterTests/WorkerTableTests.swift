@@ -174,3 +174,35 @@ private func staffed(_ count: Int, generation g: UInt32 = 1, desired: Int? = nil
     table.setDeadlines(3)
     #expect(table.workers.map(\.deadline) == [3, 3])
 }
+
+/// `apus.worker_id()`: 1...N within a generation, whatever the slots.
+private func numbered(_ count: Int, generation g: UInt32, into table: inout WorkerTable, firstPid: Int32) {
+    for i in 0..<count {
+        let slot = table.freeSlot()
+        table.add(slot: slot, generation: g, now: 0, number: table.freeNumber(generation: g))
+        _ = table.started(slot: slot, generation: g, pid: firstPid + Int32(i))
+        _ = table.ready(slot: slot, pid: firstPid + Int32(i))
+    }
+}
+
+@Test func workerNumbersRunFromOneInEachGeneration() {
+    var table = WorkerTable(desired: 3)
+    numbered(3, generation: 1, into: &table, firstPid: 100)
+    #expect(table.workers.map(\.number) == [1, 2, 3])
+    // A new generation (a reload) numbers its workers from 1 again, in slots 3, 4, 5.
+    numbered(3, generation: 2, into: &table, firstPid: 200)
+    #expect(table.workers.filter { $0.generation == 2 }.map(\.number) == [1, 2, 3])
+    #expect(table.workers.filter { $0.generation == 2 }.map(\.slot) == [3, 4, 5])
+}
+
+@Test func aReplacementTakesTheNumberOfTheWorkerItReplaces() {
+    var table = WorkerTable(desired: 3)
+    numbered(3, generation: 1, into: &table, firstPid: 100)
+    // Dead: its number is free again.
+    _ = table.remove(pid: 101)
+    #expect(table.freeNumber(generation: 1) == 2)
+    numbered(1, generation: 1, into: &table, firstPid: 300)
+    // Being recycled: its replacement, started while it still serves, takes its number.
+    #expect(table.recycle(pid: 102, reason: .maxRequests) != nil)
+    #expect(table.freeNumber(generation: 1) == 3)
+}
