@@ -237,7 +237,13 @@ public func translateGunicornConfig(_ settings: [GunicornSetting], file: String,
         case "umask":
             if case let .int(mask) = s.value { out.options.append(("umask", "0" + String(mask, radix: 8))) } else { one("umask") }
         case "forwarded_allow_ips": out.options.append(("forwarded-allow-ips", texts.joined(separator: ",")))
-        case "proxy_protocol": flag("proxy-protocol", s.value)
+        case "proxy_protocol":
+            // Gunicorn 27 takes off, v1, v2 or auto (older ones a bool); Apus takes v1 and v2 alike.
+            switch s.value {
+            case .bool(true), .string("auto"), .string("v1"), .string("v2"): out.options.append(("proxy-protocol", nil))
+            case .bool(false), .string("off"), .none: break
+            default: note(s, "expected off, v1, v2 or auto; left out")
+            }
         case "proxy_allow_ips": out.options.append(("proxy-allow-ips", texts.joined(separator: ",")))
         case "limit_request_line":
             if texts == ["0"] { note(s, "0 (no limit) has no equivalent: Apus's --limit-request-line goes up to 1m") } else { one("limit-request-line") }

@@ -227,7 +227,7 @@ extension OptionSpec {
             .flag("proxy-protocol", section: .listening,
                   help: "HTTP listeners expect a PROXY protocol v1 or v2 header (HAProxy, cloud load balancers) before each connection's first request.",
                   into: \.config.proxyProtocol),
-            .addresses("proxy-allow-ips",
+            .addresses("proxy-allow-ips", aliases: ["proxy-allow-from"],
                        help: "Peers whose PROXY protocol header is believed (with --proxy-protocol): addresses, CIDRs and * (any), comma-separated; a connection from any other peer is refused. Unix-socket peers are always believed.",
                        into: \.config.proxyAllowed),
 
@@ -540,9 +540,9 @@ extension OptionSpec {
     }
 
     /// A list of peers (`127.0.0.1,::1`, CIDRs, `*`, `unix`), default the local host.
-    static func addresses(_ name: String, help: String,
+    static func addresses(_ name: String, aliases: [String] = [], help: String,
                           into keyPath: WritableKeyPath<Draft, TrustedProxies>) -> OptionSpec {
-        .custom(name, kind: .string, valueName: "LIST", defaultText: "127.0.0.1,::1", section: .listening, help: help) {
+        .custom(name, aliases: aliases, kind: .string, valueName: "LIST", defaultText: "127.0.0.1,::1", section: .listening, help: help) {
             d, raw, ctx throws(ConfigError) in
             do throws(TrustedProxiesError) {
                 d[keyPath: keyPath] = try TrustedProxies(parsing: raw)

@@ -289,3 +289,16 @@ let djangoConf: [GunicornSetting] = [
         GunicornSetting(name: "timeout", line: 11, value: .float(30.5)),
     ])
 }
+
+@Test func translatesProxyProtocolModes() {
+    func options(_ value: GunicornSetting.Value) -> [String] {
+        translateGunicornConfig([GunicornSetting(name: "proxy_protocol", line: 1, value: value),
+                                 GunicornSetting(name: "accesslog", line: 2, value: .none)], file: "c.py", cores: 1)
+            .options.map(\.name)
+    }
+    #expect(options(.string("v2")) == ["proxy-protocol"])
+    #expect(options(.string("auto")) == ["proxy-protocol"])
+    #expect(options(.bool(true)) == ["proxy-protocol"])
+    #expect(options(.string("off")) == [])
+    #expect(config(["--proxy-allow-from", "10.0.0.1", "app"])?.proxyAllowed == (try! TrustedProxies(parsing: "10.0.0.1")))
+}
