@@ -41,6 +41,13 @@ func parseLogLevel(_ raw: String, _ ctx: SetContext) throws(ConfigError) -> LogL
     return level
 }
 
+/// Gunicorn's `-p FILE` is its pidfile; here `-p` is uWSGI's `--processes`: a value that is
+/// not a number gets a pointer to `--pid`.
+func withGunicornHint(_ error: ConfigError, _ entry: Entry) -> ConfigError {
+    guard entry.spec.name == "processes", entry.origin.hasSuffix("-p"), Int(entry.raw) == nil else { return error }
+    return ConfigError(error.message + " (Gunicorn's -p FILE is --pid FILE here; -p is uWSGI's --processes)")
+}
+
 // MARK: - APUS_CMD_ARGS
 
 /// The variable that holds extra command-line arguments, as GUNICORN_CMD_ARGS does for

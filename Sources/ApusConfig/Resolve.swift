@@ -234,7 +234,11 @@ public func resolveCommand(arguments: [String], environment: [String: String],
         for entry in entries {
             let ctx = SetContext(origin: entry.origin, layer: layer, firstInLayer: seen.insert(entry.spec.name).inserted,
                                  negated: entry.negated, fileSystem: fileSystem)
-            try entry.spec.set(&draft, entry.raw, ctx)
+            do throws(ConfigError) {
+                try entry.spec.set(&draft, entry.raw, ctx)
+            } catch {
+                throw withGunicornHint(error, entry)
+            }
         }
     }
     draft.config.configFiles = iniSources.map(\.raw)

@@ -7,9 +7,8 @@ import ApusSys
 
 /// One line per request in the common log format, buffered per loop iteration and written
 /// to stderr, or to `--access-logfile` (stdout for "-", else a file opened with O_APPEND that
-/// every worker appends to), in writes of whole lines of at most PIPE_BUF bytes (a longer
-/// line alone): no line is split between writes, and no write to a pipe interleaves with
-/// another process's. Lines are assembled from bytes: no `String` per request (and
+/// every worker appends to), in writes of whole lines: to a pipe, at most PIPE_BUF bytes a
+/// write (a longer line alone), so no line mixes with another process's. Lines are assembled from bytes: no `String` per request (and
 /// none of the standard library's string code in the worker, see docs/architecture.md,
 /// "Memory of a worker").
 final class AccessLog: @unchecked Sendable {
@@ -22,8 +21,15 @@ final class AccessLog: @unchecked Sendable {
     /// Where the lines go; SIGUSR1 may swap the file under this number (`reopenAccessLog`).
     let fd: Int32
 
+    /// Bytes per write: PIPE_BUF for a pipe or socket, where a longer write may interleave
+    /// with another process's; a regular file opened with O_APPEND takes a batch in one write.
+    private let writeLimit: Int
+
     init(fd: Int32) {
         self.fd = fd
+        var st = stat()
+        let regular = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+        writeLimit = regular ? Int.max : Int(PIPE_BUF)
         pthread_mutex_init(&lock, nil)
     }
 
@@ -56,7 +62,7 @@ final class AccessLog: @unchecked Sendable {
         pending.withUnsafeBytes { all in
             var start = 0
             while start < all.count {
-                var end = Swift.min(start + Int(PIPE_BUF), all.count)
+                var end = all.count - start > writeLimit ? start + writeLimit : all.count
                 if end < all.count {
                     // Back to the end of the last whole line, or on to the end of an over-long one.
                     var cut = end

@@ -302,3 +302,9 @@ let djangoConf: [GunicornSetting] = [
     #expect(options(.string("off")) == [])
     #expect(config(["--proxy-allow-from", "10.0.0.1", "app"])?.proxyAllowed == (try! TrustedProxies(parsing: "10.0.0.1")))
 }
+
+@Test func gunicornsPidfileFlagGetsAHint() {
+    #expect(failure(["-p", "/run/app.pid", "app"]) == "-p: expected a positive integer, got \"/run/app.pid\" (Gunicorn's -p FILE is --pid FILE here; -p is uWSGI's --processes)")
+    #expect(failure(["-w", "x", "app"]) == "-w: expected a positive integer, got \"x\"")
+    #expect(config(["-p", "3", "app"])?.processes == 3)
+}
