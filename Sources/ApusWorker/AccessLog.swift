@@ -8,9 +8,9 @@ import ApusSys
 /// One line per request in the common log format, buffered per loop iteration and written
 /// to stderr, or to `--access-logfile` (stdout for "-", else a file opened with O_APPEND that
 /// every worker appends to), in writes of whole lines: to a pipe, at most PIPE_BUF bytes a
-/// write (a longer line alone), so no line mixes with another process's. Lines are assembled from bytes: no `String` per request (and
-/// none of the standard library's string code in the worker, see docs/architecture.md,
-/// "Memory of a worker").
+/// write (a longer line alone), so no line mixes with another process's. Lines are
+/// assembled from bytes: no `String` per request (and none of the standard library's string
+/// code in the worker, see docs/architecture.md, "Memory of a worker").
 final class AccessLog: @unchecked Sendable {
     private var pending: [UInt8] = []
     private var lock = pthread_mutex_t()
@@ -18,7 +18,7 @@ final class AccessLog: @unchecked Sendable {
     /// "26/Nov/2026:22:10:01 +0000", rebuilt once a second.
     private var stamp: [UInt8] = []
 
-    /// Where the lines go; SIGUSR1 may swap the file under this number (`reopenAccessLog`).
+    /// Where the lines go; SIGUSR1 may swap the file under this number (Worker.swift).
     let fd: Int32
 
     /// Bytes per write: PIPE_BUF for a pipe or socket, where a longer write may interleave
