@@ -52,6 +52,18 @@ step "swift build -c release"
 if swift build -c release; then record "swift build -c release" ok
 else record "swift build -c release" FAILED; FAILED=1; fi
 
+# The wheel of that binary (a few seconds: strip and zip); Tests/integration/test_wheel.py
+# pip-installs it ($APUS_WHEEL) into fresh CPython 3.9 and 3.13 venvs.
+if [ $FAILED -eq 0 ]; then
+    step "scripts/wheel.sh"
+    if WHEEL=$(scripts/wheel.sh | tail -n 1) && [ -f "$WHEEL" ]; then
+        export APUS_WHEEL="$WHEEL"
+        record "scripts/wheel.sh" "ok ($(basename "$WHEEL"))"
+    else
+        record "scripts/wheel.sh" FAILED; FAILED=1
+    fi
+fi
+
 if [ $FAILED -eq 0 ]; then
     step "swift test"
     if swift test; then record "swift test" ok

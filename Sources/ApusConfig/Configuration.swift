@@ -168,6 +168,14 @@ public struct Configuration: Equatable, Sendable {
     public var logLevel = LogLevel.info
     /// `--worker-class`: Gunicorn's sync or gthread (both are Apus's threaded worker).
     public var workerClass = WorkerClass.sync
+    /// `--daemonize`: detach from the terminal at start, logging to `logFile`.
+    public var daemonize = false
+    /// `--log-maxsize`: bytes after which the master renames the log file and reopens it (0: never).
+    public var logMaxSize = 0
+    /// `--log-4xx`, `--log-5xx`, ...: requests logged even with the access log off.
+    public var accessLogAlso = AccessLogAlso()
+    /// `--attach-daemon`: shell commands the master runs and respawns.
+    public var attachDaemons: [String] = []
     /// `--subscribe-to`: routers this instance announces its uwsgi socket to (addresses resolved).
     public var subscriptions: [Subscription] = []
     /// `--subscribe-freq`: seconds between two announcements.
@@ -200,4 +208,29 @@ public enum WorkerClass: String, Sendable {
 /// `--access-logfile -`: the access log on stdout.
 public enum AccessLogDestination {
     public static let stdout = "-"
+}
+
+/// uWSGI's conditional request logging: with the access log off (`--disable-logging`), a
+/// request is still logged when any of these holds.
+public struct AccessLogAlso: Equatable, Sendable {
+    /// `--log-4xx`, `--log-5xx`: the status is 400-499, 500-599.
+    public var status4xx = false
+    public var status5xx = false
+    /// `--log-zero`: no body bytes were sent.
+    public var zeroBody = false
+    /// `--log-slow`: the request took at least this many milliseconds (0: off).
+    public var slowMilliseconds = 0
+    /// `--log-big`: the body sent was at least this many bytes (0: off).
+    public var bigBytes = 0
+
+    public init() {}
+
+    public var isEmpty: Bool { self == AccessLogAlso() }
+
+    /// Whether a request the access log would otherwise skip is logged.
+    public func wants(status: Int, bodyBytes: Int, seconds: Double) -> Bool {
+        (status4xx && (400...499).contains(status)) || (status5xx && (500...599).contains(status))
+            || (zeroBody && bodyBytes == 0) || (slowMilliseconds > 0 && seconds * 1000 >= Double(slowMilliseconds))
+            || (bigBytes > 0 && bodyBytes >= bigBytes)
+    }
 }

@@ -170,7 +170,7 @@ func shellQuoted(_ word: String) -> String {
 private let gunicornWithoutCounterpart: [String: String] = [
     "reload": "Apus has no code reloader: use --touch-reload FILE, or a chain reload (echo c > --master-fifo) after a deploy; see docs/reloading.md",
     "reload_extra_files": "Apus has no code reloader: --touch-reload FILE watches one file",
-    "daemon": "Apus stays in the foreground: run it under systemd, Docker or another supervisor",
+    "daemon": "Gunicorn's daemon takes no log file; Apus's --daemonize LOGFILE (uWSGI's) does: add it by hand, or run Apus in the foreground under systemd or Docker",
     "certfile": "Apus does not terminate TLS: put nginx or a load balancer in front",
     "keyfile": "Apus does not terminate TLS: put nginx or a load balancer in front",
     "worker_tmp_dir": "Apus's master watches its workers without a heartbeat file",

@@ -111,8 +111,7 @@ public func optionsMarkdown() -> String {
     out.append("")
     out.append("uWSGI style: the `[uwsgi]` and `[apus]` sections are read and others ignored; `key = value` lines where the key is any long option name or alias without dashes (`_` may replace `-`); repeating a key of a repeatable option adds a value; lines starting with `#` or `;` are comments.")
     out.append("")
-    out.append("These uWSGI keys are accepted with a warning because they have no effect in Apus: " +
-               ignoredUWSGIKeys.map { "`\($0)`" }.joined(separator: ", ") + ". Any other unknown key is an error.")
+    out.append("uWSGI options that have no effect in Apus are accepted, in ini files and on the command line, with a warning that says why; a few whose silent absence would change what clients get are refused with an error. Both are listed under \"\(OptionSection.uwsgi.rawValue)\" below. Any other unknown key is an error.")
     let specs = OptionSpec.all
     for section in OptionSection.allCases {
         out.append("")
@@ -134,9 +133,12 @@ public func optionsMarkdown() -> String {
                 envCell += sep == "," ? " (comma-separated)" : " (`\(sep)`-separated)"
             }
             var notes = spec.help
+            if case .refused? = spec.note { notes = "Refused: " + notes }
             if !spec.sources.contains(.iniFile) { notes += " Not in ini files." }
             out.append("| `\(main)` | \(alsoCell) | \(envCell) | \(cell(spec.defaultText ?? "")) | \(cell(notes)) |")
         }
     }
+    out.append("")
+    out += uwsgiSurveyMarkdown()
     return out.joined(separator: "\n") + "\n"
 }

@@ -32,6 +32,7 @@ public enum OptionSection: String, CaseIterable, Sendable {
     case subscriptions = "Subscriptions and the router"
     case logging = "Logging"
     case general = "Configuration and information"
+    case uwsgi = "uWSGI options without effect or refused"
 }
 
 /// Which commands take an option: the server (`apus ...`), the router (`apus router ...`).
@@ -81,9 +82,11 @@ public struct OptionSpec {
     public let environmentSeparator: Character?
     /// The commands that take it; `.server` unless the declaration says `router` or `routerOnly`.
     public var commands: OptionCommands = .server
+    /// A uWSGI option Apus takes without effect, or refuses, and why (nil: a working option).
+    public var note: UWSGINote?
 
     /// Options that choose what the run does rather than set a value of the server.
-    enum Action { case help, version, ini, check, fromGunicorn }
+    enum Action { case help, version, ini, check, printConfig, fromGunicorn }
     let action: Action?
     /// Validates one raw value and applies it to the draft configuration.
     let set: Setter
@@ -114,14 +117,19 @@ enum BindDefaults {
     static let portBindHost = "0.0.0.0"
 }
 
-/// Keys uWSGI users commonly put in ini files that have no effect in Apus (it always runs a
-/// master, cleans up its sockets, dies on SIGTERM, ...). They are accepted with a warning;
-/// any other unknown key is an error.
-public let ignoredUWSGIKeys: [String] = [
-    "master", "vacuum", "die-on-term", "enable-threads", "single-interpreter", "strict",
-    "need-app", "auto-procname", "procname-prefix", "procname-prefix-spaced", "thunder-lock",
-    "plugin", "plugins", "no-orphans", "memory-report",
-]
+/// Why a uWSGI option does nothing in Apus, or why it stops Apus. Either way one line says so.
+public enum UWSGINote: Equatable, Sendable {
+    /// Accepted; the reason is logged as a warning at start.
+    case noEffect(String)
+    /// An error before anything starts: ignoring it would change what the server does.
+    case refused(String)
+
+    public var text: String {
+        switch self {
+        case let .noEffect(t), let .refused(t): t
+        }
+    }
+}
 
 extension OptionSpec {
     /// The table. Order within a section is the order of `--help` and the docs.
@@ -281,6 +289,13 @@ extension OptionSpec {
             .duration("cheaper-idle", allowZero: false, section: .supervision,
                       help: "With --cheaper: seconds the workers must have had more than they needed before one is retired.",
                       into: \.config.cheaperIdle),
+            .list("attach-daemon", valueName: "COMMAND", section: .supervision, separator: "\n",
+                  help: "Run this shell command (/bin/sh -c) next to the workers, e.g. a celery worker; it must stay in the foreground. The master starts it in its own process group with stdin from /dev/null, restarts it when it exits (after a pause of up to 300 s when it keeps exiting within 3 s), keeps it across reloads, and at shutdown sends its group SIGTERM, then SIGKILL after --reload-mercy; it is killed if the master dies. Repeatable.",
+                  element: { raw, ctx throws(ConfigError) in
+                      guard !trimmed(raw[...]).isEmpty, !raw.contains("\0") else { throw ctx.fail("expected a command, got \(quoted(raw))") }
+                      return raw
+                  },
+                  into: \.config.attachDaemons),
 
             // MARK: Privileges
             .custom("uid", aliases: ["user"], short: ["u"], kind: .string, valueName: "USER", section: .privileges,
@@ -369,7 +384,7 @@ extension OptionSpec {
 
             // MARK: Reloading and control
             .file("master-fifo", valueName: "PATH", section: .reloading,
-                  help: "Create a FIFO that takes uWSGI's one-letter commands: r graceful reload, w worker reload, c chain reload, q graceful stop, Q immediate stop, + one worker more, - one worker less, s stats to the log.",
+                  help: "Create a FIFO that takes uWSGI's one-letter commands: r graceful reload, w worker reload, c chain reload, q graceful stop, Q immediate stop, + one worker more, - one worker less, s stats to the log, l reopen the log file.",
                   into: \.config.masterFIFO),
             .file("touch-reload", valueName: "FILE", section: .reloading,
                   help: "Graceful reload (configuration re-read) when this file's modification time changes.",
@@ -449,11 +464,43 @@ extension OptionSpec {
             .flag("access-log", negations: ["no-access-log", "disable-logging"], section: .logging,
                   help: "Log one line per request (--no-access-log or uWSGI's --disable-logging turn it off).",
                   into: \.config.accessLog),
+            .custom("daemonize", aliases: ["daemonize2"], short: ["d"], kind: .path, valueName: "LOGFILE", section: .logging,
+                    help: "Detach from the terminal at start (the master forks, starts a new session, and --pidfile holds the detached master's pid) and append the log to LOGFILE unless --log-file names another file. Errors found later than the options, such as an application that does not import, are then only in the log.") {
+                d, raw, ctx throws(ConfigError) in
+                guard !raw.isEmpty, !raw.contains("\0") else { throw ctx.fail("expected a log file name, got \(quoted(raw))") }
+                d.config.daemonize = true
+                d.daemonizeLog = raw
+            },
+            .custom("logger", kind: .string, valueName: "file:PATH", section: .logging,
+                    help: "uWSGI's logger: file:PATH (or file:logfile=PATH[,maxsize=BYTES]) is --log-file PATH [--log-maxsize BYTES]; stdio is stderr, the default. Other loggers (syslog, socket, ...) are refused: let journald, Docker or syslog's own agent read stderr or the file.") {
+                d, raw, ctx throws(ConfigError) in
+                let (file, maxSize) = try parseLogger(raw, ctx)
+                d.config.logFile = file
+                if let maxSize { d.config.logMaxSize = maxSize }
+            },
+            .size("log-maxsize", range: 0...Int.max, section: .logging,
+                  help: "With --log-file: when the file reaches this size the master renames it to FILE.TIMESTAMP (seconds since the epoch) and every process reopens FILE (0 = never). Checked once a second, so a file may pass the size by what one second logs.",
+                  into: \.config.logMaxSize),
+            .flag("log-4xx", section: .logging,
+                  help: "With the access log off, still log requests answered 400-499.",
+                  into: \.config.accessLogAlso.status4xx),
+            .flag("log-5xx", section: .logging,
+                  help: "With the access log off, still log requests answered 500-599.",
+                  into: \.config.accessLogAlso.status5xx),
+            .flag("log-zero", section: .logging,
+                  help: "With the access log off, still log requests answered without a body.",
+                  into: \.config.accessLogAlso.zeroBody),
+            .int("log-slow", range: 0...Int(Int32.max), section: .logging,
+                 help: "With the access log off, still log requests that took at least this many milliseconds in the app (0 = off).",
+                 into: \.config.accessLogAlso.slowMilliseconds),
+            .size("log-big", range: 0...Int.max, section: .logging,
+                  help: "With the access log off, still log requests whose response body was at least this many bytes (0 = off).",
+                  into: \.config.accessLogAlso.bigBytes),
 
             // MARK: Configuration and information
             .custom("ini", kind: .list, valueName: "FILE", section: .general, separator: ",",
                     sources: [.commandLine, .environment], action: .ini,
-                    help: "Read settings from a uWSGI-style ini file ([uwsgi] and [apus] sections); repeatable.") {
+                    help: "Read settings from a uWSGI-style ini file ([uwsgi] and [apus] sections; FILE:SECTION reads that section): see docs/configuration.md; repeatable. apus FILE.ini is the same as --ini FILE.ini.") {
                 _, _, _ throws(ConfigError) in
                 // Read by the resolver before any other setting is applied.
             }.router,
@@ -473,12 +520,56 @@ extension OptionSpec {
                 d, raw, ctx throws(ConfigError) in
                 d.config.check = try parseBool(raw, ctx) != ctx.negated
             },
+            .custom("print-config", kind: .flag, valueName: "", section: .general, sources: .commandLine, action: .printConfig,
+                    help: "Print every option's effective value and where it came from (default, file:line of an ini file, APUS_* variable, flag, application argument), then exit 0 without starting anything; a bad option is reported as at start.") {
+                _, raw, ctx throws(ConfigError) in
+                _ = try parseBool(raw, ctx)
+            }.router,
             .custom("help", short: ["h"], kind: .flag, valueName: "", section: .general,
                     sources: .commandLine, action: .help,
                     help: "Show this help and exit.") { _, _, _ throws(ConfigError) in }.router,
             .custom("version", short: ["V"], kind: .flag, valueName: "", section: .general,
                     sources: .commandLine, action: .version,
                     help: "Show the version and exit.") { _, _, _ throws(ConfigError) in }.router,
+
+            // MARK: uWSGI options without effect or refused
+            .noEffect("master", note: "Apus always runs a master process that supervises the workers."),
+            .noEffect("vacuum", note: "Apus always removes the unix sockets, pidfile and master FIFO it created when it stops."),
+            .noEffect("die-on-term", note: "SIGTERM always stops Apus gracefully (accepted and queued requests are answered); SIGHUP reloads."),
+            .noEffect("enable-threads", note: "Threads started by the app always run: a worker releases the GIL whenever it waits."),
+            .noEffect("single-interpreter", note: "Each Apus worker runs one Python interpreter; there are no sub-interpreters."),
+            .noEffect("strict", note: "Apus is always strict: an unknown option or ini key is an error naming it."),
+            .noEffect("need-app", note: "Apus always exits (status 4) when the application cannot be imported at start."),
+            .noEffect("thunder-lock", note: "Apus workers share no accept lock: each waits on the sockets with EPOLLEXCLUSIVE, which wakes one worker per connection."),
+            .noEffect("plugins", aliases: ["plugin"], takesValue: true, note: "The Python WSGI support is built into Apus; there are no plugins to load."),
+            .noEffect("no-orphans", note: "Apus workers always get SIGTERM when the master dies."),
+            .noEffect("memory-report", note: "Apus does not log memory per request; --reload-on-rss and --evil-reload-on-rss watch each worker's memory."),
+            .noEffect("ignore-sigpipe", note: "SIGPIPE is ignored in every Apus process; a client that went away is never reported."),
+            .noEffect("ignore-write-errors", note: "Apus does not log writes to a client that went away."),
+            .noEffect("disable-write-exception", note: "Apus stops iterating a response quietly when its client went away; only the write() callable raises OSError then, as the app must stop."),
+            .noEffect("offload-threads", takesValue: true, note: "Apus has no offload threads: each worker's event loop writes responses (wsgi.file_wrapper files with sendfile) without holding an app thread."),
+            .noEffect("log-date", note: "Apus's own log lines always start with the UTC date and time, and access lines carry it in the common log format; a strftime format cannot be chosen."),
+            .noEffect("log-master", note: "Apus's processes write each log line with one write() to the same stderr or log file, so lines never interleave; there is no log pipe through the master."),
+            .noEffect("manage-script-name", note: "--mount PREFIX always moves PREFIX from PATH_INFO to SCRIPT_NAME."),
+            .noEffect("http-timeout", takesValue: true, note: "Apus has no HTTP router process between the client and the workers, so nothing cuts a slow response; slow clients: --header-timeout and --body-timeout; slow apps: --harakiri."),
+            .noEffect("socket-timeout", takesValue: true, note: "Apus bounds a whole request head (--header-timeout) and body (--body-timeout) rather than each read, and closes a client that stops reading its response for 30 s."),
+            .noEffect("auto-procname", note: "Apus names its processes' main threads (worker N) but does not rewrite process titles yet; that is planned."),
+            .noEffect("procname-prefix", aliases: ["procname-prefix-spaced"], takesValue: true,
+                      note: "Apus does not rewrite process titles yet; that is planned."),
+            .noEffect("stats", aliases: ["stats-server"], takesValue: true, note: "The stats server is planned; for now the master FIFO's s command logs the workers' state."),
+            .noEffect("log-format", aliases: ["logformat"], takesValue: true, note: "The access log is in the common log format; custom formats are planned."),
+            .custom("hook-master-start", kind: .string, valueName: "ACTION", section: .uwsgi,
+                    sources: [.commandLine, .iniFile], help: "unix_signal:15 gracefully_kill_them_all is accepted without effect; any other hook is refused.") {
+                d, raw, ctx throws(ConfigError) in
+                guard raw.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ") == "unix_signal:15 gracefully_kill_them_all" else {
+                    throw ctx.fail("not supported in Apus (only unix_signal:15 gracefully_kill_them_all is accepted, and has no effect); run a command before Apus starts, or next to it with --attach-daemon")
+                }
+                d.config.warnings.append("\(ctx.origin): has no effect in Apus: SIGTERM always stops Apus gracefully.")
+            }.noted(.noEffect("SIGTERM always stops Apus gracefully, which is what unix_signal:15 gracefully_kill_them_all asks for; any other hook is refused.")),
+            .refused("route", aliases: ["route-host", "route-uri", "route-if", "route-run"],
+                     reason: "uWSGI's internal routing is not in Apus, and ignoring a rule would change what clients get: do redirects, rewrites and access rules in the proxy in front (nginx) or in the app."),
+            .refused("smart-attach-daemon", aliases: ["smart-attach-daemon2"],
+                     reason: "Apus does not watch daemons through a pidfile: run the command in the foreground with --attach-daemon, or under systemd."),
         ]
     }
 }
@@ -486,6 +577,26 @@ extension OptionSpec {
 // MARK: - Builders: each kind brings its parser and validator.
 
 extension OptionSpec {
+    /// A uWSGI option accepted without effect: `note` says why, as a warning at start.
+    static func noEffect(_ name: String, aliases: [String] = [], takesValue: Bool = false, note: String) -> OptionSpec {
+        .custom(name, aliases: aliases, kind: takesValue ? .string : .flag, valueName: takesValue ? "VALUE" : "",
+                section: .uwsgi, sources: [.commandLine, .iniFile], help: note) {
+            d, _, ctx throws(ConfigError) in
+            d.config.warnings.append("\(ctx.origin): has no effect in Apus: \(note)")
+        }.noted(.noEffect(note))
+    }
+
+    /// A uWSGI option refused with an error that says why and what to do instead.
+    static func refused(_ name: String, aliases: [String] = [], reason: String) -> OptionSpec {
+        .custom(name, aliases: aliases, kind: .string, valueName: "VALUE", section: .uwsgi,
+                sources: [.commandLine, .iniFile], help: reason) {
+            _, _, ctx throws(ConfigError) in
+            throw ctx.fail("not supported in Apus: \(reason)")
+        }.noted(.refused(reason))
+    }
+
+    func noted(_ note: UWSGINote) -> OptionSpec { var s = self; s.note = note; return s }
+
     static func custom(_ name: String, aliases: [String] = [], short: [Character] = [],
                        negations: [String] = [], kind: OptionKind, valueName: String,
                        defaultText: String? = nil, section: OptionSection, separator: Character? = nil,

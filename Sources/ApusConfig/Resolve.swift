@@ -19,6 +19,8 @@ public enum Command: Equatable, Sendable {
     /// `apus --from-gunicorn FILE`: translate a gunicorn.conf.py (with the --python or --venv
     /// given, to find the python3 that parses it).
     case fromGunicorn(file: String, python: String?, venv: String?)
+    /// `--print-config`: every effective value and where it came from, as text to print.
+    case printConfig(String)
 }
 
 /// A configuration mistake, as one line naming the option (or file and line) and what is wrong.
@@ -98,6 +100,10 @@ struct Draft {
     var sockets: [Bind] = []
     /// `--fd N`: HTTP on an inherited listening socket.
     var fds: [Bind] = []
+    /// The values applied, per option (for `--print-config`).
+    var applied = AppliedValues()
+    /// `--daemonize LOGFILE`: the log file unless `--log-file` names one.
+    var daemonizeLog: String?
 
     mutating func setApp(_ new: AppChoice) throws(ConfigError) {
         if let old = app, old.layer == new.layer, old.option != new.option, !old.sameApp(as: new) {
@@ -167,17 +173,18 @@ struct Entry {
 /// Resolves `arguments` (without argv[0]), the process environment and any ini files into a Command.
 /// `inherited`: the sockets systemd passed (`SocketActivation.parse`, read once at start).
 /// `handed`: the sockets a zerg server handed over (`--zerg`), taken once at start.
+/// `host`: what ini magic variables such as `%k` show (default: this machine).
 /// `router` as the first argument resolves `apus router`'s options instead (a module named
 /// `router` is then given as `--module router`).
 public func resolveCommand(arguments: [String], environment: [String: String],
                            fileSystem: any FileSystem, inherited: [InheritedSocket] = [],
-                           handed: [Int32] = []) throws(ConfigError) -> Command {
+                           handed: [Int32] = [], host: IniHost? = nil) throws(ConfigError) -> Command {
     let isRouter = arguments.first == "router"
     let arguments = isRouter ? Array(arguments.dropFirst()) : arguments
     let index = OptionIndex(for: isRouter ? .router : .server)
 
     // 1. The command line (also decides --help and --version).
-    let cli: ParsedCommandLine
+    var cli: ParsedCommandLine
     switch try parseCommandLine(arguments, index, router: isRouter) {
     case .help: return .help(helpText())
     case .version: return .version
@@ -194,26 +201,28 @@ public func resolveCommand(arguments: [String], environment: [String: String],
     let env = environmentEntries(environment, index)
     let cmdArgs = try commandArgumentEntries(environment, index, router: isRouter)
 
-    // 3. Ini files: --ini (or -c) on the command line replaces those of APUS_CMD_ARGS, which
-    // replace APUS_INI.
+    // 3. Ini files: --ini or -c on the command line (or `apus FILE.ini`) replaces those of
+    // APUS_CMD_ARGS, which replace APUS_INI.
+    if let positional = cli.positional, isIniArgument(positional, fileSystem),
+       let iniSpec = index.long["ini"]?.spec {
+        let entry = Entry(spec: iniSpec, raw: positional, origin: "the ini file argument", negated: false)
+        cli.entries.insert(entry, at: cli.positionalIndex)
+        cli.positional = nil
+    }
     let cliIni = cli.entries.filter { $0.spec.action == .ini }
     let cmdIni = cmdArgs.entries.filter { $0.spec.action == .ini }
     let iniSources = !cliIni.isEmpty ? cliIni : !cmdIni.isEmpty ? cmdIni : env.filter { $0.spec.action == .ini }
-    var iniEntries: [Entry] = []
-    var warnings: [String] = []
     for source in iniSources where source.spec.name == "config" && !source.raw.hasSuffix(".ini") {
         throw ConfigError("\(source.origin): \(quoted(source.raw)) is not an ini file; a gunicorn.conf.py is Python, which Apus does not run: translate it once with apus --from-gunicorn FILE")
     }
+    var ini = IniReader(fileSystem: fileSystem, environment: environment, host: host ?? .current(), index: index)
+    for source in iniSources {
+        try ini.read(source.raw, origin: source.origin)
+    }
+    let (iniEntries, iniWarnings) = try ini.entries()
+    var warnings = iniWarnings
     if iniSources.isEmpty, !isRouter, fileSystem.isFile("gunicorn.conf.py") {
         warnings.append("./gunicorn.conf.py is not read by Apus (Gunicorn would run it): apus --from-gunicorn gunicorn.conf.py prints the equivalent options")
-    }
-    for source in iniSources {
-        guard !source.raw.isEmpty, let text = fileSystem.read(source.raw) else {
-            throw ConfigError("\(source.origin): cannot read ini file \(quoted(source.raw))")
-        }
-        let parsed = try parseIni(text, file: source.raw, index)
-        iniEntries += parsed.entries
-        warnings += parsed.warnings
     }
 
     // 4. Apply the layers in increasing precedence.
@@ -229,23 +238,33 @@ public func resolveCommand(arguments: [String], environment: [String: String],
             _ = try parseAppSpec(app, ctx)
             try draft.setApp(AppChoice(kind: .module, value: app, option: "positional", layer: layer,
                                        origin: layer == .commandLine ? "the application argument" : "the application in \(commandArgumentsVariable)"))
+            draft.applied.record(Entry(spec: index.long["module"]!.spec, raw: app, origin: origin,
+                                       negated: false), layer: layer, first: true)
         }
         var seen = Set<String>()
         for entry in entries {
-            let ctx = SetContext(origin: entry.origin, layer: layer, firstInLayer: seen.insert(entry.spec.name).inserted,
+            let first = seen.insert(entry.spec.name).inserted
+            let ctx = SetContext(origin: entry.origin, layer: layer, firstInLayer: first,
                                  negated: entry.negated, fileSystem: fileSystem)
             do throws(ConfigError) {
                 try entry.spec.set(&draft, entry.raw, ctx)
             } catch {
                 throw withGunicornHint(error, entry)
             }
+            draft.applied.record(entry, layer: layer, first: first)
         }
     }
     draft.config.configFiles = iniSources.map(\.raw)
-    draft.config.warnings = warnings
-    if isRouter { return .router(try finishRouter(draft, environment: environment)) }
-    return .run(try finish(draft, environment: environment, fileSystem: fileSystem, inherited: inherited,
-                           handed: handed))
+    draft.config.warnings = warnings + draft.config.warnings
+    if let log = draft.daemonizeLog, draft.config.logFile == nil { draft.config.logFile = log }
+    let printing = cli.entries.contains { $0.spec.action == .printConfig }
+    let config = isRouter
+        ? try finishRouter(draft, environment: environment)
+        : try finish(draft, environment: environment, fileSystem: fileSystem, inherited: inherited, handed: handed)
+    if printing {
+        return .printConfig(describeConfiguration(draft.applied, config, index: index, environment: environment))
+    }
+    return isRouter ? .router(config) : .run(config)
 }
 
 /// Settles what depends on several options: the application and the binds.
@@ -259,6 +278,8 @@ func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileS
         }
         if !config.zerg.isEmpty { throw ConfigError("--zerg-server: cannot also attach to a zerg server (--zerg)") }
         if config.reusePort { throw ConfigError("--zerg-server: --reuse-port has no use here (the zerg server's sockets listen at once)") }
+        if !config.attachDaemons.isEmpty { throw ConfigError("--zerg-server: --attach-daemon runs next to workers, and a zerg server has none") }
+        if config.logMaxSize > 0 { throw ConfigError("--zerg-server: --log-maxsize is not supported here (SIGUSR1 reopens --log-file)") }
         config.binds = try settleBinds(draft, config, environment: environment, inherited: inherited, handed: [])
         return config
     }
@@ -295,6 +316,9 @@ func finish(_ draft: Draft, environment: [String: String], fileSystem: any FileS
         config.app.wsgiFile = app.value
     }
     config.app.callable = callable
+    if config.logMaxSize > 0 && config.logFile == nil {
+        throw ConfigError("--log-maxsize: needs a log file to rotate (--log-file, --daemonize or --logger file:PATH)")
+    }
 
     if config.cheaper > 0 && config.cheaper >= config.processes {
         throw ConfigError("--cheaper \(config.cheaper): must be less than --processes (\(config.processes)), the most workers it may add up to")
@@ -366,6 +390,8 @@ func finishRouter(_ draft: Draft, environment: [String: String]) throws(ConfigEr
 struct ParsedCommandLine {
     var entries: [Entry] = []
     var positional: String?
+    /// How many entries came before the positional argument.
+    var positionalIndex = 0
 }
 
 enum CommandLineResult {
@@ -384,6 +410,7 @@ func parseCommandLine(_ arguments: [String], _ index: OptionIndex, router: Bool 
             throw ConfigError("unexpected argument \(quoted(arg)): the application is already given as \(quoted(first))")
         }
         result.positional = arg
+        result.positionalIndex = result.entries.count
     }
 
     /// The next argument as the value of `spelling`, unless it is missing or looks like an option.
@@ -497,49 +524,4 @@ func environmentEntries(_ environment: [String: String], _ index: OptionIndex) -
         entries += values.map { Entry(spec: spec, raw: $0, origin: variable, negated: false) }
     }
     return entries
-}
-
-// MARK: - Ini files
-
-/// uWSGI-style ini: `[uwsgi]` and `[apus]` sections, `key = value`, `#` and `;` comment lines.
-func parseIni(_ text: String, file: String, _ index: OptionIndex) throws(ConfigError) -> (entries: [Entry], warnings: [String]) {
-    var entries: [Entry] = []
-    var warnings: [String] = []
-    var section: String?
-    var lineNumber = 0
-    for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
-        lineNumber += 1
-        let line = trimmed(rawLine)
-        let place = "\(file):\(lineNumber)"
-        if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
-        if line.hasPrefix("[") {
-            guard line.hasSuffix("]"), line.count > 2 else {
-                throw ConfigError("\(place): malformed section header \(quoted(line))")
-            }
-            section = trimmed(line.dropFirst().dropLast()).lowercased()
-            continue
-        }
-        guard let section else {
-            throw ConfigError("\(place): \(quoted(line)) is outside any section (start the file with [apus] or [uwsgi])")
-        }
-        guard section == "uwsgi" || section == "apus" else { continue }
-        guard let eq = line.firstIndex(of: "=") else {
-            throw ConfigError("\(place): expected KEY = VALUE, got \(quoted(line))")
-        }
-        let key = trimmed(line[..<eq])
-        let value = trimmed(line[line.index(after: eq)...])
-        let name = String(key.lowercased().map { $0 == "_" ? "-" : $0 })
-        guard let found = index.long[name] else {
-            if ignoredUWSGIKeys.contains(name) {
-                warnings.append("\(place): \(quoted(key)) has no effect in Apus; ignored")
-                continue
-            }
-            throw ConfigError("\(place): unknown key \(quoted(key))" + index.suggestion(for: name, prefix: ""))
-        }
-        guard found.spec.sources.contains(.iniFile) else {
-            throw ConfigError("\(place): \(quoted(key)) cannot be set in an ini file")
-        }
-        entries.append(Entry(spec: found.spec, raw: value, origin: "\(place): \(key)", negated: found.negated))
-    }
-    return (entries, warnings)
 }

@@ -39,7 +39,10 @@ func trimmed(_ s: Substring) -> String {
 
 // MARK: Booleans and numbers
 
+/// In ini files a flag is on unless its value is false, off, no or 0 (an empty value, or
+/// any other, turns it on), as uWSGI reads them; elsewhere the value must be one of the spellings.
 func parseBool(_ raw: String, _ ctx: SetContext) throws(ConfigError) -> Bool {
+    if ctx.layer == .iniFile { return !["false", "off", "no", "0"].contains(raw.lowercased()) }
     switch raw.lowercased() {
     case "true", "1", "yes", "on": return true
     case "false", "0", "no", "off": return false
@@ -253,3 +256,32 @@ func parseMount(_ raw: String, _ ctx: SetContext) throws(ConfigError) -> (prefix
     return (scriptName, AppChoice(kind: .module, value: app, option: "mount", layer: ctx.layer, origin: ctx.origin))
 }
 
+
+/// uWSGI's `--logger`: `file:PATH`, `file:logfile=PATH[,maxsize=BYTES]` (a log file and its
+/// rotation size) or `stdio` (stderr, nil); any other logger is refused.
+func parseLogger(_ raw: String, _ ctx: SetContext) throws(ConfigError) -> (file: String?, maxSize: Int?) {
+    let value = trimmed(raw[...])
+    if value == "stdio" || value == "stdio:" { return (nil, nil) }
+    guard value.hasPrefix("file:") else {
+        let kind = value.split(separator: ":", maxSplits: 1).first.map(String.init) ?? value
+        throw ctx.fail("the \(quoted(kind)) logger is not supported in Apus (only file:PATH and stdio): let journald, Docker or syslog's own agent read stderr or a --log-file")
+    }
+    let rest = String(value.dropFirst("file:".count))
+    guard rest.hasPrefix("logfile=") else {
+        guard !rest.isEmpty, !rest.contains("\0") else { throw ctx.fail("expected file:PATH, got \(quoted(raw))") }
+        return (rest, nil)
+    }
+    var file: String?
+    var maxSize: Int?
+    for item in rest.split(separator: ",") {
+        let pair = item.split(separator: "=", maxSplits: 1)
+        guard pair.count == 2 else { throw ctx.fail("expected KEY=VALUE in \(quoted(raw)), got \(quoted(String(item)))") }
+        switch pair[0] {
+        case "logfile": file = String(pair[1])
+        case "maxsize": maxSize = try parseSize(String(pair[1]), range: 0...Int.max, ctx)
+        default: throw ctx.fail("unknown key \(quoted(String(pair[0]))) in \(quoted(raw)) (file: takes logfile and maxsize)")
+        }
+    }
+    guard let file, !file.contains("\0") else { throw ctx.fail("expected file:logfile=PATH, got \(quoted(raw))") }
+    return (file, maxSize)
+}

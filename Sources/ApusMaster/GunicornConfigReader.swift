@@ -63,7 +63,7 @@ for node in tree.body:
         guard access(file, R_OK) == 0 else { throw Failure(description: "--from-gunicorn: cannot read \(file)") }
         let program: String
         do {
-            program = try PythonDiscovery.interpreter(python: python, venv: venv)
+            program = try PythonDiscovery.interpreter(python.map { .interpreter($0) } ?? venv.map { .venv($0, besideBinary: false) } ?? .searchPath)
         } catch {
             throw Failure(description: "--from-gunicorn: \(error.description)")
         }

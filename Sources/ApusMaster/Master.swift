@@ -86,6 +86,12 @@ public final class Master {
     var cheaperSampledAt = 0.0
     /// `--max-worker-lifetime`, `--reload-on-rss`, `--evil-reload-on-rss` (MasterSupervision.swift).
     var recycleWatch = RecycleWatch(maxLifetime: 0, reloadOnRSSMiB: 0, evilReloadOnRSSMiB: 0)
+    /// `--attach-daemon` commands (MasterDaemons.swift), read at start, and when the ones
+    /// still running at shutdown get SIGKILL.
+    var daemons: [AttachedDaemon]
+    var daemonDeadline: Double?
+    /// `--log-maxsize`: when the log file's size was last looked at.
+    var logCheckedAt = 0.0
 
     /// - Parameters:
     ///   - inherited: set when this image was started by an upgrade in place.
@@ -105,6 +111,7 @@ public final class Master {
         plan = ReloadPlan(serving: 1)
         table = WorkerTable(desired: Self.initialWorkers(config))
         cheaper = Self.cheaperPolicy(config)
+        daemons = config.attachDaemons.map { AttachedDaemon(command: $0) }
     }
 
     /// The serving generation. It is never removed: a commit replaces it first.
@@ -141,6 +148,7 @@ public final class Master {
         } else {
             startGeneration(plan.serving)
         }
+        startDaemons()
 
         while true {
             waitForEvents(timeout: stopping || plan.isReloading ? 100 : 500)
@@ -151,12 +159,14 @@ public final class Master {
             carryOnUpgrade()
             let t = Sys.now()
             if stopping {
-                if table.isEmpty && !generations.values.contains(where: { $0.zygote.isRunning }) { break }
+                if table.isEmpty && !generations.values.contains(where: { $0.zygote.isRunning }) && !daemonsRunning { break }
                 enforceDeadlines(t)
+                enforceDaemonDeadline(t)
                 continue
             }
             if exitStatus != 0 { break }
             checkTouchFiles(t)
+            rotateLogIfFull(t)
             checkReloadTimeout(t)
             enforceDeadlines(t)
             superviseWorkers(t)
@@ -258,7 +268,7 @@ public final class Master {
         case SIGHUP: requestReload(.graceful, reason: "SIGHUP")
         case SIGTTIN: handleTTIN("SIGTTIN")
         case SIGTTOU: handleTTOU("SIGTTOU")
-        case SIGUSR1: handleUSR1()
+        case SIGUSR1: reopenLog("SIGUSR1")
         case SIGUSR2: requestUpgrade(reason: "SIGUSR2")
         default: break
         }
@@ -276,6 +286,7 @@ public final class Master {
         case UInt8(ascii: "+"): handleTTIN("FIFO +")
         case UInt8(ascii: "-"): handleTTOU("FIFO -")
         case UInt8(ascii: "s"): logStats()
+        case UInt8(ascii: "l"): reopenLog("FIFO l")
         case UInt8(ascii: "\n"), UInt8(ascii: "\r"), UInt8(ascii: " "): break
         default:
             let shown = command >= 32 && command < 127 ? "'\(Character(Unicode.Scalar(command)))'" : "byte \(command)"
@@ -316,17 +327,17 @@ public final class Master {
         Log.info("\(source): \(table.desired) workers")
     }
 
-    private func handleUSR1() {
+    private func reopenLog(_ source: String) {
         let accessFile = config.accessLogFile.flatMap { $0 == AccessLogDestination.stdout ? nil : $0 }
         guard config.logFile != nil || accessFile != nil else {
-            Log.info("SIGUSR1: logging to stderr, no log file to reopen")
+            Log.info("\(source): logging to stderr, no log file to reopen")
             return
         }
         if let file = config.logFile {
-            if let e = LogFile.reopen(file) { Log.error("SIGUSR1: cannot reopen \(file): \(Sys.describe(e))") }
-            else { Log.info("SIGUSR1: reopened \(file)") }
+            if let e = LogFile.reopen(file) { Log.error("\(source): cannot reopen \(file): \(Sys.describe(e))") }
+            else { Log.info("\(source): reopened \(file)") }
         }
-        if let file = accessFile { Log.info("SIGUSR1: the workers reopen \(file)") }
+        if let file = accessFile { Log.info("\(source): the workers reopen \(file)") }
         for pid in table.pids { deliver(SIGUSR1, to: pid) }
     }
 
@@ -398,6 +409,7 @@ public final class Master {
         for pid in table.stopAll(deadline: Sys.now() + config.shutdownTimeout) { deliver(SIGTERM, to: pid) }
         for g in generations.keys { stopZygote(of: g) }
         sockets = sockets.mapValues { _ in -1 }
+        stopDaemons(deadline: Sys.now() + config.reloadMercy)
     }
 
     private func stopNow() {
@@ -406,6 +418,7 @@ public final class Master {
         for pid in table.pids { deliver(SIGKILL, to: pid) }
         table.dropUnborn()
         for gen in generations.values where gen.zygote.isRunning { deliver(SIGKILL, to: gen.zygote.pid) }
+        stopDaemons(deadline: Sys.now())
     }
 
     /// The application cannot be imported at start: stop, giving the workers 5 s.

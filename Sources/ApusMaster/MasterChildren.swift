@@ -104,6 +104,7 @@ extension Master {
             let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
             let how = describeExit(status)
             if upgradeCheckExited(pid: pid, exitCode: exitCode, how: how) { continue }
+            if daemonExited(pid: pid, how: how) { continue }
             if let g = generations.first(where: { $0.value.zygote.pid == pid })?.key {
                 zygoteExited(g, exitCode: exitCode, how: how)
                 continue

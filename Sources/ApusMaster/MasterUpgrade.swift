@@ -151,6 +151,7 @@ extension Master {
         let cArgv = CStrings([relaunch.executable] + relaunch.arguments), cEnv = CStrings(env)
         Log.info("upgrade in place: the check passed; executing \(relaunch.executable) (pid \(getpid()) stays, \(state.workers.count) workers of generation \(plan.serving) adopted)")
         for fd in kept { _ = apus_set_cloexec(fd, 0) }
+        handOffDaemons()
         // Signals wait, pending, until the new image has its handlers (SignalQueue.install).
         _ = apus_block_all_signals()
         if chdir(relaunch.startDirectory) == 0 {

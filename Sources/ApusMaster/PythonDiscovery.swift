@@ -6,15 +6,15 @@ import ApusSys
 import CApusSys
 
 /// Finds the CPython to embed by asking the interpreter itself (a child process; the
-/// master never loads Python): `--python PATH`, else the venv's `bin/python`, else
-/// `python3` on PATH. The venv's `pyvenv.cfg` is what makes its site-packages importable.
+/// master never loads Python): the interpreter `PythonChoice` names, a venv's `bin/python`,
+/// or `python3` on PATH. The venv's `pyvenv.cfg` is what makes its site-packages importable.
 public enum PythonDiscovery {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
     }
 
-    public static func locate(python: String?, venv: String?) throws(Failure) -> PythonInstallation {
-        let program = try interpreter(python: python, venv: venv)
+    public static func locate(_ choice: PythonChoice) throws(Failure) -> PythonInstallation {
+        let program = try interpreter(choice)
         guard let out = run(program, ["-c", discoveryScript]) else {
             throw Failure(description: "cannot run \(program) to find its libpython")
         }
@@ -42,16 +42,21 @@ public enum PythonDiscovery {
     }
 
     /// The interpreter's path: `--python`, else the venv's `bin/python`, else python3 on PATH.
-    static func interpreter(python: String?, venv: String?) throws(Failure) -> String {
+    static func interpreter(_ choice: PythonChoice) throws(Failure) -> String {
         var program: String
-        if let python {
+        switch choice {
+        case let .interpreter(python):
             program = python
-        } else if let venv {
+        case let .venv(venv, besideBinary):
             let cfg = venv + "/pyvenv.cfg"
-            guard access(cfg, R_OK) == 0 else { throw Failure(description: "--venv: \(venv) has no pyvenv.cfg (not a virtual environment)") }
+            let label = besideBinary ? "the venv around the apus binary" : "--venv"
+            guard access(cfg, R_OK) == 0 else { throw Failure(description: "\(label): \(venv) has no pyvenv.cfg (not a virtual environment)") }
             program = venv + "/bin/python"
             if access(program, X_OK) != 0 { program = venv + "/bin/python3" }
-        } else {
+            if besideBinary, access(program, X_OK) != 0 {
+                throw Failure(description: "\(label): \(venv) has no bin/python; pass --venv DIR or --python PATH")
+            }
+        case .searchPath:
             guard let found = searchPath("python3") else {
                 throw Failure(description: "no python3 on PATH: pass --python PATH or --venv DIR")
             }

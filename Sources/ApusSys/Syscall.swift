@@ -89,6 +89,12 @@ public enum Sys {
         return call { Glibc.kill(pid, sig) }
     }
 
+    /// Signals every process of the group `pgid` (a child that called setsid leads one).
+    public static func killGroup(_ pgid: pid_t, _ sig: Int32) -> SysResult {
+        precondition(pgid > 1, "killpg(\(pgid)) would signal our own group or every process")
+        return call { Glibc.killpg(pgid, sig) }
+    }
+
     /// Writes `text` to stderr, for a message before exiting. The outcome is not looked at:
     /// a program that cannot write to stderr has nowhere left to report it.
     public static func writeStderr(_ text: String) {

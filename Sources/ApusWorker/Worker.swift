@@ -148,7 +148,7 @@ final class Worker {
                                       trustedProxies: config.trustedProxies)
         rules = Self.rules(config)
         trustedProxies = config.trustedProxies
-        accessLog = config.accessLog ? AccessLog(fd: openAccessLog(config.accessLogFile)) : nil
+        accessLog = config.accessLog || !config.accessLogAlso.isEmpty ? AccessLog(fd: openAccessLog(config.accessLogFile)) : nil
         maxConnections = config.maxConnections > 0 ? config.maxConnections : Self.derivedMaxConnections()
     }
 
@@ -270,7 +270,11 @@ final class Worker {
         // one, or one sent to the process group, is ignored.
         Sys.check("ignoring SIGTTIN") { apus_signal_ignore(SIGTTIN) }
         Sys.check("ignoring SIGTTOU") { apus_signal_ignore(SIGTTOU) }
-        if let file = config.logFile { logFilePath = strdup(file) }
+        if let file = config.logFile {
+            logFilePath = strdup(file)
+            // The zygote's stderr may be a file --log-maxsize or logrotate has moved since.
+            handleReopenLog(SIGUSR1)
+        }
         if logFilePath != nil || accessLogPath != nil {
             Sys.check("installing the SIGUSR1 handler") { apus_signal(SIGUSR1, handleReopenLog) }
         } else {

@@ -81,16 +81,25 @@ func adoptInheritedSockets(_ config: Configuration) throws(ListenSocket.Failure)
     }
 }
 
+/// The binary's paths, taken once at start (before --chdir): as it was started, then as
+/// /proc/self/exe names it. Without --python or --venv, a venv around either is used.
+let binaryPaths = [executablePath(from: currentDirectory()), selfExecutable()].compactMap { $0 }
+
 /// The one start-up step, at start and at each graceful reload: from the options to what
 /// the master runs. Finds Python (--python and --venv are paths from where Apus was
-/// started, as the options' checks took them), enters --chdir (the app's directory) and
-/// logs the options' warnings.
+/// started, as the options' checks took them; else the venv around the binary), enters
+/// --chdir (the app's directory) and logs the options' warnings.
 func prepare(_ config: Configuration) -> Result<(Configuration, PythonInstallation), Master.ConfigurationFailure> {
     let python: PythonInstallation
+    let choice = PythonChoice.decide(python: config.python, venv: config.venv, executables: binaryPaths,
+                                     fileSystem: RealFileSystem())
     do {
-        python = try PythonDiscovery.locate(python: config.python, venv: config.venv)
+        python = try PythonDiscovery.locate(choice)
     } catch {
         return .failure(.init(error.description))
+    }
+    if case let .venv(dir, besideBinary: true) = choice {
+        Log.info("venv \(dir): the apus binary is in its bin/ (--venv or --python choose another)")
     }
     if let dir = config.chdir, case .failed = Sys.call({ chdir(dir) }) {
         return .failure(.init("--chdir: cannot enter \(dir)"))
@@ -226,9 +235,39 @@ func executablePath(from directory: String) -> String {
             return dir.hasPrefix("/") ? "\(dir)/\(argv0)" : "\(directory)/\(dir)/\(argv0)"
         }
     }
+    return selfExecutable() ?? argv0
+}
+
+/// /proc/self/exe: the binary's path with symbolic links followed (nil if unreadable).
+func selfExecutable() -> String? {
     var buf = [CChar](repeating: 0, count: 4096)
     let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-    return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : argv0
+    return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
+}
+
+/// `--daemonize`: uWSGI's detach. The log file is opened first (a bad path is one line on
+/// the terminal and status 1), then the process forks, the parent exits 0, the child starts a
+/// new session and forks again so it can never get a controlling terminal; stdin becomes
+/// /dev/null and stdout and stderr the log file. The umask is left as it is (--umask), unlike
+/// uWSGI's, which sets 0.
+func daemonize(logFile: String) {
+    let log = open(logFile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+    guard log >= 0 else { fail("--daemonize: cannot open \(logFile): \(Sys.describe(errno))", status: 1) }
+    let devNull = open("/dev/null", O_RDONLY)
+    guard devNull >= 0 else { fail("--daemonize: cannot open /dev/null: \(Sys.describe(errno))", status: 1) }
+    for round in 0..<2 {
+        switch fork() {
+        case -1: fail("--daemonize: fork: \(Sys.describe(errno))", status: 1)
+        case 0: break
+        default: _exit(0)
+        }
+        if round == 0 && setsid() < 0 { fail("--daemonize: setsid: \(Sys.describe(errno))", status: 1) }
+    }
+    _ = dup2(devNull, 0)
+    _ = dup2(log, 1)
+    _ = dup2(log, 2)
+    Sys.close(devNull)
+    Sys.close(log)
 }
 
 let inherited = takeUpgradeState()
@@ -254,6 +293,9 @@ case .version:
     exit(0)
 case let .fromGunicorn(file, python, venv):
     printGunicornTranslation(file: file, python: python, venv: venv)
+case let .printConfig(text):
+    print(text, terminator: "")
+    exit(0)
 case let .router(config):
     applyLogLevel(config)
     exit(runRouter(config))
@@ -261,7 +303,9 @@ case var .run(options):
     applyLogLevel(options)
     if let path = options.zergServer {
         // A zerg server has no application: resolving its options is the whole check.
-        exit(options.check ? 0 : ZergServer(config: options, path: path).run())
+        if options.check { exit(0) }
+        if options.daemonize { daemonize(logFile: options.logFile ?? "/dev/null") }
+        exit(ZergServer(config: options, path: path).run())
     }
     let privileges: PrivilegeDrop
     switch decidePrivileges(options) {
@@ -300,6 +344,8 @@ case var .run(options):
     case let .failure(problem): fail(problem.message, status: 2)
     }
     if config.check { WorkerEntry.check(config, python) }
+    // An upgraded image is already detached, and keeps the pid the pidfile holds.
+    if config.daemonize && inherited == nil { daemonize(logFile: config.logFile ?? "/dev/null") }
     let relaunch = Relaunch(executable: executablePath(from: startDirectory),
                             arguments: Array(CommandLine.arguments.dropFirst()), startDirectory: startDirectory,
                             environment: SocketActivation.environment(for: activatedSockets, pid: getpid())

@@ -99,8 +99,9 @@ func badValue(_ bad: BadValue) {
     #expect(failure(["--proceses", "2", "app"]) == "unknown option --proceses (did you mean --processes?)")
     #expect(failure(["--thread", "2", "app"]) == "unknown option --thread (did you mean --threads?)")
     #expect(failure(["--processes_count", "2", "app"]) == "unknown option --processes_count")
-    // uWSGI keys with no effect are only accepted in ini files.
-    #expect(failure(["--master", "app"]) == "unknown option --master")
+    // uWSGI keys with no effect are accepted on the command line too, with their note.
+    #expect(config(["--master", "app"])?.warnings.count == 1)
+    #expect(failure(["--mastr", "app"]) == "unknown option --mastr (did you mean --master?)")
     // Unknown APUS_* variables are not Apus's business (other parts of the server use some).
     #expect(config(["app"], env: ["APUS_FROBNICATE": "1"]) == baseline())
 }

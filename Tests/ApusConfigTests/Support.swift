@@ -24,8 +24,11 @@ struct FakeFileSystem: FileSystem {
 
 func resolve(_ arguments: [String], env: [String: String] = [:],
              fs: FakeFileSystem = .standard) throws(ConfigError) -> Command {
-    try resolveCommand(arguments: arguments, environment: env, fileSystem: fs)
+    try resolveCommand(arguments: arguments, environment: env, fileSystem: fs, host: testHost)
 }
+
+/// What ini magic variables see in tests: 4 cores, host web1, working directory /srv.
+let testHost = IniHost(cpus: 4, hostname: "web1", workingDirectory: "/srv")
 
 /// The configuration `arguments` resolve to; records an issue when they do not.
 func config(_ arguments: [String], env: [String: String] = [:], fs: FakeFileSystem = .standard,
