@@ -175,6 +175,13 @@ public struct Configuration: Equatable, Sendable {
     public var umask: UInt32?
     /// `--log-file`: where stderr goes (reopened on SIGUSR1).
     public var logFile: String?
+    /// `--access-logfile`: where the access lines go (nil: with the log on stderr;
+    /// `AccessLogDestination.stdout` for "-"; a file is reopened on SIGUSR1).
+    public var accessLogFile: String?
+    /// `--log-level`: the least severe of Apus's own log lines that is written.
+    public var logLevel = LogLevel.info
+    /// `--worker-class`: Gunicorn's sync or gthread (both are Apus's threaded worker).
+    public var workerClass = WorkerClass.sync
     /// `--daemonize`: detach from the terminal at start, logging to `logFile`.
     public var daemonize = false
     /// `--log-maxsize`: bytes after which the master renames the log file and reopens it (0: never).
@@ -204,6 +211,25 @@ public struct Configuration: Equatable, Sendable {
     public var givenOptions = GivenOptions()
 
     public init() {}
+}
+
+/// Severity of Apus's own log lines, least severe first (Gunicorn's --log-level names).
+public enum LogLevel: Int, Comparable, Sendable, CaseIterable {
+    case debug, info, warning, error, critical
+    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
+    public var name: String { String(describing: self) }
+}
+
+/// Gunicorn's worker classes Apus takes. Both run the app on `--threads` threads in each
+/// worker process: sync with the default of one thread, as Gunicorn's sync worker (which
+/// Gunicorn itself turns into gthread when --threads is above 1).
+public enum WorkerClass: String, Sendable {
+    case sync, gthread
+}
+
+/// `--access-logfile -`: the access log on stdout.
+public enum AccessLogDestination {
+    public static let stdout = "-"
 }
 
 /// uWSGI's conditional request logging: with the access log off (`--disable-logging`), a

@@ -4,11 +4,12 @@ let usageLines = [
     "apus [OPTIONS] MODULE[:CALLABLE]",
     "apus [OPTIONS] --wsgi-file FILE",
     "apus router --http ADDR --subscription-server ADDR [OPTIONS]",
+    "apus --from-gunicorn gunicorn.conf.py",
 ]
 
 let positionalHelp = "The application to serve, e.g. app.wsgi or hello:application (callable defaults to application, then app)."
 
-let precedenceText = "Settings come from, lowest precedence first: defaults, ini files (--ini or APUS_INI), APUS_* environment variables, the command line. Sizes are bytes with an optional k, m or g suffix; durations are seconds (fractions allowed)."
+let precedenceText = "Settings come from, lowest precedence first: defaults, ini files (--ini, -c or APUS_INI), APUS_* environment variables, APUS_CMD_ARGS (command-line arguments in one variable, split as a POSIX shell would, like Gunicorn's GUNICORN_CMD_ARGS), the command line. Sizes are bytes with an optional k, m or g suffix; durations are seconds (fractions allowed)."
 
 private func spellings(_ spec: OptionSpec) -> (main: String, also: [String], off: [String]) {
     let main = "--" + spec.name + (spec.takesValue ? " " + spec.valueName : "")

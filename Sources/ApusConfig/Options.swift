@@ -86,7 +86,7 @@ public struct OptionSpec {
     public var note: UWSGINote?
 
     /// Options that choose what the run does rather than set a value of the server.
-    enum Action { case help, version, ini, check, printConfig }
+    enum Action { case help, version, ini, check, printConfig, fromGunicorn }
     let action: Action?
     /// Validates one raw value and applies it to the draft configuration.
     let set: Setter
@@ -240,7 +240,7 @@ extension OptionSpec {
             .flag("proxy-protocol", section: .listening,
                   help: "HTTP listeners expect a PROXY protocol v1 or v2 header (HAProxy, cloud load balancers) before each connection's first request.",
                   into: \.config.proxyProtocol),
-            .addresses("proxy-allow-ips",
+            .addresses("proxy-allow-ips", aliases: ["proxy-allow-from"],
                        help: "Peers whose PROXY protocol header is believed (with --proxy-protocol): addresses, CIDRs and * (any), comma-separated; a connection from any other peer is refused. Unix-socket peers are always believed.",
                        into: \.config.proxyAllowed),
 
@@ -251,6 +251,11 @@ extension OptionSpec {
             .int("threads", range: 1...1024, section: .workers,
                  help: "Threads per worker process: up to N requests in the app at once. The thread that runs the loop runs the app too; another takes over while an app call waits (database, sleep, slow client).",
                  into: \.config.threads),
+            .custom("worker-class", short: ["k"], kind: .string, valueName: "CLASS", defaultText: "sync", section: .workers,
+                    help: "Gunicorn's worker class: sync or gthread, both Apus's worker with --threads threads (sync: 1 unless --threads says more). Gunicorn's async and ASGI classes (gevent, eventlet, tornado, uvicorn's) are refused with what to use instead.") {
+                d, raw, ctx throws(ConfigError) in
+                d.config.workerClass = try parseWorkerClass(raw, ctx)
+            },
             .flag("preload", aliases: ["preload-app"], negations: ["lazy-apps"], section: .workers,
                   help: "Import the application once, then fork the workers from that process (default: each worker imports it after the fork, as with uWSGI's --lazy-apps).",
                   into: \.config.preload),
@@ -329,15 +334,16 @@ extension OptionSpec {
                 d.config.python = raw
             },
             .directory("venv", aliases: ["home", "virtualenv"], short: ["H"], valueName: "DIR", section: .python,
-                       help: "Virtual environment to use (must be a directory; relative to where apus starts, not --chdir).",
+                       help: "Virtual environment to use (must be a directory; relative to where apus starts, not --chdir). Without it (and without --python), the venv whose bin/ holds the apus binary, as after pip install.",
                        into: \.config.venv),
-            .list("pythonpath", aliases: ["python-path"], valueName: "DIR", section: .python, separator: ":",
-                  help: "Add a directory to sys.path; repeatable.",
-                  element: { raw, ctx throws(ConfigError) in
-                      guard !raw.isEmpty else { throw ctx.fail("expected a directory, got \"\"") }
-                      return raw
-                  },
-                  into: \.config.pythonPath),
+            .custom("pythonpath", aliases: ["python-path"], kind: .list, valueName: "DIR[,DIR...]", section: .python, separator: ":",
+                    help: "Add directories to sys.path: one, or several separated by commas as Gunicorn takes them; repeatable.") {
+                d, raw, ctx throws(ConfigError) in
+                let dirs = raw.split(separator: ",", omittingEmptySubsequences: false).map { trimmed($0) }
+                guard !dirs.contains(where: \.isEmpty) else { throw ctx.fail("expected a directory, got \(quoted(raw))") }
+                if ctx.firstInLayer { d.config.pythonPath = [] }
+                d.config.pythonPath += dirs
+            },
             .flag("uwsgi-module", negations: ["no-uwsgi-module"], section: .python,
                   help: "Make the apus module (worker_id(), numproc, opt, reload(), chain_reload(), ...) importable as uwsgi too, so code written for uWSGI runs unchanged, unless a real uwsgi module is importable; --no-uwsgi-module leaves only import apus.",
                   into: \.config.uwsgiModule),
@@ -351,7 +357,7 @@ extension OptionSpec {
                 d, raw, ctx throws(ConfigError) in
                 d.config.autoreload = try parseBool(raw, ctx) != ctx.negated ? 1 : 0
             },
-            .custom("env", kind: .keyValue, valueName: "KEY=VALUE", section: .python, separator: ",",
+            .custom("env", short: ["e"], kind: .keyValue, valueName: "KEY=VALUE", section: .python, separator: ",",
                     help: "Set an environment variable for the application; repeatable.") {
                 d, raw, ctx throws(ConfigError) in
                 guard let eq = raw.firstIndex(of: "=") else {
@@ -407,7 +413,7 @@ extension OptionSpec {
             .file("touch-chain-reload", valueName: "FILE", section: .reloading,
                   help: "Chain reload (one worker at a time) when this file's modification time changes.",
                   into: \.config.touchChainReload),
-            .file("pidfile", valueName: "FILE", section: .reloading,
+            .file("pidfile", aliases: ["pid"], valueName: "FILE", section: .reloading,
                   help: "Write the master's pid to this file (removed at exit).",
                   into: \.config.pidfile).router,
             .custom("warmup", kind: .string, valueName: "PATH", section: .reloading,
@@ -456,9 +462,23 @@ extension OptionSpec {
             }.routerOnly,
 
             // MARK: Logging
-            .file("log-file", aliases: ["logto"], valueName: "FILE", section: .logging,
-                  help: "Append the log to this file instead of stderr; SIGUSR1 reopens it (for logrotate).",
-                  into: \.config.logFile).router,
+            .custom("log-file", aliases: ["logto", "error-logfile"], kind: .path, valueName: "FILE", section: .logging,
+                    help: "Append the log to this file instead of stderr (- is stderr); SIGUSR1 reopens it (for logrotate).") {
+                d, raw, ctx throws(ConfigError) in
+                guard !raw.isEmpty, !raw.contains("\0") else { throw ctx.fail("expected a file name, got \(quoted(raw))") }
+                d.config.logFile = raw == "-" ? nil : raw
+            }.router,
+            .custom("access-logfile", kind: .path, valueName: "FILE", defaultText: "with the log", section: .logging,
+                    help: "Write the access lines to this file (- is stdout) instead of with the log; several workers append whole lines, and SIGUSR1 reopens it (for logrotate).") {
+                d, raw, ctx throws(ConfigError) in
+                guard !raw.isEmpty, !raw.contains("\0") else { throw ctx.fail("expected a file name or -, got \(quoted(raw))") }
+                d.config.accessLogFile = raw
+            },
+            .custom("log-level", kind: .string, valueName: "LEVEL", defaultText: "info", section: .logging,
+                    help: "Least severe of Apus's own log lines to write: debug, info, warning, error or critical (access lines and Python's output are not filtered).") {
+                d, raw, ctx throws(ConfigError) in
+                d.config.logLevel = try parseLogLevel(raw, ctx)
+            }.router,
             .flag("access-log", negations: ["no-access-log", "disable-logging"], section: .logging,
                   help: "Log one line per request (--no-access-log or uWSGI's --disable-logging turn it off).",
                   into: \.config.accessLog),
@@ -502,6 +522,17 @@ extension OptionSpec {
                 _, _, _ throws(ConfigError) in
                 // Read by the resolver before any other setting is applied.
             }.router,
+            .custom("config", short: ["c"], kind: .string, valueName: "FILE.ini", section: .general,
+                    sources: .commandLine, action: .ini,
+                    help: "Gunicorn's -c: an ini file here, the same as --ini. A gunicorn.conf.py is Python and is not run: translate it once with --from-gunicorn.") {
+                _, _, _ throws(ConfigError) in
+                // Read by the resolver as an ini file; other files are refused there.
+            },
+            .custom("from-gunicorn", kind: .path, valueName: "FILE", section: .general,
+                    sources: .commandLine, action: .fromGunicorn,
+                    help: "Read a gunicorn.conf.py without running it (literal settings only, parsed by python3's ast module), print the equivalent Apus options as a command line and an ini section, and a line for each setting that cannot be translated, then exit.") {
+                _, _, _ throws(ConfigError) in
+            },
             .custom("check", kind: .flag, valueName: "", section: .general, sources: .commandLine, action: .check,
                     help: "Check the setup and exit: resolve the options, find and start Python, import the application; exit 0 when all of that works, else print why and exit non-zero. The master runs it before an upgrade in place (SIGUSR2, FIFO f).") {
                 d, raw, ctx throws(ConfigError) in
@@ -638,9 +669,9 @@ extension OptionSpec {
     }
 
     /// A list of peers (`127.0.0.1,::1`, CIDRs, `*`, `unix`), default the local host.
-    static func addresses(_ name: String, help: String,
+    static func addresses(_ name: String, aliases: [String] = [], help: String,
                           into keyPath: WritableKeyPath<Draft, TrustedProxies>) -> OptionSpec {
-        .custom(name, kind: .string, valueName: "LIST", defaultText: "127.0.0.1,::1", section: .listening, help: help) {
+        .custom(name, aliases: aliases, kind: .string, valueName: "LIST", defaultText: "127.0.0.1,::1", section: .listening, help: help) {
             d, raw, ctx throws(ConfigError) in
             do throws(TrustedProxiesError) {
                 d[keyPath: keyPath] = try TrustedProxies(parsing: raw)

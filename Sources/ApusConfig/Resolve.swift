@@ -1,5 +1,7 @@
 // Resolution: command line, APUS_* environment and ini files → Command.
-// Precedence, lowest first: defaults < ini files < APUS_* environment < command line.
+// Precedence, lowest first: defaults < ini files < APUS_* environment < APUS_CMD_ARGS <
+// command line (APUS_CMD_ARGS sits where Gunicorn puts GUNICORN_CMD_ARGS: above its config
+// file and its per-setting variables, below the real command line).
 
 #if canImport(Glibc)
 import Glibc
@@ -14,6 +16,9 @@ public enum Command: Equatable, Sendable {
     case router(Configuration)
     case help(String)
     case version
+    /// `apus --from-gunicorn FILE`: translate a gunicorn.conf.py (with the --python or --venv
+    /// given, to find the python3 that parses it).
+    case fromGunicorn(file: String, python: String?, venv: String?)
     /// `--print-config`: every effective value and where it came from, as text to print.
     case printConfig(String)
 }
@@ -186,10 +191,18 @@ public func resolveCommand(arguments: [String], environment: [String: String],
     case let .options(parsed): cli = parsed
     }
 
-    // 2. The environment.
-    let env = environmentEntries(environment, index)
+    if let translate = cli.entries.last(where: { $0.spec.action == .fromGunicorn }) {
+        let python = cli.entries.last { $0.spec.name == "python" }?.raw
+        let venv = cli.entries.last { $0.spec.name == "venv" }?.raw
+        return .fromGunicorn(file: translate.raw, python: python, venv: venv)
+    }
 
-    // 3. Ini files: --ini on the command line (or `apus FILE.ini`) replaces APUS_INI.
+    // 2. The environment, and the arguments in APUS_CMD_ARGS.
+    let env = environmentEntries(environment, index)
+    let cmdArgs = try commandArgumentEntries(environment, index, router: isRouter)
+
+    // 3. Ini files: --ini or -c on the command line (or `apus FILE.ini`) replaces those of
+    // APUS_CMD_ARGS, which replace APUS_INI.
     if let positional = cli.positional, isIniArgument(positional, fileSystem),
        let iniSpec = index.long["ini"]?.spec {
         let entry = Entry(spec: iniSpec, raw: positional, origin: "the ini file argument", negated: false)
@@ -197,24 +210,35 @@ public func resolveCommand(arguments: [String], environment: [String: String],
         cli.positional = nil
     }
     let cliIni = cli.entries.filter { $0.spec.action == .ini }
-    let iniSources = cliIni.isEmpty ? env.filter { $0.spec.action == .ini } : cliIni
+    let cmdIni = cmdArgs.entries.filter { $0.spec.action == .ini }
+    let iniSources = !cliIni.isEmpty ? cliIni : !cmdIni.isEmpty ? cmdIni : env.filter { $0.spec.action == .ini }
+    for source in iniSources where source.spec.name == "config" && !source.raw.hasSuffix(".ini") {
+        throw ConfigError("\(source.origin): \(quoted(source.raw)) is not an ini file; a gunicorn.conf.py is Python, which Apus does not run: translate it once with apus --from-gunicorn FILE")
+    }
     var ini = IniReader(fileSystem: fileSystem, environment: environment, host: host ?? .current(), index: index)
     for source in iniSources {
         try ini.read(source.raw, origin: source.origin)
     }
-    let (iniEntries, warnings) = try ini.entries()
+    let (iniEntries, iniWarnings) = try ini.entries()
+    var warnings = iniWarnings
+    if iniSources.isEmpty, !isRouter, fileSystem.isFile("gunicorn.conf.py") {
+        warnings.append("./gunicorn.conf.py is not read by Apus (Gunicorn would run it): apus --from-gunicorn gunicorn.conf.py prints the equivalent options")
+    }
 
     // 4. Apply the layers in increasing precedence.
     var draft = Draft()
-    let layers: [(Layer, [Entry])] = [(.iniFile, iniEntries), (.environment, env), (.commandLine, cli.entries)]
+    let layers: [(Layer, [Entry])] = [(.iniFile, iniEntries), (.environment, env),
+                                      (.commandArguments, cmdArgs.entries), (.commandLine, cli.entries)]
     for (layer, entries) in layers {
-        if layer == .commandLine, let app = cli.positional {
-            let ctx = SetContext(origin: "application argument", layer: layer, firstInLayer: true,
+        let positional = layer == .commandLine ? cli.positional : layer == .commandArguments ? cmdArgs.positional : nil
+        if let app = positional {
+            let origin = layer == .commandLine ? "application argument" : "\(commandArgumentsVariable): application argument"
+            let ctx = SetContext(origin: origin, layer: layer, firstInLayer: true,
                                  negated: false, fileSystem: fileSystem)
             _ = try parseAppSpec(app, ctx)
             try draft.setApp(AppChoice(kind: .module, value: app, option: "positional", layer: layer,
-                                       origin: "the application argument"))
-            draft.applied.record(Entry(spec: index.long["module"]!.spec, raw: app, origin: "application argument",
+                                       origin: layer == .commandLine ? "the application argument" : "the application in \(commandArgumentsVariable)"))
+            draft.applied.record(Entry(spec: index.long["module"]!.spec, raw: app, origin: origin,
                                        negated: false), layer: layer, first: true)
             draft.config.givenOptions.entries.append(GivenOptions.Entry(name: "module", value: app))
         }
@@ -223,7 +247,11 @@ public func resolveCommand(arguments: [String], environment: [String: String],
             let first = seen.insert(entry.spec.name).inserted
             let ctx = SetContext(origin: entry.origin, layer: layer, firstInLayer: first,
                                  negated: entry.negated, fileSystem: fileSystem)
-            try entry.spec.set(&draft, entry.raw, ctx)
+            do throws(ConfigError) {
+                try entry.spec.set(&draft, entry.raw, ctx)
+            } catch {
+                throw withGunicornHint(error, entry)
+            }
             draft.applied.record(entry, layer: layer, first: first)
             if entry.spec.action == nil { draft.config.givenOptions.entries.append(givenOption(entry)) }
         }
@@ -467,6 +495,31 @@ func parseCommandLine(_ arguments: [String], _ index: OptionIndex, router: Bool 
 }
 
 // MARK: - Environment
+
+/// APUS_CMD_ARGS split as a shell would (Python's shlex.split, as Gunicorn splits
+/// GUNICORN_CMD_ARGS) and parsed as command-line arguments; every origin and error names
+/// the variable.
+func commandArgumentEntries(_ environment: [String: String], _ index: OptionIndex,
+                            router: Bool) throws(ConfigError) -> ParsedCommandLine {
+    guard let text = environment[commandArgumentsVariable], !text.isEmpty else { return ParsedCommandLine() }
+    let name = commandArgumentsVariable
+    let parsed: CommandLineResult
+    do throws(ConfigError) {
+        parsed = try parseCommandLine(try shellWords(text), index, router: router)
+    } catch {
+        throw ConfigError("\(name): \(error.message)")
+    }
+    guard case var .options(result) = parsed else {
+        throw ConfigError("\(name): --help and --version belong on the command line")
+    }
+    if let translate = result.entries.first(where: { $0.spec.action == .fromGunicorn }) {
+        throw ConfigError("\(name): \(translate.origin) belongs on the command line")
+    }
+    result.entries = result.entries.map {
+        Entry(spec: $0.spec, raw: $0.raw, origin: "\(name): \($0.origin)", negated: $0.negated)
+    }
+    return result
+}
 
 /// APUS_* variables that are set and not empty; list options split on their separator.
 func environmentEntries(_ environment: [String: String], _ index: OptionIndex) -> [Entry] {

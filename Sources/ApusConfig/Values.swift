@@ -22,7 +22,10 @@ struct SetContext {
 
 /// Sources in increasing precedence.
 enum Layer: Int, Comparable, Sendable {
-    case iniFile, environment, commandLine
+    case iniFile, environment
+    /// APUS_CMD_ARGS: command-line arguments held in the environment.
+    case commandArguments
+    case commandLine
     static func < (a: Layer, b: Layer) -> Bool { a.rawValue < b.rawValue }
 }
 

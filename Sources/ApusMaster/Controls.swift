@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CApusSys
+import ApusConfig
 import ApusObserve
 import ApusSys
 
@@ -127,6 +128,19 @@ enum LogFile {
         defer { Sys.close(fd) }
         if case let .failed(e) = Sys.call({ dup2(fd, 2) }) { return e }
         return nil
+    }
+}
+
+extension LogFile {
+    /// Makes sure `path` ("-" is stdout) can be opened for appending, creating it, before
+    /// the workers open it themselves. Returns errno on failure.
+    static func create(_ path: String) -> Int32? {
+        if path == AccessLogDestination.stdout { return nil }
+        switch Sys.call({ open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644) }) {
+        case let .done(n): Sys.close(Int32(n)); return nil
+        case let .failed(e): return e
+        case .wouldBlock: return EAGAIN
+        }
     }
 }
 

@@ -41,6 +41,10 @@ extension Master {
     /// upgrade in place starts. The workers write through the descriptor they inherit and
     /// need nothing. A file that cannot be given away is logged and kept as it is.
     private func giveLogFile(to identity: Identity) {
+        if let file = config.accessLogFile, file != AccessLogDestination.stdout,
+           case let .failed(e) = Sys.call({ chown(file, identity.uid ?? uid_t.max, identity.gid) }) {
+            Log.warning("--access-logfile: cannot give \(file) to \(identity.described): \(Sys.describe(e)); the workers may not open it")
+        }
         guard let file = config.logFile else { return }  // stderr is not ours to change
         if case let .failed(e) = Sys.call({ fchown(2, identity.uid ?? uid_t.max, identity.gid) }) {
             Log.warning("--log-file: cannot give \(file) to \(identity.described): \(Sys.describe(e)); reopening it after the drop will fail")

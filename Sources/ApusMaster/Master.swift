@@ -189,6 +189,10 @@ public final class Master {
             Log.error("--log-file: cannot open \(file): \(Sys.describe(e))")
             return false
         }
+        if let file = config.accessLogFile, let e = LogFile.create(file) {
+            Log.error("--access-logfile: cannot open \(file): \(Sys.describe(e))")
+            return false
+        }
         do {
             if let inherited { adoptDescriptors(inherited) }
             for bind in config.binds where sockets[bind] == nil {
@@ -347,12 +351,16 @@ public final class Master {
     }
 
     private func reopenLog(_ source: String) {
-        guard let file = config.logFile else {
+        let accessFile = config.accessLogFile.flatMap { $0 == AccessLogDestination.stdout ? nil : $0 }
+        guard config.logFile != nil || accessFile != nil else {
             Log.info("\(source): logging to stderr, no log file to reopen")
             return
         }
-        if let e = LogFile.reopen(file) { Log.error("\(source): cannot reopen \(file): \(Sys.describe(e))") }
-        else { Log.info("\(source): reopened \(file)") }
+        if let file = config.logFile {
+            if let e = LogFile.reopen(file) { Log.error("\(source): cannot reopen \(file): \(Sys.describe(e))") }
+            else { Log.info("\(source): reopened \(file)") }
+        }
+        if let file = accessFile { Log.info("\(source): the workers reopen \(file)") }
         for pid in table.pids { deliver(SIGUSR1, to: pid) }
     }
 

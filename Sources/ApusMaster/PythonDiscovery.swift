@@ -14,26 +14,7 @@ public enum PythonDiscovery {
     }
 
     public static func locate(_ choice: PythonChoice) throws(Failure) -> PythonInstallation {
-        var program: String
-        switch choice {
-        case let .interpreter(python):
-            program = python
-        case let .venv(venv, besideBinary):
-            let cfg = venv + "/pyvenv.cfg"
-            let label = besideBinary ? "the venv around the apus binary" : "--venv"
-            guard access(cfg, R_OK) == 0 else { throw Failure(description: "\(label): \(venv) has no pyvenv.cfg (not a virtual environment)") }
-            program = venv + "/bin/python"
-            if access(program, X_OK) != 0 { program = venv + "/bin/python3" }
-            if besideBinary, access(program, X_OK) != 0 {
-                throw Failure(description: "\(label): \(venv) has no bin/python; pass --venv DIR or --python PATH")
-            }
-        case .searchPath:
-            guard let found = searchPath("python3") else {
-                throw Failure(description: "no python3 on PATH: pass --python PATH or --venv DIR")
-            }
-            program = found
-        }
-        guard access(program, X_OK) == 0 else { throw Failure(description: "--python: \(program) is not an executable") }
+        let program = try interpreter(choice)
         guard let out = run(program, ["-c", discoveryScript]) else {
             throw Failure(description: "cannot run \(program) to find its libpython")
         }
@@ -58,6 +39,31 @@ public enum PythonDiscovery {
         // the wrong prefix.
         return PythonInstallation(programPath: lines[3], libraryPath: library, version: lines[0],
                                   sharedLibraries: lines.dropFirst(4).filter { $0.hasPrefix("/") })
+    }
+
+    /// The interpreter's path: `--python`, else the venv's `bin/python`, else python3 on PATH.
+    static func interpreter(_ choice: PythonChoice) throws(Failure) -> String {
+        var program: String
+        switch choice {
+        case let .interpreter(python):
+            program = python
+        case let .venv(venv, besideBinary):
+            let cfg = venv + "/pyvenv.cfg"
+            let label = besideBinary ? "the venv around the apus binary" : "--venv"
+            guard access(cfg, R_OK) == 0 else { throw Failure(description: "\(label): \(venv) has no pyvenv.cfg (not a virtual environment)") }
+            program = venv + "/bin/python"
+            if access(program, X_OK) != 0 { program = venv + "/bin/python3" }
+            if besideBinary, access(program, X_OK) != 0 {
+                throw Failure(description: "\(label): \(venv) has no bin/python; pass --venv DIR or --python PATH")
+            }
+        case .searchPath:
+            guard let found = searchPath("python3") else {
+                throw Failure(description: "no python3 on PATH: pass --python PATH or --venv DIR")
+            }
+            program = found
+        }
+        guard access(program, X_OK) == 0 else { throw Failure(description: "--python: \(program) is not an executable") }
+        return program
     }
 
     /// Prints the version, the libpython path, Py_ENABLE_SHARED and sys.executable, one per

@@ -9,11 +9,22 @@ public enum Log {
     /// Prefix naming the process ("master", "worker 3"), set once after fork.
     nonisolated(unsafe) public static var role = "master"
 
-    public static func info(_ message: String) { emit("INFO", message) }
-    public static func warning(_ message: String) { emit("WARNING", message) }
-    public static func error(_ message: String) { emit("ERROR", message) }
+    /// Severities, least severe first (Gunicorn's names).
+    public enum Level: Int, Comparable, Sendable {
+        case debug, info, warning, error, critical
+        public static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
+    }
 
-    private static func emit(_ level: String, _ message: String) {
+    /// Lines less severe than this are dropped (`--log-level`); set before the workers fork,
+    /// so they inherit it.
+    nonisolated(unsafe) public static var threshold = Level.info
+
+    public static func info(_ message: String) { emit(.info, "INFO", message) }
+    public static func warning(_ message: String) { emit(.warning, "WARNING", message) }
+    public static func error(_ message: String) { emit(.error, "ERROR", message) }
+
+    private static func emit(_ severity: Level, _ level: String, _ message: String) {
+        if severity < threshold { return }
         let line = "[\(timestamp())] [\(getpid())] [\(level)] \(role): \(message)\n"
         Sys.writeStderr(line)
     }

@@ -6,9 +6,11 @@ import ApusProtocols
 import ApusSys
 
 /// One line per request in the common log format, buffered per loop iteration and written
-/// to stderr in one `write`. Lines are assembled from bytes: no `String` per request (and
-/// none of the standard library's string code in the worker, see docs/architecture.md,
-/// "Memory of a worker").
+/// to stderr, or to `--access-logfile` (stdout for "-", else a file opened with O_APPEND that
+/// every worker appends to), in writes of whole lines: to a pipe, at most PIPE_BUF bytes a
+/// write (a longer line alone), so no line mixes with another process's. Lines are
+/// assembled from bytes: no `String` per request (and none of the standard library's string
+/// code in the worker, see docs/architecture.md, "Memory of a worker").
 final class AccessLog: @unchecked Sendable {
     private var pending: [UInt8] = []
     private var lock = pthread_mutex_t()
@@ -16,7 +18,20 @@ final class AccessLog: @unchecked Sendable {
     /// "26/Nov/2026:22:10:01 +0000", rebuilt once a second.
     private var stamp: [UInt8] = []
 
-    init() { pthread_mutex_init(&lock, nil) }
+    /// Where the lines go; SIGUSR1 may swap the file under this number (Worker.swift).
+    let fd: Int32
+
+    /// Bytes per write: PIPE_BUF for a pipe or socket, where a longer write may interleave
+    /// with another process's; a regular file opened with O_APPEND takes a batch in one write.
+    private let writeLimit: Int
+
+    init(fd: Int32) {
+        self.fd = fd
+        var st = stat()
+        let regular = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+        writeLimit = regular ? Int.max : Int(PIPE_BUF)
+        pthread_mutex_init(&lock, nil)
+    }
 
     func record(conn: Connection, status: Int, bytes: Int, seconds: Double) {
         let head = conn.head
@@ -44,7 +59,24 @@ final class AccessLog: @unchecked Sendable {
         pthread_mutex_lock(&lock)
         defer { pthread_mutex_unlock(&lock) }
         if pending.isEmpty { return }
-        pending.withUnsafeBytes { Sys.writeStderr($0) }
+        pending.withUnsafeBytes { all in
+            var start = 0
+            while start < all.count {
+                var end = all.count - start > writeLimit ? start + writeLimit : all.count
+                if end < all.count {
+                    // Back to the end of the last whole line, or on to the end of an over-long one.
+                    var cut = end
+                    while cut > start && all[cut - 1] != UInt8(ascii: "\n") { cut -= 1 }
+                    if cut == start {
+                        while cut < all.count && all[cut - 1] != UInt8(ascii: "\n") { cut += 1 }
+                    }
+                    end = cut
+                }
+                // Nowhere to report a failed write: the line is dropped, as stderr's would be.
+                _ = Sys.writeAll(fd, UnsafeRawBufferPointer(rebasing: all[start..<end]))
+                start = end
+            }
+        }
         pending.removeAll(keepingCapacity: true)
     }
 

@@ -30,17 +30,39 @@ private let handleDeadline: @convention(c) (Int32) -> Void = { _ in
     InFlight.logAll()
     _exit(0)
 }
-/// SIGUSR1: reopen the log file (logrotate moved it).
+/// SIGUSR1: reopen the log file and the access log file (logrotate moved them).
 nonisolated(unsafe) var logFilePath: UnsafeMutablePointer<CChar>? = nil
+nonisolated(unsafe) var accessLogPath: UnsafeMutablePointer<CChar>? = nil
+nonisolated(unsafe) var accessLogFD: Int32 = -1
 private let handleReopenLog: @convention(c) (Int32) -> Void = { _ in
-    guard let path = logFilePath else { return }
-    // Nothing can be reported from a signal handler: when the file cannot be opened, the
-    // log goes on to the old one.
+    if let path = logFilePath { reopen(path, onto: 2) }
+    if let path = accessLogPath, accessLogFD > 2 { reopen(path, onto: accessLogFD) }
+}
+
+/// Opens `path` for appending in the place of `target` (async-signal-safe). Nothing can be
+/// reported from a signal handler: when the file cannot be opened, lines go on to the old one.
+private func reopen(_ path: UnsafeMutablePointer<CChar>, onto target: Int32) {
     let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
     if fd >= 0 {
-        if dup2(fd, 2) < 0 { /* the old log stays */ }
+        if dup2(fd, target) < 0 { /* the old file stays */ }
+        if target > 2 { _ = fcntl(target, F_SETFD, FD_CLOEXEC) }
         Sys.close(fd)
     }
+}
+
+/// The descriptor of `--access-logfile`: stderr without it, stdout for "-", else the file
+/// opened for appending (the master made sure it can be). SIGUSR1 reopens a file.
+func openAccessLog(_ file: String?) -> Int32 {
+    guard let file else { return 2 }
+    if file == AccessLogDestination.stdout { return 1 }
+    let fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+    guard fd >= 0 else {
+        Log.error("--access-logfile: cannot open \(file): \(Sys.describe(errno)); access lines go to stderr")
+        return 2
+    }
+    accessLogPath = strdup(file)
+    accessLogFD = fd
+    return fd
 }
 
 /// One worker process: an epoll loop that accepts connections, moves each one through its
@@ -128,7 +150,7 @@ final class Worker {
                                       trustedProxies: config.trustedProxies)
         rules = Self.rules(config)
         trustedProxies = config.trustedProxies
-        accessLog = config.accessLog || !config.accessLogAlso.isEmpty ? AccessLog() : nil
+        accessLog = config.accessLog || !config.accessLogAlso.isEmpty ? AccessLog(fd: openAccessLog(config.accessLogFile)) : nil
         staticFiles = StaticFiles(config.staticMaps)
         maxConnections = config.maxConnections > 0 ? config.maxConnections : Self.derivedMaxConnections()
     }
@@ -255,6 +277,8 @@ final class Worker {
             logFilePath = strdup(file)
             // The zygote's stderr may be a file --log-maxsize or logrotate has moved since.
             handleReopenLog(SIGUSR1)
+        }
+        if logFilePath != nil || accessLogPath != nil {
             Sys.check("installing the SIGUSR1 handler") { apus_signal(SIGUSR1, handleReopenLog) }
         } else {
             Sys.check("ignoring SIGUSR1") { apus_signal_ignore(SIGUSR1) }

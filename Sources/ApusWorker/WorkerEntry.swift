@@ -68,6 +68,9 @@ public enum WorkerEntry {
         // These fail only for a signal that cannot be handled: a bug, checked.
         for sig in [SIGTERM, SIGINT, SIGHUP, SIGCHLD] { Sys.check("sigaction(SIG_DFL)") { apus_signal_default(sig) } }
         Sys.check("sigaction(SIGPIPE, SIG_IGN)") { apus_signal_ignore(SIGPIPE) }
+        // SIGUSR1 (reopen the log files) would end a worker that has not installed its
+        // handler yet (it is still importing the app): a log rotation then must not kill it.
+        Sys.check("sigaction(SIGUSR1, SIG_IGN)") { apus_signal_ignore(SIGUSR1) }
         // A fatal signal must end the worker so the master replaces it: the Swift runtime's
         // crash reporter would print a backtrace and return from a SIGSEGV sent by kill(2).
         for sig in [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP] { Sys.check("sigaction(SIG_DFL)") { apus_signal_default(sig) } }

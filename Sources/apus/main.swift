@@ -104,6 +104,7 @@ func prepare(_ config: Configuration) -> Result<(Configuration, PythonInstallati
     if let dir = config.chdir, case .failed = Sys.call({ chdir(dir) }) {
         return .failure(.init("--chdir: cannot enter \(dir)"))
     }
+    applyLogLevel(config)
     for warning in config.warnings { Log.warning(warning) }
     return .success((config, python))
 }
@@ -159,6 +160,32 @@ func currentDirectory() -> String {
     var buf = [CChar](repeating: 0, count: 4096)
     guard getcwd(&buf, buf.count) != nil else { return "." }
     return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// `--log-level`, for this process and the ones it forks from now on.
+func applyLogLevel(_ config: Configuration) {
+    Log.threshold = Log.Level(rawValue: config.logLevel.rawValue) ?? .info
+}
+
+/// `apus --from-gunicorn FILE`: the translation on stdout, then exit (1 when the file could
+/// not be read or parsed).
+func printGunicornTranslation(file: String, python: String?, venv: String?) -> Never {
+    let settings: [GunicornSetting]
+    do {
+        settings = try GunicornConfigReader.read(file, python: python, venv: venv)
+    } catch {
+        fail(error.description, status: 1)
+    }
+    let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    let translation = translateGunicornConfig(settings, file: file, cores: cores)
+    var text = "# Apus options equivalent to \(file) (read, not run)\n\(translation.commandLine)\n\n"
+    text += "# or as an ini file (apus --ini FILE):\n\(translation.iniSection)\n"
+    if !translation.notes.isEmpty {
+        text += "\n# not translated, or translated with a difference:\n"
+        text += translation.notes.map { "# \($0)\n" }.joined()
+    }
+    print(text, terminator: "")
+    exit(0)
 }
 
 enum Environment {
@@ -264,12 +291,16 @@ case let .help(text):
 case .version:
     print("apus \(apusVersion)")
     exit(0)
+case let .fromGunicorn(file, python, venv):
+    printGunicornTranslation(file: file, python: python, venv: venv)
 case let .printConfig(text):
     print(text, terminator: "")
     exit(0)
 case let .router(config):
+    applyLogLevel(config)
     exit(runRouter(config))
 case var .run(options):
+    applyLogLevel(options)
     if let path = options.zergServer {
         // A zerg server has no application: resolving its options is the whole check.
         if options.check { exit(0) }
