@@ -29,7 +29,7 @@ public enum PythonDiscovery {
             }
         }
         guard access(library, R_OK) == 0 else {
-            throw Failure(description: "\(program): its libpython \(library) does not exist")
+            throw Failure(description: "\(program): its libpython \(library) does not exist (Debian and Ubuntu install it with the libpython3.X-dev package)")
         }
         let parts = lines[0].split(separator: ".").compactMap { Int($0) }
         if parts.count >= 2 && (parts[0] != 3 || parts[1] < 9) {
