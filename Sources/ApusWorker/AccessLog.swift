@@ -105,3 +105,13 @@ final class AccessLog: @unchecked Sendable {
         appendLiteral(" +0000", &stamp)
     }
 }
+
+extension Worker {
+    /// One access line for an answer (the app's or a static file's): always with the access
+    /// log on, else only when --log-4xx, --log-5xx, --log-slow, ... want this one.
+    func logAccess(_ conn: Connection, status: Int, bytes: Int, seconds: Double) {
+        guard let log = accessLog,
+              config.accessLog || config.accessLogAlso.wants(status: status, bodyBytes: bytes, seconds: seconds) else { return }
+        log.record(conn: conn, status: status, bytes: bytes, seconds: seconds)
+    }
+}

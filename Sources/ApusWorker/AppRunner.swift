@@ -72,9 +72,6 @@ final class AppRunner {
         if !writer.claimAnswer() { HarakiriClaim.returnedLate() }
         let finished = Sys.now()
         InFlight.end(index, now: finished)
-        if let log = worker.accessLog, worker.config.accessLog
-            || worker.config.accessLogAlso.wants(status: writer.status, bodyBytes: writer.bodyBytes, seconds: finished - started) {
-            log.record(conn: conn, status: writer.status, bytes: writer.bodyBytes, seconds: finished - started)
-        }
+        worker.logAccess(conn, status: writer.status, bytes: writer.bodyBytes, seconds: finished - started)
     }
 }

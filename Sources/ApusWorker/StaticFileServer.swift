@@ -141,7 +141,7 @@ extension Worker {
             conn.file = FileBody(fd: file.fd, offset: Int64(answer.offset), end: Int64(answer.offset + answer.count))
         }
         notFresh(conn)
-        accessLog?.record(conn: conn, status: answer.status, bytes: sent, seconds: Sys.now() - t)
+        logAccess(conn, status: answer.status, bytes: sent, seconds: Sys.now() - t)
         return keepAlive
     }
 
