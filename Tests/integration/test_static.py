@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import free_port, run_apus
-from helpers import Conn, build_request, parse_response, parse_responses, raw_request
+from helpers import Conn, build_request, parse_response, parse_responses, raw_request, wait_until
 
 SECRET = b"SECRET-OUTSIDE-THE-STATIC-DIRECTORY"
 BIG = 50 * 1024 * 1024
@@ -219,6 +219,53 @@ def test_large_file_to_a_slow_reader_does_not_hold_up_others(server, tree):
     slow.close()
     assert n == BIG
     assert h.hexdigest() == hashlib.sha256((tree / "big.bin").read_bytes()).hexdigest()
+
+
+def test_clients_that_never_read_are_closed_with_their_files(server, tree):
+    """Clients that ask for the 50 MB file and read nothing: each holds its socket and the
+    file's descriptor only until the send timeout (30 s without progress), while the others
+    are served; then both are closed."""
+    big = str(tree / "big.bin")
+
+    def targets():
+        found = []
+        for pid in server.workers():
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except FileNotFoundError:
+                continue
+            for fd in fds:
+                try:
+                    found.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                except OSError:
+                    pass
+        return found
+
+    def open_files():
+        return targets().count(big)
+
+    def sockets():
+        return sum(t.startswith("socket:") for t in targets())
+
+    idle_sockets = sockets()
+
+    stalled = []
+    for _ in range(8):
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(build_request("GET", "/static/big.bin", {"Host": "t"}))
+        stalled.append(s)
+    try:
+        wait_until(lambda: open_files() == len(stalled), 10, what="every stalled client's file open")
+        assert sockets() == idle_sockets + len(stalled)
+        assert get(server, "/static/index.txt").body == b"hello static\n"
+        assert get(server, "/app/x").body == b"app:GET /app/x"
+        wait_until(lambda: open_files() == 0, 45, interval=0.2, what="the stalled clients' files closed")
+        wait_until(lambda: sockets() == idle_sockets, 10, what="the stalled clients' sockets closed")
+    finally:
+        for s in stalled:
+            s.close()
+    assert get(server, "/static/index.txt").body == b"hello static\n"
 
 
 @pytest.mark.parametrize("path", [
