@@ -47,9 +47,7 @@ public struct IniHost: Sendable, Equatable {
         var name = [CChar](repeating: 0, count: 256)
         let hostname = gethostname(&name, name.count - 1) == 0
             ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
-        var cwd = [CChar](repeating: 0, count: 4096)
-        let dir = getcwd(&cwd, cwd.count) != nil
-            ? String(decoding: cwd.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "/"
+        let dir = ApusConfig.workingDirectory() ?? "/"
         return IniHost(cpus: max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))), hostname: hostname,
                        workingDirectory: dir)
     }

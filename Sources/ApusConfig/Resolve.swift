@@ -67,6 +67,13 @@ public struct RealFileSystem: FileSystem {
     }
 }
 
+/// This process's working directory, or nil when getcwd fails (the directory was removed).
+public func workingDirectory() -> String? {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return nil }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
 // MARK: - Draft: the configuration while sources are applied
 
 /// The application as one source gave it.

@@ -307,8 +307,6 @@ func parseStaticMap(_ raw: String, _ ctx: SetContext) throws(ConfigError) -> Sta
 
 private func absolutePath(_ path: String) -> String {
     if path.hasPrefix("/") { return path }
-    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    guard getcwd(&buffer, buffer.count) != nil else { return path }
-    let cwd = String(cString: buffer)
+    guard let cwd = workingDirectory() else { return path }
     return cwd.hasSuffix("/") ? cwd + path : cwd + "/" + path
 }

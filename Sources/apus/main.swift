@@ -156,11 +156,7 @@ func enter(_ directory: String) -> Result<Void, Master.ConfigurationFailure> {
     return .success(())
 }
 
-func currentDirectory() -> String {
-    var buf = [CChar](repeating: 0, count: 4096)
-    guard getcwd(&buf, buf.count) != nil else { return "." }
-    return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
+func currentDirectory() -> String { workingDirectory() ?? "." }
 
 /// `--log-level`, for this process and the ones it forks from now on.
 func applyLogLevel(_ config: Configuration) {
