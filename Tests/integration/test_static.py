@@ -191,6 +191,23 @@ def test_pipelined_static_and_app_requests_keep_their_order(server, tree):
     assert [r.body for r in responses] == expect
 
 
+def test_a_body_on_a_static_request_is_skipped_not_read_as_a_request(server):
+    """A GET with a body for a static file: with Content-Length the loop answers and skips
+    the body; a chunked body streams, so the app answers. Either way the body is consumed,
+    and bytes in it that look like a request are never answered as one."""
+    smuggled = build_request("GET", "/app/smuggled", {"Host": "t"})
+    chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled)
+    data = (build_request("GET", "/static/index.txt", {"Host": "t", "Content-Length": str(len(smuggled))})
+            + smuggled
+            + build_request("GET", "/static/index.txt", {"Host": "t", "Transfer-Encoding": "chunked"})
+            + chunk
+            + build_request("GET", "/app/last", {"Host": "t", "Connection": "close"}))
+    raw, _ = raw_request(server.port, data, timeout=20)
+    responses, leftover = parse_responses(raw, ["GET"] * 3)
+    assert leftover == b""
+    assert [r.body for r in responses] == [b"hello static\n", b"app:GET /static/index.txt", b"app:GET /app/last"]
+
+
 def test_large_file_to_a_slow_reader_does_not_hold_up_others(server, tree):
     slow = socket.create_connection(("127.0.0.1", server.port))
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
