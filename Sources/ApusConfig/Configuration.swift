@@ -141,6 +141,14 @@ public struct Configuration: Equatable, Sendable {
     public var proxyAllowed = TrustedProxies.default
     /// `--max-connections`: open connections per worker (0: derived from RLIMIT_NOFILE).
     public var maxConnections = 0
+    /// `--stats`: where the master serves the workers' stats (uWSGI's JSON).
+    public var statsBind: Bind?
+    /// `--stats-http`: the stats address speaks HTTP (and answers the probes).
+    public var statsHTTP = false
+    /// `--metrics`: where the master serves Prometheus metrics and the probes over HTTP.
+    public var metricsBind: Bind?
+    /// `--shutdown-delay`: seconds between SIGTERM (not ready from then on) and the drain.
+    public var shutdownDelay = 0.0
     /// `--master-fifo`: the control FIFO's path.
     public var masterFIFO: String?
     public var touchReload: String?

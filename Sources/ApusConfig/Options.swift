@@ -31,6 +31,7 @@ public enum OptionSection: String, CaseIterable, Sendable {
     case reloading = "Reloading and control"
     case subscriptions = "Subscriptions and the router"
     case logging = "Logging"
+    case observability = "Stats, metrics and health"
     case general = "Configuration and information"
     case uwsgi = "uWSGI options without effect or refused"
 }
@@ -515,6 +516,24 @@ extension OptionSpec {
                   help: "With the access log off, still log requests whose response body was at least this many bytes (0 = off).",
                   into: \.config.accessLogAlso.bigBytes),
 
+            // MARK: Stats, metrics and health
+            .custom("stats", aliases: ["stats-server"], kind: .string, valueName: "ADDR", section: .observability,
+                    help: "Serve the workers' stats as JSON in uWSGI's stats format (what uwsgitop and apus top read) on HOST:PORT, :PORT, unix:PATH or a socket path: each connection gets one document, then the socket closes. Served by the master; see docs/observability.md.") {
+                d, raw, ctx throws(ConfigError) in
+                d.config.statsBind = try parseObserverBind(raw, ctx)
+            },
+            .flag("stats-http", section: .observability,
+                  help: "Speak HTTP on the --stats address: GET any path for the JSON, /healthz and /readyz for the probes.",
+                  into: \.config.statsHTTP),
+            .custom("metrics", kind: .string, valueName: "ADDR", section: .observability,
+                    help: "Serve Prometheus metrics at /metrics, and the /healthz and /readyz probes, over HTTP on HOST:PORT, :PORT, unix:PATH or a socket path. Served by the master; see docs/observability.md.") {
+                d, raw, ctx throws(ConfigError) in
+                d.config.metricsBind = try parseObserverBind(raw, ctx)
+            },
+            .duration("shutdown-delay", allowZero: true, section: .observability,
+                      help: "On SIGTERM, report not ready on /readyz at once but keep serving for this many seconds before the graceful shutdown begins, so a load balancer stops sending requests first (0 = shut down at once).",
+                      into: \.config.shutdownDelay),
+
             // MARK: Configuration and information
             .custom("ini", kind: .list, valueName: "FILE", section: .general, separator: ",",
                     sources: [.commandLine, .environment], action: .ini,
@@ -574,7 +593,6 @@ extension OptionSpec {
             .noEffect("auto-procname", note: "Apus names its processes' main threads (worker N) but does not rewrite process titles yet; that is planned."),
             .noEffect("procname-prefix", aliases: ["procname-prefix-spaced"], takesValue: true,
                       note: "Apus does not rewrite process titles yet; that is planned."),
-            .noEffect("stats", aliases: ["stats-server"], takesValue: true, note: "The stats server is planned; for now the master FIFO's s command logs the workers' state."),
             .noEffect("log-format", aliases: ["logformat"], takesValue: true, note: "The access log is in the common log format; custom formats are planned."),
             .custom("hook-master-start", kind: .string, valueName: "ACTION", section: .uwsgi,
                     sources: [.commandLine, .iniFile], help: "unix_signal:15 gracefully_kill_them_all is accepted without effect; any other hook is refused.") {

@@ -140,6 +140,13 @@ func parsePort(_ text: Substring) -> Int? {
 
 /// `:8000`, `HOST:PORT`, `[IPV6]:PORT`, `unix:PATH`, a socket path starting with `/`, `./` or
 /// `../`, or `fd://N` (a listening socket inherited from the parent, as Gunicorn writes it).
+/// `--stats` and `--metrics`: a TCP or unix address the master listens on itself (never an
+/// inherited descriptor: those are the app's sockets). The protocol is the observer's own.
+func parseObserverBind(_ raw: String, _ ctx: SetContext) throws(ConfigError) -> Bind {
+    guard !raw.hasPrefix("fd://") else { throw ctx.fail("expected HOST:PORT, :PORT or unix:PATH, got \(quoted(raw))") }
+    return try parseBind(raw, proto: .http, ctx)
+}
+
 func parseBind(_ raw: String, proto: Bind.Kind, _ ctx: SetContext) throws(ConfigError) -> Bind {
     if raw.hasPrefix("fd://") {
         return Bind(address: .fd(try parseFD(String(raw.dropFirst(5)), ctx)), proto: proto)

@@ -23,7 +23,15 @@ public final class Scoreboard: @unchecked Sendable {
     static let coreBytes = 256
     static let headerBytes = 64
     static let slotBytes = headerBytes + coresPerSlot * coreBytes
-    public static let bytes = maxSlots * slotBytes
+    /// Each slot's `Counters`, in a region after all the slots: the slots' layout stays what
+    /// an older image's workers write during an upgrade in place, and the file only grows.
+    static let countersBytes = 256
+    static let countersOffset = maxSlots * slotBytes
+    public static let bytes = maxSlots * slotBytes + maxSlots * countersBytes
+
+    /// Upper bounds of the request-duration histogram, in seconds (Prometheus's default
+    /// buckets); a last bucket counts the requests above the highest.
+    public static let durationBounds: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
     let base: UnsafeMutableRawPointer
 
@@ -33,7 +41,8 @@ public final class Scoreboard: @unchecked Sendable {
 
     public func slot(_ slot: Int) -> Slot {
         precondition(slot >= 0 && slot < Self.maxSlots, "scoreboard slot \(slot) out of range")
-        return Slot(base: base + slot * Self.slotBytes)
+        return Slot(base: base + slot * Self.slotBytes,
+                    counters: Counters(base: base + Self.countersOffset + slot * Self.countersBytes))
     }
 
     /// One worker slot. Header: pid (Int32), app calls running (Int32), requests finished
@@ -41,10 +50,13 @@ public final class Scoreboard: @unchecked Sendable {
     /// ended (Double, `Sys.now()`). Then `coresPerSlot` cores.
     public struct Slot {
         let base: UnsafeMutableRawPointer
+        /// What the slot's worker answered: statuses, bytes, durations, exceptions.
+        public let counters: Counters
 
         /// Zeroes the slot for a new worker (by the worker, before its first request).
         public func reset(pid: Int32) {
             base.initializeMemory(as: UInt8.self, repeating: 0, count: Scoreboard.slotBytes)
+            counters.base.initializeMemory(as: UInt8.self, repeating: 0, count: Scoreboard.countersBytes)
             base.storeBytes(of: pid, toByteOffset: 0, as: Int32.self)
         }
 
@@ -87,6 +99,55 @@ public final class Scoreboard: @unchecked Sendable {
                 guard core.state != .idle, let line = core.line else { return nil }
                 return (line, max(0, now - core.startedAt))
             }
+        }
+    }
+
+    /// A worker's answers, counted for the stats server and `/metrics`. App answers are
+    /// counted with the GIL held (`InFlight.end`), static files' by the thread that runs the
+    /// event loop (`staticStatus`), so every word has one writer at a time. Layout (UInt64
+    /// words): 0 exceptions, 1 the last app request's duration in µs, 2 body bytes sent,
+    /// 3...7 app answers by status class 1xx...5xx, 8...19 the duration histogram (one count
+    /// per bucket of `durationBounds`, then the rest; not cumulative), 20...24 static answers
+    /// by status class, 25 body bytes of static answers.
+    public struct Counters {
+        let base: UnsafeMutableRawPointer
+        static let histogramWord = 8
+        static let staticWord = 20
+
+        private func word(_ i: Int) -> UInt64 { base.load(fromByteOffset: i * 8, as: UInt64.self) }
+        private func bump(_ i: Int, by n: UInt64 = 1) {
+            base.storeBytes(of: word(i) &+ n, toByteOffset: i * 8, as: UInt64.self)
+        }
+
+        public var exceptions: UInt64 { word(0) }
+        public var lastMicros: UInt64 { word(1) }
+        public var bodyBytes: UInt64 { word(2) &+ word(25) }
+        /// App answers with status `100 * (cls + 1)...`, cls 0...4.
+        public func appStatus(_ cls: Int) -> UInt64 { word(3 + cls) }
+        public func staticStatus(_ cls: Int) -> UInt64 { word(Self.staticWord + cls) }
+        /// Requests in bucket `i` of `durationBounds` (i == count: above the highest).
+        public func histogram(_ i: Int) -> UInt64 { word(Self.histogramWord + i) }
+
+        /// An app request finished (GIL held).
+        public func recordApp(status: Int, bytes: Int, micros: UInt64, failed: Bool) {
+            if failed { bump(0) }
+            base.storeBytes(of: micros, toByteOffset: 8, as: UInt64.self)
+            bump(2, by: UInt64(max(0, bytes)))
+            if let cls = Self.statusClass(status) { bump(3 + cls) }
+            let seconds = Double(micros) / 1e6
+            var i = 0
+            while i < Scoreboard.durationBounds.count && seconds > Scoreboard.durationBounds[i] { i += 1 }
+            bump(Self.histogramWord + i)
+        }
+
+        /// A static file was answered (by the thread that runs the event loop).
+        public func recordStatic(status: Int, bytes: Int) {
+            if let cls = Self.statusClass(status) { bump(Self.staticWord + cls) }
+            bump(25, by: UInt64(max(0, bytes)))
+        }
+
+        static func statusClass(_ status: Int) -> Int? {
+            (100...599).contains(status) ? status / 100 - 1 : nil
         }
     }
 

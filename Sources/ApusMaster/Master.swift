@@ -94,6 +94,13 @@ public final class Master {
     var daemonDeadline: Double?
     /// `--log-maxsize`: when the log file's size was last looked at.
     var logCheckedAt = 0.0
+    /// `--stats` and `--metrics` (ObserveServer.swift, MasterObserve.swift).
+    let observers = ObserveServer()
+    /// Reloads, harakiri replacements and respawns, for the stats and the metrics.
+    var counters = MasterCounters()
+    /// SIGTERM arrived: not ready from now on (`/readyz`), even while `--shutdown-delay`
+    /// keeps serving before the drain.
+    var shutdownRequested = false
 
     /// - Parameters:
     ///   - inherited: set when this image was started by an upgrade in place.
@@ -158,6 +165,7 @@ public final class Master {
             for command in fifo?.commands() ?? [] { handle(command: command) }
             for message in status.messages() { handle(message) }
             reapChildren()
+            observers.serve(now: Sys.now(), answer: observe)
             carryOnUpgrade()
             let t = Sys.now()
             if stopping {
@@ -213,6 +221,7 @@ public final class Master {
                 pidfile = path
             }
             if let path = config.masterFIFO, fifo == nil { fifo = try MasterFIFO(path: path) }
+            try observers.open(config: config)
         } catch {
             Log.error("\(error)")
             return false
@@ -246,15 +255,17 @@ public final class Master {
         for fd in sockets.values { Sys.close(fd) }
         for bind in sockets.keys { if case let .unix(path) = bind.address { removeFile(path) } }
         fifo?.remove()
+        observers.close()
         if let pidfile { Pidfile.remove(pidfile) }
     }
 
     /// Sleeps until a signal, a FIFO command or a worker message arrives, or `timeout` ms.
     private func waitForEvents(timeout: Int32) {
+        // A negative descriptor (no FIFO) is skipped by poll.
         var pfds = [pollfd(fd: SignalQueue.readFD, events: Int16(POLLIN), revents: 0),
                     pollfd(fd: status.readFD, events: Int16(POLLIN), revents: 0),
-                    pollfd(fd: fifo?.fd ?? -1, events: Int16(POLLIN), revents: 0)]
-        let count = nfds_t(fifo == nil ? 2 : 3)
+                    pollfd(fd: fifo?.fd ?? -1, events: Int16(POLLIN), revents: 0)] + observers.pollDescriptors()
+        let count = nfds_t(pfds.count)
         if case let .failed(e) = Sys.call({ poll(&pfds, count, timeout) }) {
             Log.error("poll: \(Sys.describe(e))")  // ENOMEM: the loop goes on and waits again
         }
@@ -330,6 +341,7 @@ public final class Master {
 
     private func handleTerm(_ source: String) {
         if stopping { return }
+        shutdownRequested = true
         Log.info("\(source): graceful shutdown (up to \(config.shutdownTimeout) s)")
         stopGracefully()
     }

@@ -71,6 +71,7 @@ extension Master {
         SignalQueue.closeInChild()
         Sys.close(status.readFD)
         if let fifo { Sys.close(fifo.fd) }
+        observers.closeInChild()
         for fd in sockets.values where fd >= 0 && !keeping.contains(fd) { Sys.close(fd) }
         for gen in generations.values { Sys.close(gen.zygote.commandFD) }
         Sys.close(tally.fd)  // mapped already; only the master hands it on
@@ -142,8 +143,10 @@ extension Master {
             let who = how.contains("(SIGKILL") && !killedForMemory
                 ? ", not sent by the master: the kernel's OOM killer (see dmesg) or kill -9" : ""
             Log.warning("worker \(record.slot) (pid \(record.pid)) died (\(how)\(who)); respawning")
+            counters.respawn(slot: record.slot)
             return
         }
+        counters.respawn(slot: record.slot)
         let delay = table.workerBootFailed(now: Sys.now())
         if exitCode == WorkerExit.appLoadError && !table.everReady {
             halt("no worker could import the application (see the traceback above)")

@@ -58,6 +58,7 @@ extension Master {
 
     func abandonGeneration(_ g: UInt32, _ reason: String) {
         Log.error("reload failed: \(reason); generation \(plan.serving) keeps serving")
+        if let kind = generations[g]?.kind { counters.reloadEnded(kind, .failed) }
         // A chain stopped midway: the new workers already serving replaced old ones and run
         // the same configuration, so they stay, counted with the serving generation.
         let adopter = generations[g]?.kind == .chain ? plan.serving : nil
@@ -78,6 +79,7 @@ extension Master {
         generations = generations.filter { $0.key >= g || $0.value.zygote.isRunning }
         closeUnusedSockets()
         mapLibraries()
+        counters.reloadEnded(kind, .done)
         Log.info("\(kind) done: generation \(g) serving")
     }
 

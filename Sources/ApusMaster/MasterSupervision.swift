@@ -13,6 +13,7 @@ extension Master {
     /// (drained, with --reload-mercy) once the replacement is ready (`WorkerTable.keepStrength`).
     func recycle(pid: pid_t, _ reason: WorkerTable.Recycle) {
         guard let worker = table.recycle(pid: pid, reason: reason) else { return }
+        if reason == .harakiri { counters.harakiri(slot: worker.slot) }
         let when = plan.isReloading ? "replaced once the reload in progress is done (unless the reload retires it)" : "starting its replacement, then it finishes its requests"
         Log.info("worker \(worker.slot) (pid \(worker.pid)) \(reason): \(when)")
         keepStrength(now: Sys.now())

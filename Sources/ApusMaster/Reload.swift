@@ -13,6 +13,16 @@ public enum ReloadKind: Int, Comparable, Sendable, CustomStringConvertible {
 
     public static func < (a: ReloadKind, b: ReloadKind) -> Bool { a.rawValue < b.rawValue }
 
+    /// One word for labels: uWSGI's names (chain, workers, graceful) and upgrade.
+    public var name: String {
+        switch self {
+        case .chain: "chain"
+        case .workers: "workers"
+        case .graceful: "graceful"
+        case .upgrade: "upgrade"
+        }
+    }
+
     public var description: String {
         switch self {
         case .chain: "chain reload"

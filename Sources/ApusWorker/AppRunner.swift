@@ -71,7 +71,7 @@ final class AppRunner {
         // first (the client has a 504 or a cut connection, which the loop now closes).
         if !writer.claimAnswer() { HarakiriClaim.returnedLate() }
         let finished = Sys.now()
-        InFlight.end(index, now: finished)
+        InFlight.end(index, now: finished, status: writer.status, bytes: writer.bodyBytes, failed: writer.appFailed)
         worker.logAccess(conn, status: writer.status, bytes: writer.bodyBytes, seconds: finished - started)
     }
 }

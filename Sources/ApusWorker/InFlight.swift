@@ -60,14 +60,17 @@ enum InFlight {
         slot?.lastActive = now
     }
 
-    /// The request of app thread `index` is done: counted, and its line cleared.
-    static func end(_ index: Int, now: Double) {
+    /// The request of app thread `index` is done: counted (with its answer's status and
+    /// body bytes, and whether the app failed), and its line cleared.
+    static func end(_ index: Int, now: Double, status: Int, bytes: Int, failed: Bool) {
         guard let core = core(index) else { return }
         if let slot {
             slot.requests &+= 1
             RequestBudget.check(slot.requests)
-            slot.busyMicros &+= UInt64(max(0, (now - core.startedAt) * 1e6))
+            let micros = UInt64(max(0, (now - core.startedAt) * 1e6))
+            slot.busyMicros &+= micros
             slot.lastActive = now
+            slot.counters.recordApp(status: status, bytes: bytes, micros: micros, failed: failed)
         }
         core.state = .idle
         core.lineBytes[0] = 0

@@ -27,6 +27,8 @@ final class ResponseWriter: WSGIResponseSink {
     private(set) var bytesWritten = 0  // to the socket, head included
     private(set) var bodyBytes = 0
     private(set) var status = 0
+    /// The app raised, or answered with an invalid status or headers (the stats' exceptions).
+    private(set) var appFailed = false
     private var broken = false
     private var began = false
     /// Runs a wait for a slow client without the GIL (set by the app runner).
@@ -52,6 +54,7 @@ final class ResponseWriter: WSGIResponseSink {
         bytesWritten = 0
         bodyBytes = 0
         status = 0
+        appFailed = false
         broken = false
         began = false
         claimed = false
@@ -208,6 +211,7 @@ final class ResponseWriter: WSGIResponseSink {
     }
 
     func fail() {
+        appFailed = true
         if bytesWritten == 0 && !broken {
             out.removeAll(keepingCapacity: true)
             status = 500

@@ -141,6 +141,7 @@ extension Worker {
             conn.file = FileBody(fd: file.fd, offset: Int64(answer.offset), end: Int64(answer.offset + answer.count))
         }
         notFresh(conn)
+        InFlight.slot?.counters.recordStatic(status: answer.status, bytes: sent)
         logAccess(conn, status: answer.status, bytes: sent, seconds: Sys.now() - t)
         return keepAlive
     }
