@@ -68,3 +68,33 @@ extension Master {
         return ""
     }
 }
+
+/// One worker as the stats and the metrics show it: the master's record, and its scoreboard
+/// slot once the worker has taken it (a worker still starting may not have yet).
+struct ObservedWorker {
+    enum State: String, CaseIterable { case starting, ready, recycling, retiring }
+
+    let record: WorkerTable.Worker
+    let slot: Scoreboard.Slot?
+    /// App threads in a request now.
+    let busyThreads: Int
+    let threads: Int
+
+    var state: State {
+        if record.retiring { return .retiring }
+        if record.recycling != nil { return .recycling }
+        return record.ready ? .ready : .starting
+    }
+}
+
+extension Master {
+    /// The workers that have a process, by slot.
+    func observedWorkers() -> [ObservedWorker] {
+        table.workers.filter { $0.pid > 0 }.sorted { $0.slot < $1.slot }.map { record in
+            let threads = (generations[record.generation]?.config ?? config).threads
+            let slot = tally.board.slot(Int(record.slot))
+            let mine = slot.pid == record.pid ? slot : nil
+            return ObservedWorker(record: record, slot: mine, busyThreads: mine?.busyCores(threads: threads) ?? 0, threads: threads)
+        }
+    }
+}
