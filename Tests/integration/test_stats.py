@@ -121,6 +121,28 @@ def test_plain_tcp_document_has_uwsgis_fields_and_the_workers(statsapus):
     assert abs(apus["started_on"] - time.time()) < 120
 
 
+def test_listen_queue_counts_connections_nobody_accepts(statsapus):
+    srv = statsapus("--listen", "77")
+    doc = stats(srv.sport)
+    assert doc["listen_queue"] == 0 and doc["sockets"][0]["max_queue"] == 77
+    workers = srv.workers()
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    waiting = []
+    try:
+        waiting = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(5)]
+        doc = wait_until(lambda: (d := stats(srv.sport))["listen_queue"] >= 5 and d, 5,
+                         what="5 connections in the accept queue")
+        assert doc["listen_queue"] == 5 and doc["sockets"][0]["queue"] == 5
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+        for s in waiting:
+            s.close()
+    wait_until(lambda: stats(srv.sport)["listen_queue"] == 0, 10, what="the queue drained")
+    assert srv.get("/").status == 200
+
+
 def test_unix_socket_stats(apus, tmp_path):
     path = str(tmp_path / "stats.sock")
     srv = apus("statsapp", "--processes", "2", "--stats", path)
