@@ -352,3 +352,18 @@ def test_uwsgitop_shows_the_workers(apus, tmp_path, how):
         assert "uwsgi-apus " in out and "WID" in out and "Traceback" not in out
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], env=env)
+
+
+def test_sigterm_turns_ready_off_and_stopping_on(statsapus):
+    srv = statsapus()
+    apus = stats(srv.sport)["apus"]
+    assert apus["ready"] is True and apus["stopping"] is False
+    # A request in flight keeps the graceful shutdown draining while the stats are read.
+    t = slow_request(srv.port, b"/slow?s=3", 3)
+    wait_until(lambda: any(w["in_progress"] for w in stats(srv.sport)["workers"]), 5, what="in flight")
+    srv.signal(signal.SIGTERM)
+    apus = wait_until(lambda: (a := stats(srv.sport)["apus"])["stopping"] and a, 5, what="stopping")
+    assert apus["ready"] is False
+    t.join(15)
+    assert t.out["data"].startswith(b"HTTP/1.1 200 ")
+    assert srv.wait_exit(20) == 0
