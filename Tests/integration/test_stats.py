@@ -367,3 +367,16 @@ def test_sigterm_turns_ready_off_and_stopping_on(statsapus):
     t.join(15)
     assert t.out["data"].startswith(b"HTTP/1.1 200 ")
     assert srv.wait_exit(20) == 0
+
+
+def test_harakiri_count_shows_on_the_worker_being_replaced(statsapus):
+    srv = statsapus("--harakiri", "1")
+    t = slow_request(srv.port, b"/slow?s=4", 4)
+    [w] = wait_until(lambda: [w for w in stats(srv.sport)["workers"] if w["in_progress"]], 5, what="in flight")
+
+    def counted():
+        doc = stats(srv.sport)
+        return [x for x in doc["workers"] if x["pid"] == w["pid"] and x["harakiri_count"] == 1]
+    [x] = wait_until(counted, 10, interval=0.02, what="harakiri_count 1 on the slow request's worker")
+    assert x["id"] == w["id"] and x["state"] in ("recycling", "retiring")
+    t.join(15)
