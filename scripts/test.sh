@@ -26,6 +26,8 @@ command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
 # gcc and the Python headers: pip builds uWSGI from source (Tests/integration/test_zerg.py
 # and test_subscription.py run a real uWSGI on either side of apus)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+# tmux: Tests/integration/test_stats.py runs the real uwsgitop (curses) in a tmux pane
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || missing+=(python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     step "apt-get install ${missing[*]}"
@@ -44,7 +46,7 @@ fi
 # pyyaml: Tests/integration/test_examples.py reads examples/kubernetes/deployment.yaml
 # uwsgi: Tests/integration/test_zerg.py (zerg mode both ways) and test_subscription.py
 # (uWSGI 2.0 on either side of apus router)
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests h11 pyyaml uwsgi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests h11 pyyaml uwsgi uwsgitop
 echo "python: $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0], sys.prefix)')"
 
 # -- build and unit tests --------------------------------------------------------------------
