@@ -145,7 +145,7 @@ struct MetricsSnapshot {
 
         family("apus_ready", "gauge", "1 while /readyz answers 200.")
         sample("apus_ready", "", ready ? "1" : "0")
-        family("apus_generation", "gauge", "The serving generation (1 at start, one more per reload).")
+        family("apus_generation", "gauge", "The serving generation's number (1 at start, higher after each reload).")
         sample("apus_generation", "", "\(generation)")
 
         family("apus_worker_resident_memory_bytes", "gauge", "Resident memory of each worker, by slot.")
