@@ -380,7 +380,8 @@ def test_kubernetes_args_start_and_answer_the_readiness_probe(tmp_path, runs, do
     for probe in ("readinessProbe", "livenessProbe"):
         assert get(metrics_port, container[probe]["httpGet"]["path"]).status == 200, probe
     os.kill(run.proc.pid, signal.SIGTERM)
-    assert get(metrics_port, container["readinessProbe"]["httpGet"]["path"]).status == 503
+    ready_path = container["readinessProbe"]["httpGet"]["path"]
+    wait_until(lambda: get(metrics_port, ready_path).status == 503, 1, what="not ready after SIGTERM")
     assert get(port, "/").status == 200  # still serving during --shutdown-delay
     wait = float(option(args, "--shutdown-delay")) + float(option(args, "--shutdown-timeout")) + 5
     assert run.wait(wait) == 0, run.log()
