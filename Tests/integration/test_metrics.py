@@ -134,9 +134,18 @@ def test_chain_reload_counted(apus, tmp_path):
     fifo = tmp_path / "master.fifo"
     srv, m = start(apus, "--master-fifo", str(fifo), processes=2)
     assert metric(m, "apus_reloads_total", method="chain", outcome="done") == 0
+    for _ in range(6):
+        assert srv.get("/").status == 200
+    ok = wait_until(lambda: (lambda v: v if v >= 7 else None)(metric(m, "apus_requests_total", status_class="2xx")),
+                    10, what="7 2xx answers")
     fifo_send(fifo, "c")
     wait_until(lambda: metric(m, "apus_reloads_total", method="chain", outcome="done") == 1, 60, what="chain reload done")
+    wait_until(lambda: metric(m, "apus_workers", state="retiring") == 0 and len(srv.workers()) == 2, 30,
+               what="the old workers gone")
     s, _ = scrape(m)
+    # Both old workers exited: their answers stay counted.
+    assert val(s, "apus_requests_total", status_class="2xx") == ok
+    assert val(s, "apus_worker_respawns_total") == 0
     assert val(s, "apus_generation") == 2
     for method in ("graceful", "workers", "upgrade"):
         for outcome in ("done", "failed"):
