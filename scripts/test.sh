@@ -46,7 +46,7 @@ fi
 # pyyaml: Tests/integration/test_examples.py reads examples/kubernetes/deployment.yaml
 # uwsgi: Tests/integration/test_zerg.py (zerg mode both ways) and test_subscription.py
 # (uWSGI 2.0 on either side of apus router)
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests h11 pyyaml uwsgi uwsgitop
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest django flask requests h11 pyyaml uwsgi uwsgitop prometheus_client
 echo "python: $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0], sys.prefix)')"
 
 # -- build and unit tests --------------------------------------------------------------------

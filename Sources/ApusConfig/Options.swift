@@ -531,7 +531,7 @@ extension OptionSpec {
                 d.config.metricsBind = try parseObserverBind(raw, ctx)
             },
             .duration("shutdown-delay", allowZero: true, section: .observability,
-                      help: "On SIGTERM, report not ready on /readyz at once but keep serving for this many seconds before the graceful shutdown begins, so a load balancer stops sending requests first (0 = shut down at once).",
+                      help: "On SIGTERM, SIGINT or FIFO q, report not ready on /readyz at once but keep serving for this many seconds before the graceful shutdown begins, so a load balancer stops sending requests first (a second SIGTERM or SIGINT does not wait; 0 = shut down at once).",
                       into: \.config.shutdownDelay),
 
             // MARK: Configuration and information

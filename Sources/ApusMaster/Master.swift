@@ -98,9 +98,13 @@ public final class Master {
     let observers = ObserveServer()
     /// Reloads, harakiri replacements and respawns, for the stats and the metrics.
     var counters = MasterCounters()
+    /// The answers of the workers that are gone, for `/metrics` (MasterMetrics.swift).
+    var answerTotals = AnswerTotals()
     /// SIGTERM arrived: not ready from now on (`/readyz`), even while `--shutdown-delay`
     /// keeps serving before the drain.
     var shutdownRequested = false
+    /// `--shutdown-delay`: when the graceful shutdown that SIGTERM asked for begins.
+    var shutdownAt: Double?
 
     /// - Parameters:
     ///   - inherited: set when this image was started by an upgrade in place.
@@ -175,6 +179,7 @@ public final class Master {
                 continue
             }
             if exitStatus != 0 { break }
+            if let at = shutdownAt, t >= at { beginShutdown("--shutdown-delay passed") }
             checkTouchFiles(t)
             rotateLogIfFull(t)
             checkReloadTimeout(t)
@@ -183,7 +188,7 @@ public final class Master {
             keepStrength(now: t)
             adaptWorkers(now: t)
             subscriber.announce(config.subscriptions, frequency: config.subscribeFrequency,
-                                ready: table.workers.contains { $0.ready }, now: t)
+                                ready: table.workers.contains { $0.ready } && !shutdownRequested, now: t)
         }
         tearDown()
         Log.info("stopped")
@@ -339,10 +344,24 @@ public final class Master {
         requestReload(.chain, reason: "autoreload (a source file changed, seen by worker \(worker.slot))")
     }
 
+    /// Not ready at once; with `--shutdown-delay`, serve on until `shutdownAt` (the loop
+    /// checks it) so load balancers see `/readyz` fail first. A second one does not wait.
     private func handleTerm(_ source: String) {
         if stopping { return }
+        if shutdownRequested || config.shutdownDelay <= 0 {
+            shutdownRequested = true
+            beginShutdown(source)
+            return
+        }
         shutdownRequested = true
-        Log.info("\(source): graceful shutdown (up to \(config.shutdownTimeout) s)")
+        shutdownAt = Sys.now() + config.shutdownDelay
+        subscriber.unsubscribe(config.subscriptions)
+        Log.info("\(source): not ready from now on (/readyz answers 503); serving \(config.shutdownDelay) s more (--shutdown-delay), then a graceful shutdown")
+    }
+
+    private func beginShutdown(_ reason: String) {
+        shutdownAt = nil
+        Log.info("\(reason): graceful shutdown (up to \(config.shutdownTimeout) s)")
         stopGracefully()
     }
 

@@ -118,6 +118,7 @@ extension Master {
             let killedForMemory = recycleWatch.killed.contains(pid)
             recycleWatch.forget(pid: pid)
             guard let record = table.remove(pid: pid) else { continue }
+            foldAnswers(ofWorker: pid, slot: record.slot)
             tally.set(Int(record.slot), -1)
             if stopping || record.retiring {
                 if exitCode != 0 { Log.warning("worker \(record.slot) (pid \(pid)) \(how)") }

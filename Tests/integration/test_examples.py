@@ -343,17 +343,21 @@ def test_kubernetes_shutdown_arithmetic_and_probe_ports():
     args = container["command"] + container["args"]
     assert args[0] == "apus"
     shutdown = float(option(args, "--shutdown-timeout"))
-    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
-    assert pre_stop[0] == "sleep"
-    # SIGKILL at the grace period, counted from the start of preStop
-    assert spec["terminationGracePeriodSeconds"] > float(pre_stop[1]) + shutdown
+    delay = float(option(args, "--shutdown-delay"))
+    pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+    sleep = float(pre_stop[1]) if pre_stop else 0.0
+    assert not pre_stop or pre_stop[0] == "sleep"
+    # SIGKILL at the grace period, counted from the start of preStop (then SIGTERM)
+    assert spec["terminationGracePeriodSeconds"] > sleep + delay + shutdown
     bind_port = int(option(args, "--http").rsplit(":", 1)[1])
+    metrics_port = int(option(args, "--metrics").rsplit(":", 1)[1])
     ports = {p.get("name"): p["containerPort"] for p in container["ports"]}
-    assert bind_port in ports.values()
-    for probe in ("readinessProbe", "livenessProbe"):
-        check = container[probe].get("httpGet") or container[probe].get("tcpSocket")
+    assert bind_port in ports.values() and metrics_port in ports.values()
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        check = container[probe]["httpGet"]
         port = check["port"]
-        assert (ports[port] if isinstance(port, str) else port) == bind_port, probe
+        assert (ports[port] if isinstance(port, str) else port) == metrics_port, probe
+        assert check["path"] == path, probe
     strategy = deployment()["spec"]["strategy"]
     assert strategy["rollingUpdate"]["maxUnavailable"] == 0
 
@@ -366,15 +370,21 @@ def test_kubernetes_args_start_and_answer_the_readiness_probe(tmp_path, runs, do
     args = [moved(a, root) for a in container["command"] + container["args"]]
     bind = args.index("--http") + 1
     args[bind] = f"127.0.0.1:{port}"  # the pod's port 8000, here a free one
+    metrics_port = free_port()
+    args[args.index("--metrics") + 1] = f"127.0.0.1:{metrics_port}"  # and 9100
     env = dict(docker_image["env"], PATH=tool_path(tmp_path), HOME=str(tmp_path))
     env.update({e["name"]: e["value"] for e in container.get("env", [])})
     run = Run(args, env=env, cwd=root, log_path=tmp_path / "k8s.log")
     runs.append(run)
     run.wait_ready(port)
-    path = container["readinessProbe"]["httpGet"]["path"]
-    assert get(port, path).status == 200
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert get(metrics_port, container[probe]["httpGet"]["path"]).status == 200, probe
     os.kill(run.proc.pid, signal.SIGTERM)
-    assert run.wait(float(option(args, "--shutdown-timeout")) + 5) == 0, run.log()
+    ready_path = container["readinessProbe"]["httpGet"]["path"]
+    wait_until(lambda: get(metrics_port, ready_path).status == 503, 1, what="not ready after SIGTERM")
+    assert get(port, "/").status == 200  # still serving during --shutdown-delay
+    wait = float(option(args, "--shutdown-delay")) + float(option(args, "--shutdown-timeout")) + 5
+    assert run.wait(wait) == 0, run.log()
 
 
 # -- systemd ----------------------------------------------------------------------------------
