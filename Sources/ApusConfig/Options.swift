@@ -479,6 +479,14 @@ extension OptionSpec {
                 d, raw, ctx throws(ConfigError) in
                 d.config.logLevel = try parseLogLevel(raw, ctx)
             }.router,
+            .custom("log-format", aliases: ["logformat"], kind: .string, valueName: "FORMAT", defaultText: "common", section: .logging,
+                    help: "The access line: a preset (common, combined, json: one JSON object a line) or a format with uWSGI's %(var) variables, %(req:Header) and %(resp:Header); see docs/observability.md.") {
+                d, raw, ctx throws(ConfigError) in
+                do throws(LogFormatError) { d.config.accessLogFormat = try LogFormat(compiling: raw) } catch { throw ctx.fail(error.message) }
+            },
+            .flag("log-x-forwarded-for", section: .logging,
+                  help: "In access lines, the client address is the first address of the request's X-Forwarded-For header when it has one (any peer may set it: for logs only).",
+                  into: \.config.logXForwardedFor),
             .flag("access-log", negations: ["no-access-log", "disable-logging"], section: .logging,
                   help: "Log one line per request (--no-access-log or uWSGI's --disable-logging turn it off).",
                   into: \.config.accessLog),
@@ -575,7 +583,6 @@ extension OptionSpec {
             .noEffect("procname-prefix", aliases: ["procname-prefix-spaced"], takesValue: true,
                       note: "Apus does not rewrite process titles yet; that is planned."),
             .noEffect("stats", aliases: ["stats-server"], takesValue: true, note: "The stats server is planned; for now the master FIFO's s command logs the workers' state."),
-            .noEffect("log-format", aliases: ["logformat"], takesValue: true, note: "The access log is in the common log format; custom formats are planned."),
             .custom("hook-master-start", kind: .string, valueName: "ACTION", section: .uwsgi,
                     sources: [.commandLine, .iniFile], help: "unix_signal:15 gracefully_kill_them_all is accepted without effect; any other hook is refused.") {
                 d, raw, ctx throws(ConfigError) in
