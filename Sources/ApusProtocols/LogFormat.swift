@@ -62,7 +62,8 @@ public struct LogFormat: Sendable, Equatable {
     public static let common = try! LogFormat(compiling: "common")
 
     /// `spec` is a preset name (common, combined, json) or a format with `%(name)`
-    /// variables and `%%` for a percent sign. Throws the first unknown variable or a
+    /// variables and `%%` for a percent sign; a format after `json:` has its values escaped
+    /// for JSON strings (the user writes the quotes). Throws the first unknown variable or a
     /// malformed `%(`; the message names it.
     public init(compiling spec: String) throws(LogFormatError) {
         source = spec
@@ -71,7 +72,8 @@ public struct LogFormat: Sendable, Equatable {
         case "common": text = Self.commonFormat; escaping = .text
         case "combined": text = Self.combinedFormat; escaping = .text
         case "json": text = Self.jsonFormat; escaping = .json
-        default: text = spec; escaping = .text
+        default:
+            if spec.hasPrefix("json:") { text = String(spec.dropFirst(5)); escaping = .json } else { text = spec; escaping = .text }
         }
         ops = []
         responseHeaders = []
