@@ -7,6 +7,12 @@ private let hexDigits: StaticString = "0123456789abcdef"
 @inline(__always)
 private func hex(_ v: UInt8) -> UInt8 { hexDigits.utf8Start[Int(v & 0xf)] }
 
+/// Appends raw bytes with one copy (Array's append of a raw buffer goes byte by byte).
+@inline(__always)
+public func appendBytes(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+    out.append(contentsOf: UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count))
+}
+
 /// Appends `value` for a text line: bytes below 0x20, `"`, `\` and bytes 0x7f and up as
 /// \xNN (nginx's escaping), so the line is ASCII. Bytes that need nothing are copied in one go.
 public func appendTextEscaped(_ value: UnsafeRawBufferPointer, to out: inout [UInt8]) {
@@ -15,7 +21,7 @@ public func appendTextEscaped(_ value: UnsafeRawBufferPointer, to out: inout [UI
         clean = false
         break
     }
-    if clean { out.append(contentsOf: value); return }
+    if clean { appendBytes(value, to: &out); return }
     for b in value {
         if b < 0x20 || b >= 0x7f || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") {
             out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "x")); out.append(hex(b >> 4)); out.append(hex(b))
@@ -35,7 +41,7 @@ public func appendJSONEscaped(_ value: UnsafeRawBufferPointer, to out: inout [UI
         clean = false
         break
     }
-    if clean { out.append(contentsOf: value); return }
+    if clean { appendBytes(value, to: &out); return }
     func u(_ a: UInt8, _ b: UInt8) {
         out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "u"))
         out.append(hex(a >> 4)); out.append(hex(a)); out.append(hex(b >> 4)); out.append(hex(b))
@@ -62,7 +68,7 @@ public func appendJSONEscaped(_ value: UnsafeRawBufferPointer, to out: inout [UI
             u(0x20, value[i + 2] - 0x80)
             i += 3
         } else {
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: value[i..<(i + length)]))
+            appendBytes(UnsafeRawBufferPointer(rebasing: value[i..<(i + length)]), to: &out)
             i += length
         }
     }

@@ -39,7 +39,7 @@ struct ResponseHeaderCapture {
                         guard same else { continue }
                         var v = colon + 1
                         while v < end && (all[v] == 32 || all[v] == 9) { v += 1 }
-                        values[k].append(contentsOf: UnsafeRawBufferPointer(rebasing: all[v..<end]))
+                        appendBytes(UnsafeRawBufferPointer(rebasing: all[v..<end]), to: &values[k])
                         present[k] = true
                     }
                 }
@@ -49,69 +49,131 @@ struct ResponseHeaderCapture {
     }
 }
 
-extension AccessLog {
-    /// Appends one line (without its newline) for `conn`'s request; the lock is held.
-    func appendLine(conn: Connection, raw: UnsafeRawBufferPointer, status: Int, bytes: Int, seconds: Double,
-                    response: ResponseHeaderCapture?) {
-        let head = conn.head
-        let json = format.escaping == .json
-        func value(_ v: UnsafeRawBufferPointer) {
-            if v.isEmpty {
-                if !json { pending.append(UInt8(ascii: "-")) }
-            } else if json {
-                appendJSONEscaped(v, to: &pending)
-            } else {
-                appendTextEscaped(v, to: &pending)
-            }
+/// A format's ops as the per-request loop reads them: no reference-counted payload (a
+/// literal or a header name is a range of one pool), in memory that lives as long as the
+/// worker, so running the ops retains nothing.
+struct AccessPlan {
+    enum Op {
+        case literal(Int, Int)
+        case variable(LogVariable)
+        /// Index into `headers`.
+        case requestHeader(Int)
+        case responseHeader(Int)
+    }
+
+    let ops: UnsafeMutableBufferPointer<Op>
+    /// Literal bytes, header names (lower case) and uwsgi keys.
+    let pool: UnsafeMutableBufferPointer<UInt8>
+    /// Ranges of `pool`: each request header's name and uwsgi key. The first two are
+    /// X-Request-ID and X-Forwarded-For.
+    let headers: UnsafeMutableBufferPointer<(name: Range<Int>, key: Range<Int>)>
+    static let requestID = 0
+    static let forwardedFor = 1
+
+    init(_ format: LogFormat) {
+        var bytes: [UInt8] = []
+        var ops: [Op] = []
+        var headers: [(name: Range<Int>, key: Range<Int>)] = []
+        func add(_ b: [UInt8]) -> Range<Int> {
+            bytes.append(contentsOf: b)
+            return (bytes.count - b.count)..<bytes.count
         }
-        func value(_ range: Range<Int>) { value(UnsafeRawBufferPointer(rebasing: raw[range])) }
-        func value(_ bytes: [UInt8]) { bytes.withUnsafeBytes { value($0) } }
+        headers.append((add(Array("x-request-id".utf8)), add(Array("HTTP_X_REQUEST_ID".utf8))))
+        headers.append((add(Array("x-forwarded-for".utf8)), add(Array("HTTP_X_FORWARDED_FOR".utf8))))
         for op in format.ops {
             switch op {
-            case let .literal(bytes):
-                pending.append(contentsOf: bytes)
+            case let .literal(b):
+                let r = add(b)
+                ops.append(.literal(r.lowerBound, r.count))
+            case let .variable(v): ops.append(.variable(v))
             case let .requestHeader(name, key):
-                value(requestHeader(conn, raw, name: name, uwsgiKey: key) ?? 0..<0)
+                headers.append((add(name), add(key)))
+                ops.append(.requestHeader(headers.count - 1))
+            case let .responseHeader(k): ops.append(.responseHeader(k))
+            }
+        }
+        func keep<T>(_ a: [T]) -> UnsafeMutableBufferPointer<T> {
+            let p = UnsafeMutableBufferPointer<T>.allocate(capacity: max(1, a.count))
+            _ = p.initialize(from: a)
+            return UnsafeMutableBufferPointer(rebasing: p[0..<a.count])
+        }
+        self.ops = keep(ops)
+        pool = keep(bytes)
+        self.headers = keep(headers)
+    }
+}
+
+extension AccessLog {
+    /// Appends one line (without its newline) for `conn`'s request to `out`; the lock is held.
+    func appendLine(to out: inout [UInt8], conn: Connection, raw: UnsafeRawBufferPointer, status: Int, bytes: Int,
+                    seconds: Double, response: ResponseHeaderCapture?) {
+        let head = conn.head
+        let uwsgi = conn.machine.wire == .uwsgi
+        let json = format.escaping == .json
+        let pool = UnsafeRawBufferPointer(plan.pool)
+        @inline(__always) func value(_ v: UnsafeRawBufferPointer) {
+            if v.isEmpty {
+                if !json { out.append(UInt8(ascii: "-")) }
+            } else if json {
+                appendJSONEscaped(v, to: &out)
+            } else {
+                appendTextEscaped(v, to: &out)
+            }
+        }
+        @inline(__always) func value(_ range: Range<Int>) { value(UnsafeRawBufferPointer(rebasing: raw[range])) }
+        @inline(__always) func header(_ k: Int) -> Range<Int>? {
+            let h = plan.headers[k]
+            return requestHeader(head, uwsgi ? conn : nil, raw, name: UnsafeRawBufferPointer(rebasing: pool[h.name]),
+                                 uwsgiKey: UnsafeRawBufferPointer(rebasing: pool[h.key]))
+        }
+        for op in plan.ops {
+            switch op {
+            case let .literal(at, count):
+                appendBytes(UnsafeRawBufferPointer(rebasing: pool[at..<(at + count)]), to: &out)
+            case let .requestHeader(k):
+                value(header(k) ?? 0..<0)
             case let .responseHeader(k):
-                if let response, response.present[k] { value(response.values[k]) } else { value(0..<0) }
+                if let response, response.present[k] {
+                    response.values[k].withUnsafeBytes { value($0) }
+                } else {
+                    value(0..<0)
+                }
             case let .variable(v):
                 switch v {
                 case .method: value(head.method)
                 case .uri: value(head.target)
                 case .path: value(head.path)
                 case .query: value(head.query ?? 0..<0)
-                case .proto: appendLiteral(head.versionMinor == 0 ? "HTTP/1.0" : "HTTP/1.1", &pending)
-                case .status: appendDecimal(status, to: &pending)
-                case .size: appendDecimal(bytes, to: &pending)
-                case .sizeCLF: if bytes == 0 { pending.append(UInt8(ascii: "-")) } else { appendDecimal(bytes, to: &pending) }
-                case .msecs: appendDecimal(Int(max(0, seconds) * 1000), to: &pending)
-                case .usecs: appendDecimal(Int(max(0, seconds) * 1_000_000), to: &pending)
+                case .proto: appendLiteral(head.versionMinor == 0 ? "HTTP/1.0" : "HTTP/1.1", &out)
+                case .status: appendDecimal(status, to: &out)
+                case .size: appendDecimal(bytes, to: &out)
+                case .sizeCLF: if bytes == 0 { out.append(UInt8(ascii: "-")) } else { appendDecimal(bytes, to: &out) }
+                case .msecs: appendDecimal(Int(max(0, seconds) * 1000), to: &out)
+                case .usecs: appendDecimal(Int(max(0, seconds) * 1_000_000), to: &out)
                 case .addr:
-                    if forwardedFor, let xff = forwardedClient(conn, raw) { value(xff) } else { value(conn.peerAddress) }
+                    if forwardedFor, let xff = header(AccessPlan.forwardedFor).flatMap({ firstAddress(raw, $0) }) {
+                        value(xff)
+                    } else {
+                        conn.peerAddress.withUnsafeBytes { value($0) }
+                    }
                 case .requestID:
-                    if let given = requestHeader(conn, raw, name: Self.requestIDName, uwsgiKey: Self.requestIDKey),
-                       given.count <= 128, raw[given].allSatisfy(Self.isIDByte) {
+                    if let given = header(AccessPlan.requestID), given.count <= 128, raw[given].allSatisfy(Self.isIDByte) {
                         value(given)
                     } else {
                         idCounter += 1
-                        pending.append(contentsOf: idPrefix)
-                        appendLowerHex(UInt64(idCounter), to: &pending)
+                        out.append(contentsOf: idPrefix)
+                        appendLowerHex(UInt64(idCounter), to: &out)
                     }
-                case .worker: pending.append(contentsOf: workerDigits)
-                case .generation: pending.append(contentsOf: generationDigits)
-                case .pid: pending.append(contentsOf: pidDigits)
-                case .epoch: appendDecimal(epoch, to: &pending)
-                case .ltime: pending.append(contentsOf: stamp)
-                case .iso8601: pending.append(contentsOf: isoStamp)
+                case .worker: out.append(contentsOf: workerDigits)
+                case .generation: out.append(contentsOf: generationDigits)
+                case .pid: out.append(contentsOf: pidDigits)
+                case .epoch: appendDecimal(epoch, to: &out)
+                case .ltime: out.append(contentsOf: stamp)
+                case .iso8601: out.append(contentsOf: isoStamp)
                 }
             }
         }
     }
-
-    static let requestIDName = Array("x-request-id".utf8)
-    static let requestIDKey = Array("HTTP_X_REQUEST_ID".utf8)
-    static let forwardedName = Array("x-forwarded-for".utf8)
-    static let forwardedKey = Array("HTTP_X_FORWARDED_FOR".utf8)
 
     /// What a request id may hold when a client or proxy gives one: letters, digits and
     /// `-_.:+/=@` (UUIDs, nginx's $request_id, base64 ids).
@@ -124,10 +186,9 @@ extension AccessLog {
         }
     }
 
-    /// The first address of X-Forwarded-For (up to its first comma, spaces trimmed), or nil
-    /// when the header is absent or that address is empty.
-    func forwardedClient(_ conn: Connection, _ raw: UnsafeRawBufferPointer) -> Range<Int>? {
-        guard let all = requestHeader(conn, raw, name: Self.forwardedName, uwsgiKey: Self.forwardedKey) else { return nil }
+    /// The first address of an X-Forwarded-For value (up to its first comma, spaces
+    /// trimmed), or nil when it is empty.
+    func firstAddress(_ raw: UnsafeRawBufferPointer, _ all: Range<Int>) -> Range<Int>? {
         var lo = all.lowerBound
         var hi = lo
         while hi < all.upperBound && raw[hi] != UInt8(ascii: ",") { hi += 1 }
@@ -136,17 +197,18 @@ extension AccessLog {
         return lo < hi ? lo..<hi : nil
     }
 
-    /// The first request header called `name` (lower case): an HTTP field, or for a uwsgi
-    /// packet the var `uwsgiKey`. Nil when there is none.
-    func requestHeader(_ conn: Connection, _ raw: UnsafeRawBufferPointer, name: [UInt8], uwsgiKey: [UInt8]) -> Range<Int>? {
-        if conn.machine.wire == .uwsgi {
-            for v in conn.uwsgiHead.vars where v.key.count == uwsgiKey.count && raw[v.key].elementsEqual(uwsgiKey) {
+    /// The first request header called `name` (lower case): an HTTP field of `head`, or
+    /// with `uwsgi` (the connection of a uwsgi packet) the packet's var `uwsgiKey`.
+    func requestHeader(_ head: HTTPRequestHead, _ uwsgi: Connection?, _ raw: UnsafeRawBufferPointer,
+                       name: UnsafeRawBufferPointer, uwsgiKey: UnsafeRawBufferPointer) -> Range<Int>? {
+        if let uwsgi {
+            for v in uwsgi.uwsgiHead.vars where v.key.count == uwsgiKey.count && raw[v.key].elementsEqual(uwsgiKey) {
                 return v.value
             }
             return nil
         }
         guard !name.isEmpty else { return nil }
-        for field in conn.head.headers where field.name.count == name.count {
+        for field in head.headers where field.name.count == name.count {
             var same = true
             for j in 0..<name.count where asciiLower(raw[field.name.lowerBound + j]) != name[j] { same = false; break }
             if same { return field.value }

@@ -14,15 +14,18 @@ import ApusSys
 /// code in the worker, see docs/architecture.md, "Memory of a worker"). AccessLine.swift
 /// turns the format's ops into bytes.
 final class AccessLog: @unchecked Sendable {
-    var pending: [UInt8] = []
+    // The mutable state is touched only with `lock` held, so it opts out of the run-time
+    // exclusivity check (a call into the runtime per access; the loop flushes every turn).
+    @exclusivity(unchecked) private var pending: [UInt8] = []
     private var lock = pthread_mutex_t()
-    private var second = -1
+    @exclusivity(unchecked) private var second = -1
     /// "26/Nov/2026:22:10:01 +0000" and "2026-11-26T22:10:01Z", rebuilt once a second.
-    var stamp: [UInt8] = []
-    var isoStamp: [UInt8] = []
-    var epoch = 0
+    @exclusivity(unchecked) var stamp: [UInt8] = []
+    @exclusivity(unchecked) var isoStamp: [UInt8] = []
+    @exclusivity(unchecked) var epoch = 0
 
     let format: LogFormat
+    let plan: AccessPlan
     let forwardedFor: Bool
     /// The worker's number, generation and pid, in decimal.
     let workerDigits: [UInt8]
@@ -31,7 +34,7 @@ final class AccessLog: @unchecked Sendable {
     /// Generated request ids: this prefix (the worker's start time and pid, in hex) and a
     /// counter, unique across workers and restarts without a syscall per request.
     let idPrefix: [UInt8]
-    var idCounter = 0
+    @exclusivity(unchecked) var idCounter = 0
 
     /// Where the lines go; SIGUSR1 may swap the file under this number (Worker.swift).
     let fd: Int32
@@ -43,6 +46,7 @@ final class AccessLog: @unchecked Sendable {
     init(fd: Int32, format: LogFormat = .common, forwardedFor: Bool = false, worker: Int = 0, generation: Int = 0) {
         self.fd = fd
         self.format = format
+        plan = AccessPlan(format)
         self.forwardedFor = forwardedFor
         var st = stat()
         let regular = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
@@ -72,9 +76,13 @@ final class AccessLog: @unchecked Sendable {
         let raw = UnsafeRawBufferPointer(start: conn.buffer + conn.start, count: conn.end - conn.start)
         pthread_mutex_lock(&lock)
         updateStamp()
-        appendLine(conn: conn, raw: raw, status: status, bytes: bytes, seconds: seconds, response: response)
-        pending.append(UInt8(ascii: "\n"))
-        let big = pending.count > 32768
+        // Built in a local array (the buffer moved out and back): no exclusivity check per append.
+        var out: [UInt8] = []
+        swap(&out, &pending)
+        appendLine(to: &out, conn: conn, raw: raw, status: status, bytes: bytes, seconds: seconds, response: response)
+        out.append(UInt8(ascii: "\n"))
+        let big = out.count > 32768
+        swap(&out, &pending)
         pthread_mutex_unlock(&lock)
         if big { flush() }
     }
