@@ -13,47 +13,55 @@ public func appendBytes(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) 
     out.append(contentsOf: UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count))
 }
 
-/// Appends `value` for a text line: bytes below 0x20, `"`, `\` and bytes 0x7f and up as
-/// \xNN (nginx's escaping), so the line is ASCII. Bytes that need nothing are copied in one go.
-public func appendTextEscaped(_ value: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-    var clean = true
-    for b in value where b < 0x20 || b >= 0x7f || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") {
-        clean = false
-        break
-    }
-    if clean { appendBytes(value, to: &out); return }
+/// The most bytes `textEscape` writes per byte of input (\xNN).
+public let textEscapeGrowth = 4
+/// The most bytes `jsonEscape` writes per byte of input (\u00XX).
+public let jsonEscapeGrowth = 6
+
+@inline(__always)
+private func needsEscape(_ b: UInt8) -> Bool { b < 0x20 || b >= 0x7f || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") }
+
+/// Writes `value` for a text line at `out` (room for `textEscapeGrowth` bytes a byte) and
+/// returns the bytes written: bytes below 0x20, `"`, `\` and bytes 0x7f and up as \xNN
+/// (nginx's escaping), so the line is ASCII.
+public func textEscape(_ value: UnsafeRawBufferPointer, into out: UnsafeMutablePointer<UInt8>) -> Int {
+    var n = 0
     for b in value {
-        if b < 0x20 || b >= 0x7f || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") {
-            out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "x")); out.append(hex(b >> 4)); out.append(hex(b))
+        if needsEscape(b) {
+            out[n] = UInt8(ascii: "\\"); out[n + 1] = UInt8(ascii: "x"); out[n + 2] = hex(b >> 4); out[n + 3] = hex(b)
+            n += 4
         } else {
-            out.append(b)
+            out[n] = b
+            n += 1
         }
     }
+    return n
 }
 
-/// Appends `value` as the content of a JSON string: `"` and `\` backslashed, bytes below
-/// 0x20 and 0x7f as \u00XX, U+0085, U+2028 and U+2029 as \u0085, \u2028, \u2029, other
+/// Writes `value` as the content of a JSON string at `out` (room for `jsonEscapeGrowth`
+/// bytes a byte) and returns the bytes written: `"` and `\` backslashed, bytes below 0x20
+/// and 0x7f as \u00XX, U+0085, U+2028 and U+2029 as \u0085, \u2028, \u2029, other
 /// well-formed UTF-8 copied, and each byte of ill-formed UTF-8 as \u00XX (the byte read as
 /// Latin-1, as PEP 3333 reads header bytes), so the output is always valid UTF-8.
-public func appendJSONEscaped(_ value: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-    var clean = true
-    for b in value where b < 0x20 || b >= 0x7f || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") {
-        clean = false
-        break
-    }
-    if clean { appendBytes(value, to: &out); return }
+public func jsonEscape(_ value: UnsafeRawBufferPointer, into out: UnsafeMutablePointer<UInt8>) -> Int {
+    var n = 0
     func u(_ a: UInt8, _ b: UInt8) {
-        out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "u"))
-        out.append(hex(a >> 4)); out.append(hex(a)); out.append(hex(b >> 4)); out.append(hex(b))
+        out[n] = UInt8(ascii: "\\"); out[n + 1] = UInt8(ascii: "u")
+        out[n + 2] = hex(a >> 4); out[n + 3] = hex(a); out[n + 4] = hex(b >> 4); out[n + 5] = hex(b)
+        n += 6
     }
     var i = 0
-    let n = value.count
-    while i < n {
+    let count = value.count
+    while i < count {
         let b = value[i]
         if b < 0x80 {
             if b < 0x20 || b == 0x7f { u(0, b) } else if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") {
-                out.append(UInt8(ascii: "\\")); out.append(b)
-            } else { out.append(b) }
+                out[n] = UInt8(ascii: "\\"); out[n + 1] = b
+                n += 2
+            } else {
+                out[n] = b
+                n += 1
+            }
             i += 1
             continue
         }
@@ -68,10 +76,26 @@ public func appendJSONEscaped(_ value: UnsafeRawBufferPointer, to out: inout [UI
             u(0x20, value[i + 2] - 0x80)
             i += 3
         } else {
-            appendBytes(UnsafeRawBufferPointer(rebasing: value[i..<(i + length)]), to: &out)
+            for k in 0..<length { out[n + k] = value[i + k] }
+            n += length
             i += length
         }
     }
+    return n
+}
+
+/// `textEscape` appended to an array.
+public func appendTextEscaped(_ value: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+    out.append(contentsOf: [UInt8](unsafeUninitializedCapacity: max(1, value.count * textEscapeGrowth)) { buf, n in
+        n = textEscape(value, into: buf.baseAddress!)
+    })
+}
+
+/// `jsonEscape` appended to an array.
+public func appendJSONEscaped(_ value: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+    out.append(contentsOf: [UInt8](unsafeUninitializedCapacity: max(1, value.count * jsonEscapeGrowth)) { buf, n in
+        n = jsonEscape(value, into: buf.baseAddress!)
+    })
 }
 
 /// The length of the well-formed UTF-8 sequence that starts at `i` (a byte 0x80 or up),

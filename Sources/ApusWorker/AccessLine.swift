@@ -104,8 +104,8 @@ struct AccessPlan {
 }
 
 extension AccessLog {
-    /// Appends one line (without its newline) for `conn`'s request to `out`; the lock is held.
-    func appendLine(to out: inout [UInt8], conn: Connection, raw: UnsafeRawBufferPointer, status: Int, bytes: Int,
+    /// Writes one line (without its newline) for `conn`'s request to `out`; the lock is held.
+    func appendLine(to out: inout LineBuffer, conn: Connection, raw: UnsafeRawBufferPointer, status: Int, bytes: Int,
                     seconds: Double, response: ResponseHeaderCapture?) {
         let head = conn.head
         let uwsgi = conn.machine.wire == .uwsgi
@@ -115,9 +115,9 @@ extension AccessLog {
             if v.isEmpty {
                 if !json { out.append(UInt8(ascii: "-")) }
             } else if json {
-                appendJSONEscaped(v, to: &out)
+                out.jsonEscaped(v)
             } else {
-                appendTextEscaped(v, to: &out)
+                out.textEscaped(v)
             }
         }
         @inline(__always) func value(_ range: Range<Int>) { value(UnsafeRawBufferPointer(rebasing: raw[range])) }
@@ -129,7 +129,7 @@ extension AccessLog {
         for op in plan.ops {
             switch op {
             case let .literal(at, count):
-                appendBytes(UnsafeRawBufferPointer(rebasing: pool[at..<(at + count)]), to: &out)
+                out.append(UnsafeRawBufferPointer(rebasing: pool[at..<(at + count)]))
             case let .requestHeader(k):
                 value(header(k) ?? 0..<0)
             case let .responseHeader(k):
@@ -144,12 +144,12 @@ extension AccessLog {
                 case .uri: value(head.target)
                 case .path: value(head.path)
                 case .query: value(head.query ?? 0..<0)
-                case .proto: appendLiteral(head.versionMinor == 0 ? "HTTP/1.0" : "HTTP/1.1", &out)
-                case .status: appendDecimal(status, to: &out)
-                case .size: appendDecimal(bytes, to: &out)
-                case .sizeCLF: if bytes == 0 { out.append(UInt8(ascii: "-")) } else { appendDecimal(bytes, to: &out) }
-                case .msecs: appendDecimal(Int(max(0, seconds) * 1000), to: &out)
-                case .usecs: appendDecimal(Int(max(0, seconds) * 1_000_000), to: &out)
+                case .proto: out.append(head.versionMinor == 0 ? "HTTP/1.0" : "HTTP/1.1")
+                case .status: out.decimal(status)
+                case .size: out.decimal(bytes)
+                case .sizeCLF: if bytes == 0 { out.append(UInt8(ascii: "-")) } else { out.decimal(bytes) }
+                case .msecs: out.decimal(Int(max(0, seconds) * 1000))
+                case .usecs: out.decimal(Int(max(0, seconds) * 1_000_000))
                 case .addr:
                     if forwardedFor, let xff = header(AccessPlan.forwardedFor).flatMap({ firstAddress(raw, $0) }) {
                         value(xff)
@@ -161,15 +161,15 @@ extension AccessLog {
                         value(given)
                     } else {
                         idCounter += 1
-                        out.append(contentsOf: idPrefix)
-                        appendLowerHex(UInt64(idCounter), to: &out)
+                        out.append(idPrefix)
+                        out.hex(UInt64(idCounter))
                     }
-                case .worker: out.append(contentsOf: workerDigits)
-                case .generation: out.append(contentsOf: generationDigits)
-                case .pid: out.append(contentsOf: pidDigits)
-                case .epoch: appendDecimal(epoch, to: &out)
-                case .ltime: out.append(contentsOf: stamp)
-                case .iso8601: out.append(contentsOf: isoStamp)
+                case .worker: out.append(workerDigits)
+                case .generation: out.append(generationDigits)
+                case .pid: out.append(pidDigits)
+                case .epoch: out.decimal(epoch)
+                case .ltime: out.append(stamp)
+                case .iso8601: out.append(isoStamp)
                 }
             }
         }

@@ -35,6 +35,8 @@ final class AccessLog: @unchecked Sendable {
     /// counter, unique across workers and restarts without a syscall per request.
     let idPrefix: [UInt8]
     @exclusivity(unchecked) var idCounter = 0
+    /// The line being written.
+    @exclusivity(unchecked) private var line = LineBuffer()
 
     /// Where the lines go; SIGUSR1 may swap the file under this number (Worker.swift).
     let fd: Int32
@@ -76,13 +78,13 @@ final class AccessLog: @unchecked Sendable {
         let raw = UnsafeRawBufferPointer(start: conn.buffer + conn.start, count: conn.end - conn.start)
         pthread_mutex_lock(&lock)
         updateStamp()
-        // Built in a local array (the buffer moved out and back): no exclusivity check per append.
-        var out: [UInt8] = []
-        swap(&out, &pending)
+        var out = line
+        out.reset()
         appendLine(to: &out, conn: conn, raw: raw, status: status, bytes: bytes, seconds: seconds, response: response)
         out.append(UInt8(ascii: "\n"))
-        let big = out.count > 32768
-        swap(&out, &pending)
+        line = out  // it may have grown
+        pending.append(contentsOf: out.bytes)
+        let big = pending.count > 32768
         pthread_mutex_unlock(&lock)
         if big { flush() }
     }
