@@ -574,7 +574,7 @@ extension OptionSpec {
             .noEffect("ignore-write-errors", note: "Apus does not log writes to a client that went away."),
             .noEffect("disable-write-exception", note: "Apus stops iterating a response quietly when its client went away; only the write() callable raises OSError then, as the app must stop."),
             .noEffect("offload-threads", takesValue: true, note: "Apus has no offload threads: each worker's event loop writes responses (wsgi.file_wrapper files with sendfile) without holding an app thread."),
-            .noEffect("log-date", note: "Apus's own log lines always start with the UTC date and time, and access lines carry it in the common log format; a strftime format cannot be chosen."),
+            .noEffect("log-date", note: "Apus's own log lines always start with the UTC date and time; access lines carry it as --log-format says (%(ltime), %(iso8601) or %(epoch)); a strftime format cannot be chosen."),
             .noEffect("log-master", note: "Apus's processes write each log line with one write() to the same stderr or log file, so lines never interleave; there is no log pipe through the master."),
             .noEffect("manage-script-name", note: "--mount PREFIX always moves PREFIX from PATH_INFO to SCRIPT_NAME."),
             .noEffect("http-timeout", takesValue: true, note: "Apus has no HTTP router process between the client and the workers, so nothing cuts a slow response; slow clients: --header-timeout and --body-timeout; slow apps: --harakiri."),
