@@ -126,17 +126,22 @@ def read_to_end(sock: socket.socket) -> bytes:
     return bytes(data)
 
 
-def run_once(binary: str, app: str, threads: int, count: int, workdir: str, uwsgi: bool = False) -> int:
+def run_once(binary: str, app: str, threads: int, count: int, workdir: str, uwsgi: bool = False,
+             log_format: str = "none") -> int:
     """Starts apus under callgrind, sends `count` keep-alive requests on one connection
     after one readiness request (with `uwsgi`: `count` uwsgi packets, each on a connection
-    of its own, as nginx sends them), stops it, and returns the worker's instruction count."""
+    of its own, as nginx sends them), stops it, and returns the worker's instruction count.
+    `log_format`: "none" (no access log), "on" (the access log in its default format) or a
+    --log-format; the lines go to a file."""
     appdir, module, path = APPS[app]
     port = free_port()
     out = os.path.join(workdir, f"cg-{count}-%p")
     cmd = ["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out}",
            binary, "--socket" if uwsgi else "--http", f"127.0.0.1:{port}", "--processes", "1", "--threads", str(threads),
            "--venv", os.path.join(BENCH, ".venv"), "--chdir", os.path.join(REPO, appdir),
-           "--no-access-log", module]
+           *(["--no-access-log"] if log_format == "none" else
+             ["--access-logfile", os.path.join(workdir, "access.log")]
+             + ([] if log_format == "on" else ["--log-format", log_format])), module]
     log = open(os.path.join(workdir, f"apus-{count}.log"), "wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
     try:
@@ -189,19 +194,23 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--uwsgi", action="store_true",
                     help="uwsgi packets on --socket, a connection per request (as behind nginx)")
+    ap.add_argument("--log-format", action="append", default=None,
+                    help="none (the default: no access log), on (the default format) or a --log-format, "
+                         "lines to a file; repeatable: each is counted")
     args = ap.parse_args()
     if not shutil.which("valgrind"):
         print("instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
-    for binary in args.apus:
+    for binary, log_format in [(b, f) for b in args.apus for f in args.log_format or ["none"]]:
         with tempfile.TemporaryDirectory(prefix="apus-cg-") as workdir:
             stripped = os.path.join(workdir, "apus")
             subprocess.run(["strip", "--strip-debug", binary, "-o", stripped], check=True)
-            short = run_once(stripped, args.app, args.threads, args.warmup, workdir, args.uwsgi)
-            long = run_once(stripped, args.app, args.threads, args.warmup + args.requests, workdir, args.uwsgi)
+            short = run_once(stripped, args.app, args.threads, args.warmup, workdir, args.uwsgi, log_format)
+            long = run_once(stripped, args.app, args.threads, args.warmup + args.requests, workdir, args.uwsgi, log_format)
         per_request = (long - short) / args.requests
         over = " over uwsgi" if args.uwsgi else ""
-        print(f"{binary}: {args.app}{over} 1x{args.threads}: {per_request:,.0f} instructions per request "
+        logged = "" if log_format == "none" else f" --log-format {log_format}"
+        print(f"{binary}{logged}: {args.app}{over} 1x{args.threads}: {per_request:,.0f} instructions per request "
               f"(worker: {short:,} after {args.warmup} requests, {long:,} after {args.warmup + args.requests})",
               flush=True)
     return 0

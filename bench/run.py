@@ -130,6 +130,14 @@ def _apus_b_available(c: Ctx):
     return None
 
 
+def _apus_logging(fmt: str):
+    """apus with its access log on, in --log-format fmt, to a file in the cell's directory."""
+    def build(c: Ctx):
+        argv = [a for a in _apus(c) if a != "--no-access-log"]
+        return argv + ["--access-logfile", os.path.join(c.tmp, "access.log"), "--log-format", fmt]
+    return build
+
+
 def _apus_available(c: Ctx):
     if not (os.path.isfile(c.apus) and os.access(c.apus, os.X_OK)):
         return (f"no apus binary at {c.apus}: build it with `swift build -c release` "
@@ -233,6 +241,10 @@ SERVERS = [
     Server("apus", _apus, available=_apus_available),
     Server("apus-b", _apus_b, available=_apus_b_available, default=False,
            note="the binary given with --apus-b, to compare two builds side by side"),
+    Server("apus-log-common", _apus_logging("common"), available=_apus_available, default=False,
+           note="the access log on (common format) to a file: against apus, the cost of logging"),
+    Server("apus-log-json", _apus_logging("json"), available=_apus_available, default=False,
+           note="the access log on (json format) to a file"),
     Server("apus-preload", _apus_preload, available=_apus_available, default=False,
            note="--preload: the app imported once, workers forked from it (uWSGI's default)"),
     Server("bjoern", _bjoern, threads_ok=False,

@@ -186,6 +186,10 @@ public struct Configuration: Equatable, Sendable {
     /// `--access-logfile`: where the access lines go (nil: with the log on stderr;
     /// `AccessLogDestination.stdout` for "-"; a file is reopened on SIGUSR1).
     public var accessLogFile: String?
+    /// `--log-format`: the access line, compiled once here (see docs/observability.md).
+    public var accessLogFormat = LogFormat.common
+    /// `--log-x-forwarded-for`: access lines show X-Forwarded-For's first address.
+    public var logXForwardedFor = false
     /// `--log-level`: the least severe of Apus's own log lines that is written.
     public var logLevel = LogLevel.info
     /// `--worker-class`: Gunicorn's sync or gthread (both are Apus's threaded worker).

@@ -480,6 +480,14 @@ extension OptionSpec {
                 d, raw, ctx throws(ConfigError) in
                 d.config.logLevel = try parseLogLevel(raw, ctx)
             }.router,
+            .custom("log-format", aliases: ["logformat"], kind: .string, valueName: "FORMAT", defaultText: "common", section: .logging,
+                    help: "The access line: a preset (common, combined, json: one JSON object a line) or a format with uWSGI's %(var) variables, %(req:Header) and %(resp:Header); see docs/observability.md.") {
+                d, raw, ctx throws(ConfigError) in
+                do throws(LogFormatError) { d.config.accessLogFormat = try LogFormat(compiling: raw) } catch { throw ctx.fail(error.message) }
+            },
+            .flag("log-x-forwarded-for", section: .logging,
+                  help: "In access lines, the client address is the first address of the request's X-Forwarded-For header when it has one (any peer may set it: for logs only).",
+                  into: \.config.logXForwardedFor),
             .flag("access-log", negations: ["no-access-log", "disable-logging"], section: .logging,
                   help: "Log one line per request (--no-access-log or uWSGI's --disable-logging turn it off).",
                   into: \.config.accessLog),
@@ -585,7 +593,7 @@ extension OptionSpec {
             .noEffect("ignore-write-errors", note: "Apus does not log writes to a client that went away."),
             .noEffect("disable-write-exception", note: "Apus stops iterating a response quietly when its client went away; only the write() callable raises OSError then, as the app must stop."),
             .noEffect("offload-threads", takesValue: true, note: "Apus has no offload threads: each worker's event loop writes responses (wsgi.file_wrapper files with sendfile) without holding an app thread."),
-            .noEffect("log-date", note: "Apus's own log lines always start with the UTC date and time, and access lines carry it in the common log format; a strftime format cannot be chosen."),
+            .noEffect("log-date", note: "Apus's own log lines always start with the UTC date and time; access lines carry it as --log-format says (%(ltime), %(iso8601) or %(epoch)); a strftime format cannot be chosen."),
             .noEffect("log-master", note: "Apus's processes write each log line with one write() to the same stderr or log file, so lines never interleave; there is no log pipe through the master."),
             .noEffect("manage-script-name", note: "--mount PREFIX always moves PREFIX from PATH_INFO to SCRIPT_NAME."),
             .noEffect("http-timeout", takesValue: true, note: "Apus has no HTTP router process between the client and the workers, so nothing cuts a slow response; slow clients: --header-timeout and --body-timeout; slow apps: --harakiri."),
@@ -593,7 +601,6 @@ extension OptionSpec {
             .noEffect("auto-procname", note: "Apus names its processes' main threads (worker N) but does not rewrite process titles yet; that is planned."),
             .noEffect("procname-prefix", aliases: ["procname-prefix-spaced"], takesValue: true,
                       note: "Apus does not rewrite process titles yet; that is planned."),
-            .noEffect("log-format", aliases: ["logformat"], takesValue: true, note: "The access log is in the common log format; custom formats are planned."),
             .custom("hook-master-start", kind: .string, valueName: "ACTION", section: .uwsgi,
                     sources: [.commandLine, .iniFile], help: "unix_signal:15 gracefully_kill_them_all is accepted without effect; any other hook is refused.") {
                 d, raw, ctx throws(ConfigError) in

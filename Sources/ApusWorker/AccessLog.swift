@@ -5,18 +5,38 @@ import ApusObserve
 import ApusProtocols
 import ApusSys
 
-/// One line per request in the common log format, buffered per loop iteration and written
+/// One line per request in the `--log-format` format (the common log format by default),
+/// buffered per loop iteration and written
 /// to stderr, or to `--access-logfile` (stdout for "-", else a file opened with O_APPEND that
 /// every worker appends to), in writes of whole lines: to a pipe, at most PIPE_BUF bytes a
 /// write (a longer line alone), so no line mixes with another process's. Lines are
 /// assembled from bytes: no `String` per request (and none of the standard library's string
-/// code in the worker, see docs/architecture.md, "Memory of a worker").
+/// code in the worker, see docs/architecture.md, "Memory of a worker"). AccessLine.swift
+/// turns the format's ops into bytes.
 final class AccessLog: @unchecked Sendable {
-    private var pending: [UInt8] = []
+    // The mutable state is touched only with `lock` held, so it opts out of the run-time
+    // exclusivity check (a call into the runtime per access; the loop flushes every turn).
+    @exclusivity(unchecked) private var pending: [UInt8] = []
     private var lock = pthread_mutex_t()
-    private var second = -1
-    /// "26/Nov/2026:22:10:01 +0000", rebuilt once a second.
-    private var stamp: [UInt8] = []
+    @exclusivity(unchecked) private var second = -1
+    /// "26/Nov/2026:22:10:01 +0000" and "2026-11-26T22:10:01Z", rebuilt once a second.
+    @exclusivity(unchecked) var stamp: [UInt8] = []
+    @exclusivity(unchecked) var isoStamp: [UInt8] = []
+    @exclusivity(unchecked) var epoch = 0
+
+    let format: LogFormat
+    let plan: AccessPlan
+    let forwardedFor: Bool
+    /// The worker's number, generation and pid, in decimal.
+    let workerDigits: [UInt8]
+    let generationDigits: [UInt8]
+    let pidDigits: [UInt8]
+    /// Generated request ids: this prefix (the worker's start time and pid, in hex) and a
+    /// counter, unique across workers and restarts without a syscall per request.
+    let idPrefix: [UInt8]
+    @exclusivity(unchecked) var idCounter = 0
+    /// The line being written.
+    @exclusivity(unchecked) private var line = LineBuffer()
 
     /// Where the lines go; SIGUSR1 may swap the file under this number (Worker.swift).
     let fd: Int32
@@ -25,31 +45,45 @@ final class AccessLog: @unchecked Sendable {
     /// with another process's; a regular file opened with O_APPEND takes a batch in one write.
     private let writeLimit: Int
 
-    init(fd: Int32) {
+    init(fd: Int32, format: LogFormat = .common, forwardedFor: Bool = false, worker: Int = 0, generation: Int = 0) {
         self.fd = fd
+        self.format = format
+        plan = AccessPlan(format)
+        self.forwardedFor = forwardedFor
         var st = stat()
         let regular = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
         writeLimit = regular ? Int.max : Int(PIPE_BUF)
         pthread_mutex_init(&lock, nil)
+        var digits: [UInt8] = []
+        appendDecimal(worker, to: &digits)
+        workerDigits = digits
+        digits = []
+        appendDecimal(generation, to: &digits)
+        generationDigits = digits
+        digits = []
+        appendDecimal(Int(getpid()), to: &digits)
+        pidDigits = digits
+        var prefix: [UInt8] = []
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        appendLowerHex(UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec / 1_000_000), to: &prefix)
+        prefix.append(UInt8(ascii: "-"))
+        appendLowerHex(UInt64(getpid()), to: &prefix)
+        prefix.append(UInt8(ascii: "-"))
+        idPrefix = prefix
     }
 
-    func record(conn: Connection, status: Int, bytes: Int, seconds: Double) {
-        let head = conn.head
+    /// `response`: the values of the response headers the format names (nil: none taken).
+    func record(conn: Connection, status: Int, bytes: Int, seconds: Double, response: ResponseHeaderCapture?) {
         let raw = UnsafeRawBufferPointer(start: conn.buffer + conn.start, count: conn.end - conn.start)
         pthread_mutex_lock(&lock)
-        if conn.peerAddress.isEmpty { pending.append(UInt8(ascii: "-")) } else { pending.append(contentsOf: conn.peerAddress) }
-        appendLiteral(" - - [", &pending)
         updateStamp()
-        pending.append(contentsOf: stamp)
-        appendLiteral("] \"", &pending)
-        pending.append(contentsOf: raw[head.method])
-        pending.append(UInt8(ascii: " "))
-        pending.append(contentsOf: raw[head.target])
-        appendLiteral(head.versionMinor == 0 ? " HTTP/1.0\" " : " HTTP/1.1\" ", &pending)
-        appendDecimal(status, to: &pending)
-        pending.append(UInt8(ascii: " "))
-        if bytes == 0 { pending.append(UInt8(ascii: "-")) } else { appendDecimal(bytes, to: &pending) }
-        pending.append(UInt8(ascii: "\n"))
+        var out = line
+        out.reset()
+        appendLine(to: &out, conn: conn, raw: raw, status: status, bytes: bytes, seconds: seconds, response: response)
+        out.append(UInt8(ascii: "\n"))
+        line = out  // it may have grown
+        pending.append(contentsOf: out.bytes)
         let big = pending.count > 32768
         pthread_mutex_unlock(&lock)
         if big { flush() }
@@ -86,8 +120,17 @@ final class AccessLog: @unchecked Sendable {
         var t = time(nil)
         if Int(t) == second { return }
         second = Int(t)
+        epoch = Int(t)
         var tmv = tm()
         gmtime_r(&t, &tmv)
+        isoStamp.removeAll(keepingCapacity: true)
+        appendDecimal(Int(tmv.tm_year) + 1900, to: &isoStamp)
+        for (sep, v) in [(UInt8(ascii: "-"), tmv.tm_mon + 1), (UInt8(ascii: "-"), tmv.tm_mday), (UInt8(ascii: "T"), tmv.tm_hour),
+                         (UInt8(ascii: ":"), tmv.tm_min), (UInt8(ascii: ":"), tmv.tm_sec)] {
+            isoStamp.append(sep)
+            appendDecimal(Int(v), minimumDigits: 2, to: &isoStamp)
+        }
+        isoStamp.append(UInt8(ascii: "Z"))
         stamp.removeAll(keepingCapacity: true)
         func two(_ v: Int32) { appendDecimal(Int(v), minimumDigits: 2, to: &stamp) }
         two(tmv.tm_mday)
@@ -109,9 +152,10 @@ final class AccessLog: @unchecked Sendable {
 extension Worker {
     /// One access line for an answer (the app's or a static file's): always with the access
     /// log on, else only when --log-4xx, --log-5xx, --log-slow, ... want this one.
-    func logAccess(_ conn: Connection, status: Int, bytes: Int, seconds: Double) {
+    /// `response`: the app's response headers the format names (nil for a static file).
+    func logAccess(_ conn: Connection, status: Int, bytes: Int, seconds: Double, response: ResponseHeaderCapture? = nil) {
         guard let log = accessLog,
               config.accessLog || config.accessLogAlso.wants(status: status, bodyBytes: bytes, seconds: seconds) else { return }
-        log.record(conn: conn, status: status, bytes: bytes, seconds: seconds)
+        log.record(conn: conn, status: status, bytes: bytes, seconds: seconds, response: response)
     }
 }

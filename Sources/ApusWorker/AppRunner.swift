@@ -42,6 +42,7 @@ final class AppRunner {
         if started { thread.releaseGIL() }
         writer = ResponseWriter(sendTimeout: worker.rules.sendTimeout, core: index)
         writer.waiting = { wait in thread.withoutGIL(wait) }
+        writer.capture = ResponseHeaderCapture(names: worker.config.accessLogFormat.responseHeaders)
     }
 
     /// Runs one request. The GIL is held by the caller, which keeps it across the requests
@@ -72,6 +73,7 @@ final class AppRunner {
         if !writer.claimAnswer() { HarakiriClaim.returnedLate() }
         let finished = Sys.now()
         InFlight.end(index, now: finished, status: writer.status, bytes: writer.bodyBytes, failed: writer.appFailed)
-        worker.logAccess(conn, status: writer.status, bytes: writer.bodyBytes, seconds: finished - started)
+        worker.logAccess(conn, status: writer.status, bytes: writer.bodyBytes, seconds: finished - started,
+                         response: writer.capture.isEmpty ? nil : writer.capture)
     }
 }

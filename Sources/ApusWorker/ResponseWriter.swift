@@ -31,6 +31,8 @@ final class ResponseWriter: WSGIResponseSink {
     private(set) var appFailed = false
     private var broken = false
     private var began = false
+    /// The response headers the access log's format names (none: nothing is taken).
+    var capture = ResponseHeaderCapture(names: [])
     /// Runs a wait for a slow client without the GIL (set by the app runner).
     var waiting: SocketIO.Waiting = SocketIO.justWait
 
@@ -58,6 +60,7 @@ final class ResponseWriter: WSGIResponseSink {
         broken = false
         began = false
         claimed = false
+        if !capture.isEmpty { capture.reset() }
     }
 
     /// Takes the answer before anything is written to the socket, and when the app returns
@@ -98,6 +101,7 @@ final class ResponseWriter: WSGIResponseSink {
         if head.statusLine.count == 3 { out.append(UInt8(ascii: " ")) }  // empty reason phrase
         out.append(13); out.append(10)
         out.append(contentsOf: head.headerLines)
+        if !capture.isEmpty { capture.take(head.headerLines) }
         if !head.hasServer { out.append(contentsOf: "Server: apus\r\n".utf8) }
         if !head.hasDate {
             dateCache.update(unixTime: Int64(time(nil)))

@@ -140,7 +140,8 @@ final class Worker {
     static let connectionEvents = Epoll.readable | Epoll.peerClosed | Epoll.edgeTriggered
     static let hangupEvents = Epoll.peerClosed | Epoll.hangup | Epoll.error
 
-    init(spec: WorkerLaunch, interpreter: PythonInterpreter, app: WSGICallable) {
+    /// `number`: the worker's number in its generation, 1...N (`apus.worker_id()`).
+    init(spec: WorkerLaunch, number: UInt32, interpreter: PythonInterpreter, app: WSGICallable) {
         self.spec = spec
         config = spec.configuration
         self.interpreter = interpreter
@@ -150,7 +151,8 @@ final class Worker {
                                       trustedProxies: config.trustedProxies)
         rules = Self.rules(config)
         trustedProxies = config.trustedProxies
-        accessLog = config.accessLog || !config.accessLogAlso.isEmpty ? AccessLog(fd: openAccessLog(config.accessLogFile)) : nil
+        accessLog = config.accessLog || !config.accessLogAlso.isEmpty ? AccessLog(fd: openAccessLog(config.accessLogFile), format: config.accessLogFormat, forwardedFor: config.logXForwardedFor,
+                      worker: Int(number), generation: Int(spec.generation)) : nil
         staticFiles = StaticFiles(config.staticMaps)
         maxConnections = config.maxConnections > 0 ? config.maxConnections : Self.derivedMaxConnections()
     }

@@ -45,7 +45,7 @@ public enum WorkerEntry {
                 if spec.configuration.autoreload > 0 && request.number == 1 {
                     interpreter.startAutoreload(interval: spec.configuration.autoreload)
                 }
-                Worker(spec: workerSpec, interpreter: interpreter, app: app).run()
+                Worker(spec: workerSpec, number: request.number, interpreter: interpreter, app: app).run()
             }
             interpreter.afterForkParent()
             if child > 0 {

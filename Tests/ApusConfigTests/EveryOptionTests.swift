@@ -113,6 +113,8 @@ let samples: [Sample] = [
     Sample("daemonize", "/var/log/apus.log") { $0.daemonize = true; $0.logFile = "/var/log/apus.log" },
     Sample("logger", "file:/var/log/apus.log") { $0.logFile = "/var/log/apus.log" },
     Sample("log-maxsize", "1m", with: ["--log-file", "/var/log/apus.log"]) { $0.logMaxSize = 1 << 20; $0.logFile = "/var/log/apus.log" },
+    Sample("log-format", "json") { $0.accessLogFormat = try! LogFormat(compiling: "json") },
+    Sample("log-x-forwarded-for", "true") { $0.logXForwardedFor = true },
     Sample("log-4xx", "true") { $0.accessLogAlso.status4xx = true },
     Sample("log-5xx", "true") { $0.accessLogAlso.status5xx = true },
     Sample("log-zero", "true") { $0.accessLogAlso.zeroBody = true },
