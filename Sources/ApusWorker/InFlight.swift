@@ -58,11 +58,13 @@ enum InFlight {
         core.startedAt = now
         core.state = .inApp
         slot?.lastActive = now
+        WorkerTitle.begin(method, target)
     }
 
     /// The request of app thread `index` is done: counted, and its line cleared.
     static func end(_ index: Int, now: Double) {
         guard let core = core(index) else { return }
+        WorkerTitle.end(index)
         if let slot {
             slot.requests &+= 1
             RequestBudget.check(slot.requests)
