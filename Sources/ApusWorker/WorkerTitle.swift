@@ -53,21 +53,25 @@ enum WorkerTitle {
     static func end(_ index: Int) {
         guard area.base != nil else { return }
         busy = max(0, busy - 1)
-        var other: Scoreboard.Core? = nil
-        if busy > 0 {
-            for i in 0..<InFlight.count where i != index {
-                if let core = InFlight.core(i), core.state != .idle, core.lineBytes[0] != 0 { other = core; break }
-            }
-        }
-        render(line: other?.lineBytes)
+        render(line: busy > 0 ? otherLine(than: index) : nil)
     }
 
-    /// SIGTERM or SIGHUP reached the loop. With app threads the loop only writes when none is
-    /// in a request; otherwise the next `end` shows it.
+    /// SIGTERM or SIGHUP reached the loop (`beginDrain`). With `--threads` 1 the loop is the
+    /// app thread, so no request is in the app then. With more threads an app thread may end
+    /// its request while the loop writes this: the two writes can mix until the next update,
+    /// which is accepted for a worker about to exit (the mark is cosmetic).
     static func markDraining() {
         guard area.base != nil else { return }
         draining = true
-        if busy == 0 { render(line: nil) }
+        render(line: busy > 0 ? otherLine(than: -1) : nil)
+    }
+
+    /// The scoreboard line of an app thread other than `index` that is in a request.
+    private static func otherLine(than index: Int) -> UnsafeMutablePointer<UInt8>? {
+        for i in 0..<InFlight.count where i != index {
+            if let core = InFlight.core(i), core.state != .idle, core.lineBytes[0] != 0 { return core.lineBytes }
+        }
+        return nil
     }
 
     /// State words then `line` (a scoreboard line, "METHOD target\n", up to its newline).
@@ -104,12 +108,13 @@ enum WorkerTitle {
         area.put(UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount), at: offset)
     }
 
-    /// Request bytes from the client: anything but printable ASCII becomes "?".
+    /// Request bytes from the client: anything but printable ASCII becomes "?" (a space only
+    /// parts the method from the target in a scoreboard line: the parser split on it).
     @inline(__always)
     private static func putClean(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> Int {
         var n = offset
         for b in bytes {
-            let next = area.put(b >= 0x21 && b < 0x7f ? b : UInt8(ascii: "?"), at: n)
+            let next = area.put(b >= 0x20 && b < 0x7f ? b : UInt8(ascii: "?"), at: n)
             if next == n { break }
             n = next
         }
