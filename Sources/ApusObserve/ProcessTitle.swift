@@ -29,7 +29,7 @@ public enum ProcessTitle {
             end = arg + strlen(arg) + 1
         }
         var count = 0
-        while environ[count] != nil { count += 1 }
+        while environ[count] != nil { count += 1 }  // the kernel always passes an array
         let copy = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: count + 1)
         for i in 0..<count {
             let entry = environ[i]!

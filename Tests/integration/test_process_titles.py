@@ -3,7 +3,6 @@ idle or busy with the request it serves (and how many threads are busy with --th
 draining once retired, the next generation after a chain reload, the command line left as
 it was with --no-process-titles, and an upgrade in place that still gets the original
 arguments and environment."""
-import json
 import os
 import signal
 import subprocess
@@ -11,6 +10,7 @@ import threading
 
 import pytest
 
+from conftest import APUS_BIN, clean_env, free_port
 from helpers import children_of, fifo_send, get, process_name, wait_log, wait_until
 
 
@@ -153,3 +153,16 @@ def test_upgrade_in_place_gets_the_original_arguments_and_environment(apus):
     wait_titles(srv, ["apus: worker 1 gen 2 idle", "apus: worker 2 gen 2 idle"])
     body = get(srv.port, "/?osenv=TITLE_MARK").json()
     assert body["osenv"] == {"TITLE_MARK": "kept across the upgrade"}
+
+
+def test_router_title():
+    port, sub = free_port(), free_port()
+    proc = subprocess.Popen([APUS_BIN, "router", "--http", f"127.0.0.1:{port}", "--subscription-server",
+                             f"127.0.0.1:{sub}", "--procname-prefix", "eu1-"], env=clean_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until(lambda: title(proc.pid) == "eu1-apus: router", 10, what=f"the router's title, not {title(proc.pid)!r}")
+        assert ps_args(proc.pid) == "eu1-apus: router"
+    finally:
+        proc.terminate()
+        proc.wait(30)
