@@ -37,7 +37,7 @@ enum WorkerTitle {
         render(line: nil)
     }
 
-    /// App thread `index` starts "METHOD target".
+    /// An app thread starts "METHOD target" (called last in `InFlight.begin`).
     @inline(__always)
     static func begin(_ method: UnsafeRawBufferPointer, _ target: UnsafeRawBufferPointer) {
         guard area.base != nil else { return }
