@@ -36,7 +36,7 @@ let package = Package(
     targets: [
         .target(name: "CApusSys"),
         .target(name: "ApusConfig", dependencies: ["ApusProtocols"]),
-        .target(name: "ApusObserve", dependencies: ["ApusSys"]),
+        .target(name: "ApusObserve", dependencies: ["ApusSys", "CApusSys"]),
         .target(name: "ApusSys", dependencies: ["CApusSys"], swiftSettings: optimize),
         .target(name: "ApusIPC", dependencies: ["ApusConfig", "ApusSys", "CApusSys"]),
         .target(name: "ApusProtocols", swiftSettings: optimize),

@@ -115,6 +115,13 @@ public struct Configuration: Equatable, Sendable {
     public var staticMaps: [StaticMap] = []
     public var limits = RequestLimits()
     public var accessLog = true
+    /// `--process-titles` (on unless `--no-process-titles`): the processes rewrite their
+    /// titles ("apus: master [app]", "apus: worker 3 gen 7 idle"); see docs/observability.md.
+    public var processTitles = true
+    /// `--proc-name` (Gunicorn's proc_name): the name in the master's title; nil: the app.
+    public var procName: String?
+    /// `--procname-prefix` (uWSGI's): written before "apus: " in every title.
+    public var processTitlePrefix = ""
     public var listenBacklog = 1024
     /// `--reuse-port`: SO_REUSEPORT on TCP binds; the master binds, a worker listens once
     /// its app is loaded (see ReusePort in ApusWorker).

@@ -174,7 +174,6 @@ private let gunicornWithoutCounterpart: [String: String] = [
     "certfile": "Apus does not terminate TLS: put nginx or a load balancer in front",
     "keyfile": "Apus does not terminate TLS: put nginx or a load balancer in front",
     "worker_tmp_dir": "Apus's master watches its workers without a heartbeat file",
-    "proc_name": "Apus names its processes itself (apus master, apus worker N)",
     "capture_output": "the app's stdout and stderr already go where the log goes",
 ]
 
@@ -219,6 +218,7 @@ public func translateGunicornConfig(_ settings: [GunicornSetting], file: String,
         switch s.name {
         case "bind": for t in texts { out.options.append(("http", gunicornBind(t))) }
         case "workers": one("processes")
+        case "proc_name": one("proc-name")
         case "worker_class":
             if let t = texts.first, let refusal = workerClassRefusal(t) { note(s, refusal) } else { one("worker-class") }
         case "threads": one("threads")

@@ -491,6 +491,24 @@ extension OptionSpec {
             .flag("access-log", negations: ["no-access-log", "disable-logging"], section: .logging,
                   help: "Log one line per request (--no-access-log or uWSGI's --disable-logging turn it off).",
                   into: \.config.accessLog),
+            .flag("process-titles", aliases: ["auto-procname"], negations: ["no-process-titles"], section: .logging,
+                  help: "Rewrite the processes' titles as ps and /proc/PID/cmdline show them: apus: master [app], apus: zygote gen 7, apus: worker 3 gen 7 idle or busy GET /x (see docs/observability.md). --no-process-titles leaves the command line as it was given.",
+                  into: \.config.processTitles).router,
+            .custom("proc-name", kind: .string, valueName: "NAME", defaultText: "the application", section: .logging,
+                    help: "Name shown in brackets in the master's process title (Gunicorn's proc_name): apus: master [NAME].") {
+                d, raw, ctx throws(ConfigError) in
+                d.config.procName = try titleText(raw, ctx)
+            },
+            .custom("procname-prefix", kind: .string, valueName: "TEXT", section: .logging,
+                    help: "Text written before every process title, as given (uWSGI's): --procname-prefix web- gives web-apus: master.") {
+                d, raw, ctx throws(ConfigError) in
+                d.config.processTitlePrefix = try titleText(raw, ctx)
+            }.router,
+            .custom("procname-prefix-spaced", kind: .string, valueName: "TEXT", section: .logging,
+                    help: "As --procname-prefix, with a space after TEXT (uWSGI's): --procname-prefix-spaced web gives web apus: master.") {
+                d, raw, ctx throws(ConfigError) in
+                d.config.processTitlePrefix = try titleText(raw, ctx) + " "
+            }.router,
             .custom("daemonize", aliases: ["daemonize2"], short: ["d"], kind: .path, valueName: "LOGFILE", section: .logging,
                     help: "Detach from the terminal at start (the master forks, starts a new session, and --pidfile holds the detached master's pid) and append the log to LOGFILE unless --log-file names another file. Errors found later than the options, such as an application that does not import, are then only in the log.") {
                 d, raw, ctx throws(ConfigError) in
@@ -598,9 +616,6 @@ extension OptionSpec {
             .noEffect("manage-script-name", note: "--mount PREFIX always moves PREFIX from PATH_INFO to SCRIPT_NAME."),
             .noEffect("http-timeout", takesValue: true, note: "Apus has no HTTP router process between the client and the workers, so nothing cuts a slow response; slow clients: --header-timeout and --body-timeout; slow apps: --harakiri."),
             .noEffect("socket-timeout", takesValue: true, note: "Apus bounds a whole request head (--header-timeout) and body (--body-timeout) rather than each read, and closes a client that stops reading its response for 30 s."),
-            .noEffect("auto-procname", note: "Apus names its processes' main threads (worker N) but does not rewrite process titles yet; that is planned."),
-            .noEffect("procname-prefix", aliases: ["procname-prefix-spaced"], takesValue: true,
-                      note: "Apus does not rewrite process titles yet; that is planned."),
             .custom("hook-master-start", kind: .string, valueName: "ACTION", section: .uwsgi,
                     sources: [.commandLine, .iniFile], help: "unix_signal:15 gracefully_kill_them_all is accepted without effect; any other hook is refused.") {
                 d, raw, ctx throws(ConfigError) in
@@ -748,4 +763,12 @@ extension OptionSpec {
 func rangeHelp(_ range: ClosedRange<Int>, _ format: (Int) -> String) -> String {
     if range.upperBound == Int.max { return "" }
     return " (\(format(range.lowerBound))..\(format(range.upperBound)))"
+}
+
+/// Text for a process title: printable, one line, at most 64 bytes.
+func titleText(_ raw: String, _ ctx: SetContext) throws(ConfigError) -> String {
+    guard !raw.isEmpty, raw.utf8.count <= 64, raw.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7f }) else {
+        throw ctx.fail("expected printable text of 1 to 64 bytes, got \(quoted(raw))")
+    }
+    return raw
 }

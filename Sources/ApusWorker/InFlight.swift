@@ -58,12 +58,14 @@ enum InFlight {
         core.startedAt = now
         core.state = .inApp
         slot?.lastActive = now
+        WorkerTitle.begin(method, target)
     }
 
     /// The request of app thread `index` is done: counted (with its answer's status and
     /// body bytes, and whether the app failed), and its line cleared.
     static func end(_ index: Int, now: Double, status: Int, bytes: Int, failed: Bool) {
         guard let core = core(index) else { return }
+        WorkerTitle.end(index)
         if let slot {
             slot.requests &+= 1
             RequestBudget.check(slot.requests)

@@ -218,6 +218,7 @@ final class Worker {
         // that does not listen reports EPOLLHUP, so none joins the epoll set before.
         for socket in spec.listeners { joinReusePortGroup(socket) }
         updateAccepting()
+        WorkerTitle.idle()
         if let crew {
             // The other threads wait for the loop; each makes its Python thread state once
             // the main thread lets the GIL go.
@@ -379,6 +380,7 @@ final class Worker {
     /// queue (the zerg server holds it open): it is left to the next instance either way.
     private func beginDrain(takeQueued: Bool) {
         draining = true
+        WorkerTitle.markDraining()
         spec.tally.set(Int(spec.slot), -1)  // out of the accept rotation for good
         for l in listeners {
             // Until the queue is empty: a connection closed at once (its client gave up)

@@ -19,6 +19,8 @@ public enum WorkerEntry {
     /// then supervises it like any other child.
     public static func runZygote(_ spec: WorkerLaunch, commandFD: Int32) -> Never {
         becomeChild(of: spec.masterPID, role: spec.role)
+        ProcessTitle.set(ProcessTitle.compose(prefix: spec.configuration.processTitlePrefix,
+                                              "\(spec.role) gen \(spec.generation)"))
         let interpreter = startPython(spec)
         interpreter.installAppModule(appModuleSettings(spec.configuration, statusFD: spec.statusFD, masterPID: spec.masterPID,
                                                        version: spec.version, startedOn: spec.startedOn))
@@ -38,6 +40,8 @@ public enum WorkerEntry {
                 workerSpec.generation = request.generation
                 workerSpec.role = role
                 becomeChild(of: spec.masterPID, role: role)
+                WorkerTitle.setUp(prefix: spec.configuration.processTitlePrefix, number: Int(request.number),
+                                  generation: request.generation, threads: spec.configuration.threads)
                 WorkerMessage(kind: .started, slot: request.slot, pid: getpid(), generation: request.generation).send(to: spec.statusFD)
                 interpreter.enterWorker(number: request.number, slot: request.slot, generation: request.generation, role: role)
                 let app = preloaded ?? loadApplication(workerSpec, interpreter)

@@ -56,6 +56,7 @@ int apus_pipe_cloexec(int fds[2], int nonblock) {
 int apus_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
 int apus_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 int apus_set_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }
+void apus_set_environ(char **env) { extern char **environ; environ = env; }
 
 ssize_t apus_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count) {
     off_t off = (off_t)*offset;

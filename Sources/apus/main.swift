@@ -11,6 +11,10 @@ import ApusWorker
 import ApusRouter
 import ApusSys
 
+// First of all: the arguments are read and the environment moved to the heap, so the
+// process titles can later take over the area they were in (ProcessTitle).
+ProcessTitle.prepare()
+
 let apusVersion = "0.1.0"
 
 func fail(_ message: String, status: Int32) -> Never {
@@ -184,6 +188,14 @@ func printGunicornTranslation(file: String, python: String?, venv: String?) -> N
     exit(0)
 }
 
+/// With `--process-titles` (the default): takes over the arguments' area and shows `words`
+/// there ("apus: master [app]"); the zygote and the workers write theirs after the fork.
+func showTitle(_ config: Configuration, _ words: String) {
+    guard config.processTitles else { return }
+    ProcessTitle.enable()
+    ProcessTitle.set(ProcessTitle.compose(prefix: config.processTitlePrefix, words))
+}
+
 enum Environment {
     static func current() -> [String: String] {
         var env: [String: String] = [:]
@@ -294,6 +306,7 @@ case let .printConfig(text):
     exit(0)
 case let .router(config):
     applyLogLevel(config)
+    showTitle(config, "router")
     exit(runRouter(config))
 case var .run(options):
     applyLogLevel(options)
@@ -301,6 +314,7 @@ case var .run(options):
         // A zerg server has no application: resolving its options is the whole check.
         if options.check { exit(0) }
         if options.daemonize { daemonize(logFile: options.logFile ?? "/dev/null") }
+        showTitle(options, "zerg server")
         exit(ZergServer(config: options, path: path).run())
     }
     let privileges: PrivilegeDrop
@@ -342,6 +356,7 @@ case var .run(options):
     if config.check { WorkerEntry.check(config, python) }
     // An upgraded image is already detached, and keeps the pid the pidfile holds.
     if config.daemonize && inherited == nil { daemonize(logFile: config.logFile ?? "/dev/null") }
+    showTitle(config, "master [\(config.procName ?? config.app.description)]")
     let relaunch = Relaunch(executable: executablePath(from: startDirectory),
                             arguments: Array(CommandLine.arguments.dropFirst()), startDirectory: startDirectory,
                             environment: SocketActivation.environment(for: activatedSockets, pid: getpid())

@@ -308,3 +308,10 @@ let djangoConf: [GunicornSetting] = [
     #expect(failure(["-w", "x", "app"]) == "-w: expected a positive integer, got \"x\"")
     #expect(config(["-p", "3", "app"])?.processes == 3)
 }
+
+@Test func procNameBecomesTheMastersTitleName() {
+    let t = translateGunicornConfig([GunicornSetting(name: "proc_name", line: 1, value: .string("shop"))],
+                                    file: "conf.py", cores: 2)
+    #expect(t.commandLine == "apus --proc-name shop --no-access-log")
+    #expect(t.notes.allSatisfy { !$0.contains("proc_name") })
+}

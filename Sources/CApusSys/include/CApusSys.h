@@ -30,6 +30,9 @@ int apus_pipe_cloexec(int fds[2], int nonblock);
 int apus_set_pdeathsig(int sig);
 int apus_set_child_subreaper(void);
 int apus_set_name(const char *name);
+/// Points `environ` at `env` (Swift sees `environ` as read-only): the process titles move
+/// the environment strings to the heap before taking over their area.
+void apus_set_environ(char **env);
 ssize_t apus_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
 /// open(2) of a directory with O_PATH | O_DIRECTORY | O_CLOEXEC: a handle to open files beneath.
 int apus_open_directory(const char *path);
