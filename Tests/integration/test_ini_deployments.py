@@ -3,10 +3,12 @@ survey in docs/options.md, in the usual combinations), each started with `apus F
 checked over real sockets: the app answers on the socket the file names (uwsgi protocol on a
 unix or TCP socket for nginx, or HTTP), the static files, pidfile, log file, worker count and
 the no-effect keys' notes are what the file asks for, and SIGTERM stops it cleanly."""
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -16,7 +18,8 @@ import time
 import pytest
 
 from conftest import APUS_BIN, LIVE, clean_env, free_port
-from helpers import EXAMPLES, get, parse_response, raw_request, stop_process_group, touch, wait_until, workers_of
+from helpers import (EXAMPLES, get, parse_response, raw_request, read_until_close, stop_process_group, touch,
+                     wait_until, workers_of)
 
 
 def write(path, text):
@@ -270,8 +273,9 @@ def flask_project(tmp_path):
 
 def test_flask_on_a_tcp_uwsgi_socket(tmp_path, flask_project, deployments):
     """A Flask factory app for nginx over TCP: module = wsgi:app, callable, pythonpath,
-    threads, listen, log-date/log-master, stats (noted), logto."""
+    threads, listen, log-date/log-master, stats (served by the master), logto."""
     port = free_port()
+    stats_port = free_port()
     ini = write(flask_project / "flaskr.ini", f"""
         [uwsgi]
         module = wsgi
@@ -292,7 +296,7 @@ def test_flask_on_a_tcp_uwsgi_socket(tmp_path, flask_project, deployments):
         logto = %d%n.log
         log-date = true
         log-master = true
-        stats = 127.0.0.1:9191
+        stats = 127.0.0.1:{stats_port}
         """)
     d = Deployment(ini, tmp_path)
     deployments.append(d)
@@ -302,8 +306,12 @@ def test_flask_on_a_tcp_uwsgi_socket(tmp_path, flask_project, deployments):
     pids = {uwsgi_get(port, "/").json()["pid"] for _ in range(20)}
     assert pids <= set(d.workers())
     log = (flask_project / "flaskr.log").read_text()
-    assert {"master", "enable-threads", "vacuum", "die-on-term", "log-date", "log-master",
-            "stats"} <= notes(d.stderr() + log)
+    assert {"master", "enable-threads", "vacuum", "die-on-term", "log-date", "log-master"} <= notes(d.stderr() + log)
+    # The stats socket as uwsgitop reads it: one JSON document, then the server closes.
+    with socket.create_connection(("127.0.0.1", stats_port), timeout=10) as s:
+        stats = json.loads(read_until_close(s))
+    assert {w["pid"] for w in stats["workers"]} == set(d.workers())
+    assert sum(w["requests"] for w in stats["workers"]) >= 21
     assert d.terminate() == 0
 
 
