@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layering (see docs/architecture.md):
-//   apus (main) -> ApusMaster, ApusWorker, ApusRouter, ApusConfig, ApusIPC, ApusObserve
+//   apus (main) -> ApusMaster, ApusWorker, ApusRouter, ApusTop, ApusConfig, ApusIPC, ApusObserve
 //   ApusMaster  -> ApusConfig, ApusIPC, ApusSys    (never ApusPython: the master runs no Python)
 //   ApusRouter  -> ApusProtocols, ApusConfig, ApusMaster, ApusObserve, ApusSys, CApusSys
 //                  (`apus router`: no Python either; ApusMaster for the listening sockets)
@@ -11,6 +11,7 @@ import PackageDescription
 //   ApusSys     -> CApusSys                        (the syscall policy, the clock, epoll)
 //   ApusPython  -> ApusProtocols, ApusObserve, CApusSys  (CPython loaded at run time with dlopen)
 //   ApusObserve -> ApusSys                         (log lines)
+//   ApusTop     -> ApusSys, CApusSys               (`apus top`: reads a stats server, draws it)
 //   ApusProtocols: pure Swift, no syscalls. ApusConfig: pure but for RealFileSystem, the one
 //   type that reads ini files and checks paths (tests give it a FileSystem of their own)
 // The request path is built with -O, not -Ounchecked: a failed bounds or overflow check on
@@ -47,7 +48,8 @@ let package = Package(
         .target(name: "ApusMaster", dependencies: ["ApusConfig", "ApusObserve", "ApusIPC", "ApusProtocols", "ApusSys", "CApusSys"]),
         .target(name: "ApusRouter", dependencies: ["ApusConfig", "ApusMaster", "ApusProtocols", "ApusObserve", "ApusSys", "CApusSys"],
                 swiftSettings: optimize),
-        .executableTarget(name: "apus", dependencies: ["ApusMaster", "ApusWorker", "ApusRouter", "ApusConfig", "ApusObserve", "ApusIPC"],
+        .target(name: "ApusTop", dependencies: ["ApusSys", "CApusSys"]),
+        .executableTarget(name: "apus", dependencies: ["ApusMaster", "ApusWorker", "ApusRouter", "ApusTop", "ApusConfig", "ApusObserve", "ApusIPC"],
                           linkerSettings: link),
         .testTarget(name: "ApusProtocolsTests", dependencies: ["ApusProtocols"],
                     resources: [.copy("Corpus")]),
@@ -57,5 +59,6 @@ let package = Package(
         .testTarget(name: "ApusObserveTests", dependencies: ["ApusObserve"]),
         .testTarget(name: "ApusWorkerTests", dependencies: ["ApusWorker"]),
         .testTarget(name: "ApusRouterTests", dependencies: ["ApusRouter"]),
+        .testTarget(name: "ApusTopTests", dependencies: ["ApusTop"]),
     ]
 )

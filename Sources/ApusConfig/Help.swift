@@ -4,6 +4,7 @@ let usageLines = [
     "apus [OPTIONS] MODULE[:CALLABLE]",
     "apus [OPTIONS] --wsgi-file FILE",
     "apus router --http ADDR --subscription-server ADDR [OPTIONS]",
+    "apus top ADDR [--interval S]",
     "apus --from-gunicorn gunicorn.conf.py",
 ]
 
@@ -106,6 +107,7 @@ public func optionsMarkdown() -> String {
     out.append("- Without any `--http`, `--socket`, `--fd` or systemd socket, Apus listens on `\(BindDefaults.portBindHost):$PORT` when `PORT` is set, otherwise on `\(BindDefaults.bind.address.text)`.")
     let routerOptions = OptionSpec.all.filter { $0.commands.contains(.router) }.map { "`--\($0.name)`" }
     out.append("- `apus router ...` runs the subscription router (docs/reloading.md, \"Subscription router\") instead of a server; it takes no application and only these options: " + routerOptions.joined(separator: ", ") + ". A module named `router` is given as `--module router`.")
+    out.append("- `apus top ADDR [--interval S]` shows a stats server (`--stats`, or uWSGI's) live in the terminal (docs/observability.md, \"apus top\"); it takes only these arguments (`apus top --help`). A module named `top` is given as `--module top`.")
     out.append("")
     out.append("## Ini files")
     out.append("")

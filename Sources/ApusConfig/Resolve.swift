@@ -21,6 +21,9 @@ public enum Command: Equatable, Sendable {
     case fromGunicorn(file: String, python: String?, venv: String?)
     /// `--print-config`: every effective value and where it came from, as text to print.
     case printConfig(String)
+    /// `apus top ADDR [--interval S]`: the live view of a stats server at ADDR (as given;
+    /// ApusTop reads it), polled every `interval` seconds.
+    case top(address: String, interval: Double)
 }
 
 /// A configuration mistake, as one line naming the option (or file and line) and what is wrong.
@@ -182,10 +185,12 @@ struct Entry {
 /// `handed`: the sockets a zerg server handed over (`--zerg`), taken once at start.
 /// `host`: what ini magic variables such as `%k` show (default: this machine).
 /// `router` as the first argument resolves `apus router`'s options instead (a module named
-/// `router` is then given as `--module router`).
+/// `router` is then given as `--module router`). `top` as the first argument is `apus top`,
+/// which takes only its own arguments (TopCommand.swift).
 public func resolveCommand(arguments: [String], environment: [String: String],
                            fileSystem: any FileSystem, inherited: [InheritedSocket] = [],
                            handed: [Int32] = [], host: IniHost? = nil) throws(ConfigError) -> Command {
+    if arguments.first == "top" { return try parseTopArguments(Array(arguments.dropFirst()), fileSystem: fileSystem) }
     let isRouter = arguments.first == "router"
     let arguments = isRouter ? Array(arguments.dropFirst()) : arguments
     let index = OptionIndex(for: isRouter ? .router : .server)

@@ -9,6 +9,7 @@ import ApusObserve
 import ApusIPC
 import ApusWorker
 import ApusRouter
+import ApusTop
 import ApusSys
 
 // First of all: the arguments are read and the environment moved to the heap, so the
@@ -308,6 +309,11 @@ case let .router(config):
     applyLogLevel(config)
     showTitle(config, "router")
     exit(runRouter(config))
+case let .top(address, interval):
+    guard let stats = StatsAddress(address) else {
+        fail("top: \(address) is not an address: HOST:PORT, :PORT, unix:PATH, a socket path or http://HOST:PORT/", status: 2)
+    }
+    exit(Top.run(stats, interval: interval))
 case var .run(options):
     applyLogLevel(options)
     if let path = options.zergServer {
