@@ -41,8 +41,9 @@ public enum JSON: Equatable, Sendable {
         return nil
     }
 
+    /// The number as an Int, within ±2^53 (where Doubles hold every integer).
     public var int: Int? {
-        guard case let .number(n) = self, n.isFinite, n >= -9.0e15, n <= 9.0e15 else { return nil }
+        guard case let .number(n) = self, n.isFinite, n.magnitude <= 9_007_199_254_740_992 else { return nil }
         return Int(n)
     }
 

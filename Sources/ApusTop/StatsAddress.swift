@@ -18,7 +18,7 @@ public enum StatsAddress: Equatable, Sendable, CustomStringConvertible {
             let rest = text.dropFirst(7)
             let authority = rest.prefix { $0 != "/" }
             let path = rest.dropFirst(authority.count)
-            guard let (host, port) = StatsAddress.hostPort(authority, defaultPort: 80) else { return nil }
+            guard !authority.isEmpty, let (host, port) = StatsAddress.hostPort(authority, defaultPort: 80) else { return nil }
             self = .http(host: host, port: port, path: path.isEmpty ? "/" : String(path))
         } else if text.contains("/") {
             self = .unix(path: text)

@@ -1,3 +1,5 @@
+@testable import ApusTop
+
 // Stats documents for the tests: one as Apus writes it (uWSGI's fields and the Apus extras,
 // during a graceful reload) and one as uWSGI 2.0 wrote it (captured from `uwsgi --stats`).
 
