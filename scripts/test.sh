@@ -26,7 +26,8 @@ command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
 # gcc and the Python headers: pip builds uWSGI from source (Tests/integration/test_zerg.py
 # and test_subscription.py run a real uWSGI on either side of apus)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-# tmux: Tests/integration/test_stats.py runs the real uwsgitop (curses) in a tmux pane
+# tmux: Tests/integration/test_stats.py runs the real uwsgitop (curses) in a tmux pane, and
+# test_top.py runs `apus top` in a real terminal and reads its screen
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || missing+=(python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then
