@@ -424,8 +424,15 @@ def test_against_apus_stats(terminal, apus):
     t.wait_for(f"master {srv.pid}")
     wait_until(lambda: "workers 2/2 ready" in t.screen(), 20, what="both workers ready")
     screen = t.screen()
-    assert "generation " in screen.splitlines()[1], screen
     rows = [line for line in screen.splitlines() if line[:3].strip().isdigit()]
     assert sorted(int(r.split()[1]) for r in rows) == sorted(srv.workers()), screen
+    # Every worker of the first generation, in the GEN column.
+    assert [r.split()[2] for r in rows] == ["1", "1"], screen
+    # The serving generation in the header comes from the document's "apus" object (the
+    # Apus extras of the stats format), when the server writes it.
+    doc = stats_document(stats_port)
+    assert doc["version"].startswith("apus ")
+    if "apus" in doc:
+        assert f"generation {doc['apus']['generation']}" in screen.splitlines()[1], screen
     t.keys("q")
     assert_restored(t)
