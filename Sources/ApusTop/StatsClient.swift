@@ -13,13 +13,17 @@ public enum StatsClient {
 
     public struct Failure: Error, Equatable, CustomStringConvertible {
         public let description: String
+        /// The exchange was given up because one of the `interrupt` descriptors became
+        /// readable (a key or a signal for the terminal loop), not because of the server.
+        public var interrupted = false
     }
 
     /// One document from `address`, parsed, or why not. `timeout`: seconds for the whole
-    /// exchange.
-    public static func fetch(_ address: StatsAddress, timeout: Double, wallClock: Double) -> Result<StatsSnapshot, Failure> {
+    /// exchange. Readable data on any of `interrupt` ends the wait at once.
+    public static func fetch(_ address: StatsAddress, timeout: Double, wallClock: Double,
+                             interrupt: [Int32] = []) -> Result<StatsSnapshot, Failure> {
         let bytes: [UInt8]
-        switch exchange(address, timeout: timeout) {
+        switch exchange(address, timeout: timeout, interrupt: interrupt) {
         case let .failure(f): return .failure(f)
         case let .success(b): bytes = b
         }
@@ -112,23 +116,23 @@ public enum StatsClient {
     // MARK: - The socket
 
     /// Connects, sends the request (HTTP only) and reads until the server closes.
-    static func exchange(_ address: StatsAddress, timeout: Double) -> Result<[UInt8], Failure> {
-        let deadline = Sys.now() + timeout
+    static func exchange(_ address: StatsAddress, timeout: Double, interrupt: [Int32]) -> Result<[UInt8], Failure> {
+        let waiter = Waiter(deadline: Sys.now() + timeout, interrupt: interrupt)
         let fd: Int32
-        switch connectTo(address, deadline: deadline) {
+        switch connectTo(address, waiter) {
         case let .failure(f): return .failure(f)
         case let .success(s): fd = s
         }
         defer { Sys.close(fd) }
         if case let .http(host, port, path) = address {
             var request = "GET \(path) HTTP/1.0\r\nHost: \(host.contains(":") ? "[\(host)]" : host):\(port)\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-            let sent = request.withUTF8 { buf in writeAll(fd, UnsafeRawBufferPointer(buf), deadline: deadline) }
+            let sent = request.withUTF8 { buf in writeAll(fd, UnsafeRawBufferPointer(buf), waiter) }
             if let sent { return .failure(sent) }
         }
         var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            if let f = wait(fd, for: Int16(POLLIN), deadline: deadline) { return .failure(f) }
+            if let f = waiter.wait(fd, for: Int16(POLLIN)) { return .failure(f) }
             switch Sys.call({ read(fd, &chunk, chunk.count) }) {
             case .done(0): return .success(data)
             case let .done(n):
@@ -140,10 +144,10 @@ public enum StatsClient {
         }
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, deadline: Double) -> Failure? {
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ waiter: Waiter) -> Failure? {
         var sent = 0
         while sent < bytes.count {
-            if let f = wait(fd, for: Int16(POLLOUT), deadline: deadline) { return f }
+            if let f = waiter.wait(fd, for: Int16(POLLOUT)) { return f }
             switch Sys.call({ send(fd, bytes.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }) {
             case let .done(n): sent += n
             case .wouldBlock: continue
@@ -153,22 +157,34 @@ public enum StatsClient {
         return nil
     }
 
-    /// Waits until `fd` is ready for `events`, or the deadline has passed (a failure).
-    static func wait(_ fd: Int32, for events: Int16, deadline: Double) -> Failure? {
-        while true {
-            let left = deadline - Sys.now()
-            guard left > 0 else { return Failure(description: "no answer within the timeout") }
-            var p = pollfd(fd: fd, events: events, revents: 0)
-            switch Sys.call({ poll(&p, 1, Int32(min(left * 1000 + 1, 60_000))) }) {
-            case .done(0), .wouldBlock: continue
-            case .done: return nil
-            case let .failed(e): return Failure(description: "poll: \(Sys.describe(e))")
+    /// The deadline of one exchange, and the descriptors that cut it short.
+    struct Waiter {
+        let deadline: Double
+        let interrupt: [Int32]
+
+        /// Waits until `fd` is ready for `events`; a failure when the deadline has passed or
+        /// an `interrupt` descriptor is readable.
+        func wait(_ fd: Int32, for events: Int16) -> Failure? {
+            var polled = [pollfd(fd: fd, events: events, revents: 0)]
+                + interrupt.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            while true {
+                let left = deadline - Sys.now()
+                guard left > 0 else { return Failure(description: "no answer within the timeout") }
+                switch Sys.call({ poll(&polled, nfds_t(polled.count), Int32(min(left * 1000 + 1, 60_000))) }) {
+                case .done(0), .wouldBlock: continue
+                case .done:
+                    if polled.dropFirst().contains(where: { $0.revents != 0 }) {
+                        return Failure(description: "interrupted", interrupted: true)
+                    }
+                    return nil
+                case let .failed(e): return Failure(description: "poll: \(Sys.describe(e))")
+                }
             }
         }
     }
 
     /// A non-blocking, close-on-exec stream socket connected to `address`.
-    static func connectTo(_ address: StatsAddress, deadline: Double) -> Result<Int32, Failure> {
+    static func connectTo(_ address: StatsAddress, _ waiter: Waiter) -> Result<Int32, Failure> {
         switch address {
         case let .unix(path):
             var addr = sockaddr_un()
@@ -185,7 +201,7 @@ public enum StatsClient {
             let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + (bytes.first == 0 ? 0 : 1))
             return withUnsafePointer(to: &addr) { p in
                 p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                    connectSocket(family: AF_UNIX, sa, length, deadline: deadline)
+                    connectSocket(family: AF_UNIX, sa, length, waiter)
                 }
             }
         case let .tcp(host, port), let .http(host, port, _):
@@ -202,9 +218,11 @@ public enum StatsClient {
             var last = Failure(description: "no address for \(host)")
             var ai: UnsafeMutablePointer<addrinfo>? = first
             while let a = ai {
-                switch connectSocket(family: a.pointee.ai_family, a.pointee.ai_addr, a.pointee.ai_addrlen, deadline: deadline) {
+                switch connectSocket(family: a.pointee.ai_family, a.pointee.ai_addr, a.pointee.ai_addrlen, waiter) {
                 case let .success(fd): return .success(fd)
-                case let .failure(f): last = f
+                case let .failure(f):
+                    if f.interrupted { return .failure(f) }
+                    last = f
                 }
                 ai = a.pointee.ai_next
             }
@@ -212,7 +230,7 @@ public enum StatsClient {
         }
     }
 
-    static func connectSocket(family: Int32, _ sa: UnsafePointer<sockaddr>, _ length: socklen_t, deadline: Double) -> Result<Int32, Failure> {
+    static func connectSocket(family: Int32, _ sa: UnsafePointer<sockaddr>, _ length: socklen_t, _ waiter: Waiter) -> Result<Int32, Failure> {
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { return .failure(Failure(description: "socket: \(Sys.describe(errno))")) }
         if connect(fd, sa, length) != 0 {
@@ -221,7 +239,7 @@ public enum StatsClient {
                 Sys.close(fd)
                 return .failure(Failure(description: Sys.describe(e)))
             }
-            if let f = wait(fd, for: Int16(POLLOUT), deadline: deadline) {
+            if let f = waiter.wait(fd, for: Int16(POLLOUT)) {
                 Sys.close(fd)
                 return .failure(f)
             }

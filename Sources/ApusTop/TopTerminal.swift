@@ -97,9 +97,14 @@ struct TopScreen {
     private func loop(keyboard: Bool, signals: Int32) {
         var previous: TopSample?
         var readKeys = keyboard
+        var last = Shown.unreachable("reading \(address)")
         while true {
             let shown: Shown
-            switch StatsClient.fetch(address, timeout: Top.timeout(interval), wallClock: Top.wallClock()) {
+            switch StatsClient.fetch(address, timeout: Top.timeout(interval), wallClock: Top.wallClock(),
+                                     interrupt: readKeys ? [signals, 0] : [signals]) {
+            case let .failure(f) where f.interrupted:
+                // A key or a signal came while the server was slow: see to it first.
+                shown = last
             case let .success(snapshot):
                 let sample = TopSample(snapshot, at: Sys.now())
                 shown = .view(TopView(previous: previous, current: sample))
@@ -109,6 +114,7 @@ struct TopScreen {
                 previous = nil
                 shown = .unreachable("cannot reach \(address): \(f.description) (trying again every \(formatFixed(interval, 1))s)")
             }
+            last = shown
             draw(shown)
             let deadline = Sys.now() + interval
             while true {

@@ -348,6 +348,40 @@ def test_ctrl_c_and_sigterm_restore_the_terminal(terminal, fakes, how):
 
 
 @needs_tmux
+def test_q_is_heard_while_a_server_does_not_answer(terminal, fakes):
+    answers = [json.dumps(apus_document()).encode()]
+    fake = fakes(lambda: answers[0])
+    t = terminal(f"127.0.0.1:{fake.port}", "--interval", "0.2")
+    t.wait_for("4101")
+    answers[0] = None  # from now on, connections are accepted and never answered
+    # Right after a poll began: without a keyboard during the poll, q would wait for its
+    # 2 s deadline.
+    seen = fake.connections
+    wait_until(lambda: fake.connections > seen, 10, interval=0.01, what="a poll of the silent server")
+    pressed = time.monotonic()
+    t.keys("q")
+    t.wait_for("AFTER-TOP")
+    assert time.monotonic() - pressed < 1.0, "q waited for the poll's deadline"
+    assert_restored(t)
+
+
+@needs_tmux
+def test_a_resized_terminal_is_redrawn_at_its_width(terminal, fakes):
+    fake = fakes(lambda: json.dumps(apus_document()).encode())
+    t = terminal(f"127.0.0.1:{fake.port}", "--interval", "30")
+    t.wait_for("GET /report?id=9")
+    t.tmux("resize-window", "-x", "60", "-y", "20")
+    wait_until(lambda: "GET /report" not in t.screen(), 5, what="a redraw at 60 columns")
+    lines = t.screen().splitlines()
+    assert any(line.startswith(" ID      PID") for line in lines), lines
+    assert max(len(line) for line in lines) <= 60
+    t.tmux("resize-window", "-x", "160", "-y", "40")
+    t.wait_for("GET /report?id=9")
+    t.keys("q")
+    assert_restored(t)
+
+
+@needs_tmux
 def test_http_and_unix_stats_servers(terminal, fakes, tmp_path):
     http = fakes(lambda: json.dumps(apus_document()).encode(), http=True)
     t = terminal(f"http://127.0.0.1:{http.port}/stats")
