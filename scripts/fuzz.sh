@@ -7,9 +7,9 @@
 #   scripts/fuzz.sh build                 build only
 #   scripts/fuzz.sh replay TARGET FILE... run inputs once (a crash file, a corpus file)
 #
-# Targets: http chunked uwsgi proxy forwarded ip connection subscription static. The harness (Fuzz/Harness/*.swift),
-# Sources/ApusProtocols/*.swift and Sources/ApusWorker/ConnectionMachine.swift (its
-# `import ApusProtocols` left out) are compiled as one module with swiftc
+# Targets: http chunked uwsgi proxy forwarded ip connection subscription static stats. The harness (Fuzz/Harness/*.swift),
+# Sources/ApusProtocols/*.swift, Sources/ApusWorker/ConnectionMachine.swift (its
+# `import ApusProtocols` left out) and the pure files of Sources/ApusTop ($TOP_SOURCES) are compiled as one module with swiftc
 # -sanitize=fuzzer,address into .build-fuzz/apus-fuzz; the SwiftPM build is not involved.
 # Seeds are read from Fuzz/corpus/TARGET (in git); what libFuzzer finds goes to
 # .build-fuzz/corpus/TARGET and crashes to .build-fuzz/crashes/TARGET/ (both ignored by git).
@@ -19,7 +19,10 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT="$ROOT/.build-fuzz"
 BIN="$OUT/apus-fuzz"
-TARGETS=(http chunked uwsgi proxy forwarded ip connection subscription static)
+TARGETS=(http chunked uwsgi proxy forwarded ip connection subscription static stats)
+# The files of Sources/ApusTop with no system calls (`apus top`'s parsing, model and rendering).
+TOP_SOURCES=(Sources/ApusTop/JSON.swift Sources/ApusTop/Stats.swift Sources/ApusTop/TopModel.swift
+             Sources/ApusTop/TopRender.swift Sources/ApusTop/StatsAddress.swift)
 
 usage() {
     sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -31,7 +34,7 @@ build() {
     local stale=0
     if [ ! -x "$BIN" ]; then
         stale=1
-    elif [ -n "$(find Sources/ApusProtocols Sources/ApusWorker/ConnectionMachine.swift Fuzz/Harness scripts/fuzz.sh -newer "$BIN" -type f | head -1)" ]; then
+    elif [ -n "$(find Sources/ApusProtocols Sources/ApusWorker/ConnectionMachine.swift "${TOP_SOURCES[@]}" Fuzz/Harness scripts/fuzz.sh -newer "$BIN" -type f | head -1)" ]; then
         stale=1
     fi
     [ $stale -eq 0 ] && return 0
@@ -40,7 +43,7 @@ build() {
     # reports an overflow the parser would hit.
     grep -v '^import ApusProtocols$' Sources/ApusWorker/ConnectionMachine.swift >"$OUT/ConnectionMachine.swift"
     swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name ApusFuzz -use-ld=lld \
-        Sources/ApusProtocols/*.swift "$OUT/ConnectionMachine.swift" Fuzz/Harness/*.swift -o "$BIN.tmp"
+        Sources/ApusProtocols/*.swift "$OUT/ConnectionMachine.swift" "${TOP_SOURCES[@]}" Fuzz/Harness/*.swift -o "$BIN.tmp"
     mv "$BIN.tmp" "$BIN"
 }
 
@@ -52,6 +55,7 @@ max_len() {
         ip) echo 128 ;;
         subscription) echo 4200 ;;
         static) echo 1024 ;;
+        stats) echo 8192 ;;
     esac
 }
 

@@ -1,10 +1,10 @@
 // libFuzzer entry point for the ApusProtocols parsers and the worker's ConnectionMachine. This
-// file is compiled together with Sources/ApusProtocols/*.swift and
-// Sources/ApusWorker/ConnectionMachine.swift into one module (scripts/fuzz.sh), so the harness
+// file is compiled together with Sources/ApusProtocols/*.swift,
+// Sources/ApusWorker/ConnectionMachine.swift and the pure files of Sources/ApusTop into one module (scripts/fuzz.sh), so the harness
 // sees the module's internal functions (parseIPv4, parseNode, ...) without `@testable`.
 //
 // One binary, several targets: APUS_FUZZ_TARGET picks one (http, chunked, uwsgi, proxy,
-// forwarded, ip, connection, subscription, static). Every target checks invariants, not only "no crash": a broken invariant
+// forwarded, ip, connection, subscription, static, stats). Every target checks invariants, not only "no crash": a broken invariant
 // is a fatalError with a one-line reason, which libFuzzer reports as a crash and saves.
 
 #if canImport(Glibc)
@@ -12,7 +12,7 @@ import Glibc
 #endif
 
 enum FuzzTarget: String, CaseIterable {
-    case http, chunked, uwsgi, proxy, forwarded, ip, connection, subscription, `static`
+    case http, chunked, uwsgi, proxy, forwarded, ip, connection, subscription, `static`, stats
 
     var run: (UnsafeRawBufferPointer) -> Void {
         switch self {
@@ -25,6 +25,7 @@ enum FuzzTarget: String, CaseIterable {
         case .connection: return fuzzConnection
         case .subscription: return fuzzSubscription
         case .static: return fuzzStatic
+        case .stats: return fuzzStats
         }
     }
 }

@@ -59,3 +59,15 @@ private func body(_ text: String) -> String? {
     #expect(reason("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{}") == "chunked body cut short")
     #expect(reason("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFF\r\n") == "bad chunk size")
 }
+
+/// Found by the `stats` fuzz target: a combining mark after "unix:" made "unix:" no prefix
+/// (Characters, not bytes), so an address did not parse back to itself.
+@Test func combiningMarksDoNotMoveTheSplit() {
+    let path = "\u{59F}/x"
+    #expect(StatsAddress(path) == .unix(path: path))
+    #expect(StatsAddress(StatsAddress(path)!.description) == .unix(path: path))
+    #expect(StatsAddress("unix:\u{301}") == .unix(path: "\u{301}"))
+    #expect(StatsAddress("h\u{301}:80") == nil)
+    #expect(StatsAddress("[::1]\u{301}:80") == nil)
+    #expect(StatsAddress("/a\u{0}b") == nil)
+}
