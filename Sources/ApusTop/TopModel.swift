@@ -70,7 +70,11 @@ public struct TopView: Equatable, Sendable {
             if let state = w.state { return state == "ready" }
             return w.pid > 0 && w.accepting != false
         }.count
-        let workerTotal = s.workers.reduce(0) { $0 + $1.requests }
+        // Saturating: a hostile document may hold many counters near 2^53.
+        let workerTotal = s.workers.reduce(0) { total, w in
+            let (sum, overflow) = total.addingReportingOverflow(max(0, w.requests))
+            return overflow ? Int.max : sum
+        }
         requests = apus?.requests ?? workerTotal
 
         let elapsed = previous.map { current.at - $0.at } ?? 0

@@ -141,3 +141,12 @@ private func sample(_ requests: [Int: Int], total: Int? = nil, at: Double, pids:
     #expect(formatFixed(.infinity, 1) == "-")
     #expect(formatFixed(1e300, 1) == "inf")
 }
+
+@Test func hugeCountersDoNotOverflow() throws {
+    let worker = #"{"id": 1, "pid": 2, "requests": 9007199254740992}"#
+    let text = #"{"workers": ["# + Array(repeating: worker, count: 2000).joined(separator: ",") + "]}"
+    let s = try TopFixtures.snapshot(text)
+    let view = TopView(previous: TopSample(s, at: 0), current: TopSample(s, at: 1))
+    #expect(view.requests == Int.max)
+    #expect(view.requestsPerSecond == 0)
+}
