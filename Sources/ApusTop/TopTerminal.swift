@@ -132,8 +132,12 @@ struct TopScreen {
                 }
                 if polled[1].revents != 0 {
                     var keys = [UInt8](repeating: 0, count: 64)
-                    let got = read(0, &keys, keys.count)
-                    if got <= 0 { readKeys = false; continue }
+                    let got: Int
+                    switch Sys.call({ read(0, &keys, keys.count) }) {
+                    case let .done(n) where n > 0: got = n
+                    case .wouldBlock: continue
+                    default: readKeys = false; continue  // the end of input, or it failed: no keys
+                    }
                     // q, Q, or Ctrl-C / Ctrl-D arriving as bytes.
                     if keys[0..<got].contains(where: { $0 == UInt8(ascii: "q") || $0 == UInt8(ascii: "Q") || $0 == 3 || $0 == 4 }) {
                         return
