@@ -67,36 +67,70 @@ struct TopScreen {
             return 1
         }
         signalPipe = fds[1]
-        let handler: @convention(c) (Int32) -> Void = { sig in
-            var b = UInt8(truncatingIfNeeded: sig)
-            _ = Glibc.write(signalPipe, &b, 1)
-        }
-        for sig in [SIGINT, SIGTERM, SIGHUP, SIGWINCH, SIGQUIT] { _ = apus_signal(sig, handler) }
-
-        let keyboard = isatty(0) != 0
-        var saved = termios()
-        if keyboard {
-            tcgetattr(0, &saved)
-            var raw = saved
-            // Keys one at a time, not echoed; ISIG stays, so Ctrl-C is SIGINT, handled above.
-            raw.c_lflag &= ~tcflag_t(ICANON | ECHO)
-            withUnsafeMutableBytes(of: &raw.c_cc) { cc in
-                cc[Int(VMIN)] = 1
-                cc[Int(VTIME)] = 0
-            }
-            tcsetattr(0, TCSANOW, &raw)
-        }
-        // The alternate screen, the cursor hidden.
-        Top.write("\u{1B}[?1049h\u{1B}[?25l\u{1B}[H\u{1B}[2J", to: 1)
-        loop(keyboard: keyboard, signals: fds[0])
-        Top.write("\u{1B}[?25h\u{1B}[?1049l", to: 1)
-        if keyboard { tcsetattr(0, TCSANOW, &saved) }
+        for sig in [SIGINT, SIGTERM, SIGHUP, SIGWINCH, SIGQUIT, SIGTSTP, SIGCONT] { _ = apus_signal(sig, TopScreen.handler) }
+        let terminal = Terminal(keyboard: isatty(0) != 0)
+        terminal.enter()
+        loop(terminal, signals: fds[0])
+        terminal.leave()
         return 0
     }
 
-    private func loop(keyboard: Bool, signals: Int32) {
+    static let handler: @convention(c) (Int32) -> Void = { sig in
+        var b = UInt8(truncatingIfNeeded: sig)
+        _ = Glibc.write(signalPipe, &b, 1)
+    }
+
+    /// The terminal's mode as it was, and the switch to and from the view's mode.
+    struct Terminal {
+        let keyboard: Bool
+        let saved: termios
+
+        init(keyboard: Bool) {
+            self.keyboard = keyboard
+            var mode = termios()
+            if keyboard { tcgetattr(0, &mode) }
+            saved = mode
+        }
+
+        /// Keys one at a time, not echoed (ISIG stays: Ctrl-C is SIGINT, Ctrl-Z SIGTSTP);
+        /// the alternate screen, the cursor hidden.
+        func enter() {
+            if keyboard {
+                var raw = saved
+                raw.c_lflag &= ~tcflag_t(ICANON | ECHO)
+                withUnsafeMutableBytes(of: &raw.c_cc) { cc in
+                    cc[Int(VMIN)] = 1
+                    cc[Int(VTIME)] = 0
+                }
+                tcsetattr(0, TCSANOW, &raw)
+            }
+            Top.write("\u{1B}[?1049h\u{1B}[?25l\u{1B}[H\u{1B}[2J", to: 1)
+        }
+
+        /// The cursor, the main screen and the keyboard's mode as they were.
+        func leave() {
+            Top.write("\u{1B}[?25h\u{1B}[?1049l", to: 1)
+            if keyboard {
+                var mode = saved
+                tcsetattr(0, TCSANOW, &mode)
+            }
+        }
+
+        /// Ctrl-Z: the terminal as it was, then stop as SIGTSTP's default does; on SIGCONT,
+        /// the view's mode again.
+        func suspend() {
+            leave()
+            _ = apus_signal_default(SIGTSTP)
+            _ = Glibc.kill(getpid(), SIGTSTP)
+            // Stopped here until SIGCONT.
+            _ = apus_signal(SIGTSTP, TopScreen.handler)
+            enter()
+        }
+    }
+
+    private func loop(_ terminal: Terminal, signals: Int32) {
         var previous: TopSample?
-        var readKeys = keyboard
+        var readKeys = terminal.keyboard
         var last = Shown.unreachable("reading \(address)")
         while true {
             let shown: Shown
@@ -126,8 +160,11 @@ struct TopScreen {
                 if polled[0].revents != 0 {
                     var sig: UInt8 = 0
                     if read(signals, &sig, 1) == 1 {
-                        if Int32(sig) == SIGWINCH { draw(shown); continue }
-                        return
+                        switch Int32(sig) {
+                        case SIGWINCH, SIGCONT: draw(shown); continue
+                        case SIGTSTP: terminal.suspend(); draw(shown); continue
+                        default: return
+                        }
                     }
                 }
                 if polled[1].revents != 0 {

@@ -50,16 +50,18 @@ class Terminal:
     shell traps SIGINT and SIGTERM so that it outlives `apus top` and prints what follows."""
 
     def __init__(self, command, workdir):
+        """`command` None: an interactive shell (prompt "$ ") to type into."""
         self.socket = f"apus-top-{uuid.uuid4().hex[:10]}"
         script = Path(workdir) / f"{self.socket}.sh"
         # After apus top ends: its status, then the terminal's mode as stty sees it.
-        script.write_text("trap : INT TERM\necho BEFORE-TOP\n" + command
+        script.write_text("trap : INT TERM\necho BEFORE-TOP\n" + (command or "")
                           + "\necho EXIT=$?\nstty -a | tr ' ;' '\\n\\n' | grep -E '^-?(icanon|echo)$' | tr '\\n' ' '\n"
                           + "echo\necho AFTER-TOP\nsleep 600\n")
-        env = clean_env({"TERM": "xterm-256color"})
+        env = clean_env({"TERM": "xterm-256color", "PS1": "$ ", "ENV": ""})
         env.pop("TMUX", None)
+        shell = ["sh", "-i"] if command is None else ["sh", str(script)]
         subprocess.run([TMUX, "-L", self.socket, "-f", "/dev/null", "new-session", "-d", "-x", "160", "-y", "40",
-                        "sh", str(script)], check=True, env=env, timeout=10)
+                        *shell], check=True, env=env, timeout=10)
 
     def tmux(self, *args):
         return subprocess.run([TMUX, "-L", self.socket, *args], capture_output=True, text=True, timeout=10)
@@ -363,6 +365,36 @@ def test_q_is_heard_while_a_server_does_not_answer(terminal, fakes):
     t.wait_for("AFTER-TOP")
     assert time.monotonic() - pressed < 1.0, "q waited for the poll's deadline"
     assert_restored(t)
+
+
+@needs_tmux
+def test_ctrl_z_gives_the_terminal_back_until_fg(fakes, tmp_path):
+    """In an interactive shell with job control, as people use it: Ctrl-Z stops apus top
+    with the terminal as it was (the kernel discards SIGTSTP in the orphaned process group
+    of the other tests' non-interactive shell), `fg` brings the view back."""
+    fake = fakes(lambda: json.dumps(apus_document()).encode())
+    t = Terminal(None, tmp_path)
+    try:
+        t.wait_for("$")
+        t.keys(f"{APUS_BIN} top 127.0.0.1:{fake.port} --interval 0.3", "Enter")
+        t.wait_for("4101")
+        assert t.flag("alternate_on") == "1"
+        pid = t.top_pid()
+        t.keys("C-z")
+        wait_until(lambda: helpers.proc_stat(pid)[0] == "T", 5, what="apus top stopped")
+        wait_until(lambda: t.flag("alternate_on") == "0", 5, what="the main screen back")
+        assert t.flag("cursor_flag") == "1"
+        t.keys("stty -a | tr ' ;' '\\n\\n' | grep -cxE 'icanon|echo'", "Enter")
+        t.wait_for("\n2\n")
+        t.keys("fg", "Enter")
+        wait_until(lambda: t.flag("alternate_on") == "1", 5, what="the view back")
+        t.wait_for("4101")
+        assert t.flag("cursor_flag") == "0"
+        t.keys("q")
+        wait_until(lambda: helpers.proc_stat(pid) is None, 5, what="apus top gone")
+        assert t.flag("alternate_on") == "0" and t.flag("cursor_flag") == "1"
+    finally:
+        t.close()
 
 
 @needs_tmux
