@@ -363,7 +363,7 @@ def test_q_is_heard_while_a_server_does_not_answer(terminal, fakes):
     pressed = time.monotonic()
     t.keys("q")
     t.wait_for("AFTER-TOP")
-    assert time.monotonic() - pressed < 1.0, "q waited for the poll's deadline"
+    assert time.monotonic() - pressed < 1.6, "q waited for the poll's deadline"
     assert_restored(t)
 
 
