@@ -486,7 +486,7 @@ def test_against_apus_stats(terminal, apus):
     stats_port = free_port()
     srv = apus("pidapp", "--processes", "2", "--stats", f"127.0.0.1:{stats_port}")
     wait_until(lambda: len(srv.workers()) == 2, 20, what="two workers")
-    t = terminal(f"127.0.0.1:{stats_port}", "--interval", "0.3")
+    t = terminal(f"127.0.0.1:{stats_port}", "--interval", "0.1")
     t.wait_for(f"master {srv.pid}")
     wait_until(lambda: "workers 2/2 ready" in t.screen(), 20, what="both workers ready")
     screen = t.screen()
@@ -500,5 +500,27 @@ def test_against_apus_stats(terminal, apus):
     assert doc["version"].startswith("apus ")
     if "apus" in doc:
         assert f"generation {doc['apus']['generation']}" in screen.splitlines()[1], screen
+    # A graceful reload while a request holds an old worker: shown in progress, with the
+    # request, then the new generation's rows.
+    def slow():
+        try:
+            helpers.get(srv.port, "/sleep?s=3", timeout=15)
+        except (OSError, helpers.IncompleteResponse):
+            pass
+    threading.Thread(target=slow, daemon=True).start()
+    t.wait_for("GET /sleep?s=3")
+    srv.signal(signal.SIGHUP)
+    screens = []
+
+    def settled():
+        screens.append(t.screen())
+        lines = screens[-1].splitlines()
+        return "generation 2" in lines[1] and "RELOAD" not in lines[1] and "retiring" not in screens[-1]
+    wait_until(settled, 30, interval=0.02, what="generation 2 serving alone")
+    assert any("RELOAD graceful in progress -> generation 2" in x for x in screens), screens
+    assert any("retiring" in line and "GET /sleep?s=3" in line for x in screens for line in x.splitlines()), screens
+    wait_until(lambda: sorted(int(r.split()[1]) for r in t.screen().splitlines() if r[:3].strip().isdigit())
+               == sorted(srv.workers()), 20, what="the new workers' rows")
+    assert all(r.split()[2] == "2" for r in t.screen().splitlines() if r[:3].strip().isdigit()), t.screen()
     t.keys("q")
     assert_restored(t)
