@@ -5,6 +5,7 @@
 //   value, with and without whitespace around it;
 // - a document read as stats, made into a view twice (the second with the first as the
 //   previous poll) and rendered at widths 0, 40 and 200, gives lines no wider than the width
+//   (in terminal columns: wide characters count 2)
 //   and without control characters, whatever the strings in it.
 // Byte 0 odd: the rest is an ADDR for `apus top`: a parsed address written back parses to
 // the same address.
@@ -31,7 +32,7 @@ func fuzzStats(_ b: UnsafeRawBufferPointer) {
     for view in [first, second] {
         for width in [0, 40, 200] {
             for line in TopRender.lines(view, title: "apus top", width: width) {
-                require(line.count <= width, "a line wider than \(width): \(show(b))")
+                require(TopRender.columns(line) <= width, "a line wider than \(width) columns: \(show(b))")
                 require(!line.unicodeScalars.contains { $0.value < 0x20 || ($0.value >= 0x7F && $0.value < 0xA0) },
                         "a control character on the screen: \(show(b))")
             }

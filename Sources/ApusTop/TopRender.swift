@@ -48,7 +48,8 @@ public enum TopRender {
             + " " + pad(formatFixed(r.rssMiB, 1), 8) + "  " + r.inProgress
     }
 
-    /// Right-aligned in `n` columns (longer text is kept whole).
+    /// Right-aligned in `n` characters (longer text is kept whole; the columns padded hold
+    /// numbers and the server's short words).
     static func pad(_ s: String, _ n: Int) -> String {
         s.count >= n ? s : String(repeating: " ", count: n - s.count) + s
     }
@@ -57,11 +58,44 @@ public enum TopRender {
         s.count >= n ? s : s + String(repeating: " ", count: n - s.count)
     }
 
-    /// At most `width` characters, trailing spaces dropped.
+    /// At most `width` terminal columns (see `columns`), trailing spaces dropped.
     static func fit(_ s: String, _ width: Int) -> String {
-        var t = Substring(s.count > width ? String(s.prefix(max(0, width))) : s)
+        var used = 0
+        var end = s.startIndex
+        for i in s.indices {
+            let w = columns(s[i])
+            if used + w > width { break }
+            used += w
+            end = s.index(after: i)
+        }
+        var t = s[..<end]
         while t.last == " " { t = t.dropLast() }
         return String(t)
+    }
+
+    /// The columns a terminal gives `s`.
+    public static func columns(_ s: String) -> Int { s.reduce(0) { $0 + columns($1) } }
+
+    /// The columns of one character, as terminals count them (wcwidth's rules, roughly): 2
+    /// for East Asian wide and fullwidth characters and emoji, 0 for a lone combining mark
+    /// or format character, 1 otherwise. A line of server text may hold any of them.
+    static func columns(_ c: Character) -> Int {
+        guard let u = c.unicodeScalars.first else { return 0 }
+        if u.isASCII { return 1 }
+        let p = u.properties
+        switch p.generalCategory {
+        case .nonspacingMark, .enclosingMark, .format: return 0
+        default: break
+        }
+        if p.isEmojiPresentation || c.unicodeScalars.contains(where: { $0.value == 0xFE0F }) { return 2 }
+        switch u.value {
+        case 0x1100...0x115F, 0x2E80...0x303E, 0x3041...0x33FF, 0x3400...0x4DBF, 0x4E00...0x9FFF,
+             0xA000...0xA4CF, 0xAC00...0xD7A3, 0xF900...0xFAFF, 0xFE30...0xFE4F, 0xFF00...0xFF60,
+             0xFFE0...0xFFE6, 0x20000...0x2FFFD, 0x30000...0x3FFFD:
+            return 2
+        default:
+            return 1
+        }
     }
 
     /// Text from the server never reaches the terminal as control characters (an escape

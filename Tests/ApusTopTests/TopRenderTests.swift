@@ -67,3 +67,20 @@ import Testing
     #expect(TopRender.unreachable(title: "apus top :1", reason: "cannot reach 127.0.0.1:1: Connection refused\u{1B}", width: 30)
             == ["apus top :1", "cannot reach 127.0.0.1:1: Conn"])
 }
+
+@Test func wideCharactersCountTwoColumns() throws {
+    #expect(TopRender.columns("GET /") == 5)
+    #expect(TopRender.columns("日本") == 4)
+    #expect(TopRender.columns("😀") == 2)
+    #expect(TopRender.columns("e\u{301}") == 1)
+    #expect(TopRender.columns("\u{301}") == 0)
+    #expect(TopRender.columns("\u{200B}") == 0)
+    #expect(TopRender.fit("ab日本", 4) == "ab日")
+    #expect(TopRender.fit("ab日本", 3) == "ab")
+    var s = try TopFixtures.snapshot(TopFixtures.apusDocument)
+    s.workers[0].inProgress = [InProgress(request: "GET /日本語/ページ", seconds: nil)]
+    for width in [95, 96, 97, 100, 104] {
+        let lines = TopRender.lines(TopView(previous: nil, current: TopSample(s, at: 0)), title: "t", width: width)
+        #expect(lines.allSatisfy { TopRender.columns($0) <= width })
+    }
+}
