@@ -132,7 +132,13 @@ public enum StatsClient {
         var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            if let f = waiter.wait(fd, for: Int16(POLLIN)) { return .failure(f) }
+            if var f = waiter.wait(fd, for: Int16(POLLIN)) {
+                if case .http = address {} else if data.isEmpty && !f.interrupted {
+                    // A plain stats server writes at once; one that waits may speak HTTP.
+                    f = Failure(description: f.description + " (a --stats-http server? give http://HOST:PORT/)")
+                }
+                return .failure(f)
+            }
             switch Sys.call({ read(fd, &chunk, chunk.count) }) {
             case .done(0): return .success(data)
             case let .done(n):

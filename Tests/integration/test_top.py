@@ -446,7 +446,7 @@ def test_not_a_terminal_prints_one_plain_snapshot(fakes):
     (b"[" * 100000, "nested deeper"),
     (b'{"version": "x"}', "no \"workers\" array"),
     (b'{"workers": [1, "x", {"pid": "no"}]', "not JSON"),
-    (None, "no answer within the timeout"),
+    (None, "no answer within the timeout (a --stats-http server? give http://HOST:PORT/)"),
 ])
 def test_hostile_servers_are_a_message_not_a_crash(fakes, answer, reason):
     fake = fakes(lambda: answer)
@@ -482,11 +482,23 @@ def _has_stats():
 
 @needs_tmux
 @pytest.mark.skipif(not _has_stats(), reason="this apus has no --stats yet")
-def test_against_apus_stats(terminal, apus):
+def test_against_apus_stats(terminal, apus, tmp_path):
+    # An app whose import takes SLOW_IMPORT seconds when that file exists: a reload's new
+    # workers then take that long to start, and the reload stays in progress meanwhile.
+    (tmp_path / "slowstart.py").write_text(
+        "import os, time\n"
+        "flag = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'SLOW_IMPORT')\n"
+        "if os.path.exists(flag):\n"
+        "    time.sleep(float(open(flag).read()))\n"
+        "def application(environ, start_response):\n"
+        "    if environ['PATH_INFO'] == '/sleep':\n"
+        "        time.sleep(float(environ['QUERY_STRING'].partition('=')[2] or 1))\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [str(os.getpid()).encode()]\n")
     stats_port = free_port()
-    srv = apus("pidapp", "--processes", "2", "--stats", f"127.0.0.1:{stats_port}")
+    srv = apus("slowstart", "--processes", "2", "--stats", f"127.0.0.1:{stats_port}", chdir=tmp_path)
     wait_until(lambda: len(srv.workers()) == 2, 20, what="two workers")
-    t = terminal(f"127.0.0.1:{stats_port}", "--interval", "0.1")
+    t = terminal(f"127.0.0.1:{stats_port}", "--interval", "0.2")
     t.wait_for(f"master {srv.pid}")
     wait_until(lambda: "workers 2/2 ready" in t.screen(), 20, what="both workers ready")
     screen = t.screen()
@@ -509,6 +521,7 @@ def test_against_apus_stats(terminal, apus):
             pass
     threading.Thread(target=slow, daemon=True).start()
     t.wait_for("GET /sleep?s=3")
+    (tmp_path / "SLOW_IMPORT").write_text("1.5")
     srv.signal(signal.SIGHUP)
     screens = []
 
