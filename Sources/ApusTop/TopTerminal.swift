@@ -1,6 +1,7 @@
 // `apus top ADDR`: polls the stats server every interval and redraws on the terminal's
 // alternate screen with plain ANSI escapes (no curses). q, Ctrl-C, SIGTERM or SIGHUP end it
-// and give the terminal back as it was. An unreachable server is a line on the screen and
+// and give the terminal back as it was, also in the middle of a poll; Ctrl-Z gives it back
+// until the shell's `fg`. An unreachable server is a line on the screen and
 // another try at the next interval. When stdout is not a terminal, one snapshot is printed
 // as plain text instead (for scripts).
 
