@@ -127,7 +127,7 @@ def read_to_end(sock: socket.socket) -> bytes:
 
 
 def run_once(binary: str, app: str, threads: int, count: int, workdir: str, uwsgi: bool = False,
-             log_format: str = "none") -> int:
+             log_format: str = "none", extra: tuple[str, ...] = ()) -> int:
     """Starts apus under callgrind, sends `count` keep-alive requests on one connection
     after one readiness request (with `uwsgi`: `count` uwsgi packets, each on a connection
     of its own, as nginx sends them), stops it, and returns the worker's instruction count.
@@ -141,7 +141,7 @@ def run_once(binary: str, app: str, threads: int, count: int, workdir: str, uwsg
            "--venv", os.path.join(BENCH, ".venv"), "--chdir", os.path.join(REPO, appdir),
            *(["--no-access-log"] if log_format == "none" else
              ["--access-logfile", os.path.join(workdir, "access.log")]
-             + ([] if log_format == "on" else ["--log-format", log_format])), module]
+             + ([] if log_format == "on" else ["--log-format", log_format])), *extra, module]
     log = open(os.path.join(workdir, f"apus-{count}.log"), "wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
     try:
@@ -197,6 +197,8 @@ def main() -> int:
     ap.add_argument("--log-format", action="append", default=None,
                     help="none (the default: no access log), on (the default format) or a --log-format, "
                          "lines to a file; repeatable: each is counted")
+    ap.add_argument("--apus-arg", action="append", default=[],
+                    help="an extra apus argument, e.g. --apus-arg=--no-process-titles (repeatable)")
     args = ap.parse_args()
     if not shutil.which("valgrind"):
         print("instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -205,11 +207,13 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="apus-cg-") as workdir:
             stripped = os.path.join(workdir, "apus")
             subprocess.run(["strip", "--strip-debug", binary, "-o", stripped], check=True)
-            short = run_once(stripped, args.app, args.threads, args.warmup, workdir, args.uwsgi, log_format)
-            long = run_once(stripped, args.app, args.threads, args.warmup + args.requests, workdir, args.uwsgi, log_format)
+            short = run_once(stripped, args.app, args.threads, args.warmup, workdir, args.uwsgi, log_format,
+                             tuple(args.apus_arg))
+            long = run_once(stripped, args.app, args.threads, args.warmup + args.requests, workdir, args.uwsgi,
+                            log_format, tuple(args.apus_arg))
         per_request = (long - short) / args.requests
         over = " over uwsgi" if args.uwsgi else ""
-        logged = "" if log_format == "none" else f" --log-format {log_format}"
+        logged = ("" if log_format == "none" else f" --log-format {log_format}") + "".join(f" {a}" for a in args.apus_arg)
         print(f"{binary}{logged}: {args.app}{over} 1x{args.threads}: {per_request:,.0f} instructions per request "
               f"(worker: {short:,} after {args.warmup} requests, {long:,} after {args.warmup + args.requests})",
               flush=True)

@@ -138,6 +138,11 @@ def _apus_logging(fmt: str):
     return build
 
 
+def _apus_no_titles(c: Ctx):
+    """apus with --no-process-titles: against apus (titles on, the default), their cost."""
+    return _apus(c) + ["--no-process-titles"]
+
+
 def _apus_available(c: Ctx):
     if not (os.path.isfile(c.apus) and os.access(c.apus, os.X_OK)):
         return (f"no apus binary at {c.apus}: build it with `swift build -c release` "
@@ -245,6 +250,8 @@ SERVERS = [
            note="the access log on (common format) to a file: against apus, the cost of logging"),
     Server("apus-log-json", _apus_logging("json"), available=_apus_available, default=False,
            note="the access log on (json format) to a file"),
+    Server("apus-no-titles", _apus_no_titles, available=_apus_available, default=False,
+           note="--no-process-titles: against apus, the cost of the process titles"),
     Server("apus-preload", _apus_preload, available=_apus_available, default=False,
            note="--preload: the app imported once, workers forked from it (uWSGI's default)"),
     Server("bjoern", _bjoern, threads_ok=False,

@@ -21,18 +21,51 @@ public let jsonEscapeGrowth = 6
 @inline(__always)
 private func needsEscape(_ b: UInt8) -> Bool { b < 0x20 || b >= 0x7f || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") }
 
+/// Whether none of the 8 bytes of `w` needs escaping in either escaping: all are 0x20...0x7e
+/// and none is `"` or `\` (bit tricks over the whole word, so a run of plain bytes is
+/// checked and copied 8 at a time).
+@inline(__always)
+private func wordIsPlain(_ w: UInt64) -> Bool {
+    let ones: UInt64 = 0x0101_0101_0101_0101
+    let highs: UInt64 = 0x8080_8080_8080_8080
+    @inline(__always) func hasZeroByte(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
+    // With no high bit set, a byte < 0x20 borrows into its own high bit.
+    let bad = (w & highs) | ((w &- ones &* 0x20) & ~w & highs) | hasZeroByte(w ^ (ones &* 0x7f))
+        | hasZeroByte(w ^ (ones &* 0x22)) | hasZeroByte(w ^ (ones &* 0x5c))
+    return bad == 0
+}
+
+/// Copies the plain 8-byte words at the start of `p[i..<count]` to `out + n`; moves `i`, `n`.
+@inline(__always)
+private func copyPlainWords(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ count: Int, _ out: UnsafeMutablePointer<UInt8>, _ n: inout Int) {
+    while i + 8 <= count {
+        let w = UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
+        guard wordIsPlain(w) else { return }
+        UnsafeMutableRawPointer(out + n).storeBytes(of: w, as: UInt64.self)
+        i += 8
+        n += 8
+    }
+}
+
 /// Writes `value` for a text line at `out` (room for `textEscapeGrowth` bytes a byte) and
 /// returns the bytes written: bytes below 0x20, `"`, `\` and bytes 0x7f and up as \xNN
 /// (nginx's escaping), so the line is ASCII.
 public func textEscape(_ value: UnsafeRawBufferPointer, into out: UnsafeMutablePointer<UInt8>) -> Int {
+    guard let p = value.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return 0 }
     var n = 0
-    for b in value {
+    var i = 0
+    let count = value.count
+    while i < count {
+        copyPlainWords(p, &i, count, out, &n)
+        if i == count { break }
+        let b = p[i]
+        i &+= 1
         if needsEscape(b) {
-            out[n] = UInt8(ascii: "\\"); out[n + 1] = UInt8(ascii: "x"); out[n + 2] = hex(b >> 4); out[n + 3] = hex(b)
-            n += 4
+            out[n] = UInt8(ascii: "\\"); out[n &+ 1] = UInt8(ascii: "x"); out[n &+ 2] = hex(b >> 4); out[n &+ 3] = hex(b)
+            n &+= 4
         } else {
             out[n] = b
-            n += 1
+            n &+= 1
         }
     }
     return n
@@ -50,10 +83,13 @@ public func jsonEscape(_ value: UnsafeRawBufferPointer, into out: UnsafeMutableP
         out[n + 2] = hex(a >> 4); out[n + 3] = hex(a); out[n + 4] = hex(b >> 4); out[n + 5] = hex(b)
         n += 6
     }
+    guard let p = value.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return 0 }
     var i = 0
     let count = value.count
     while i < count {
-        let b = value[i]
+        copyPlainWords(p, &i, count, out, &n)
+        if i == count { break }
+        let b = p[i]
         if b < 0x80 {
             if b < 0x20 || b == 0x7f { u(0, b) } else if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") {
                 out[n] = UInt8(ascii: "\\"); out[n + 1] = b

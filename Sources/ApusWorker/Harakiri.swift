@@ -144,11 +144,12 @@ final class Harakiri: @unchecked Sendable {
 
     /// Retiring (the replacement is ready) and every app thread is in a call that was given
     /// up on: nothing can run any more, so the process ends here. Answers the loop still
-    /// held (a single thread stuck mid-batch) and unflushed access-log lines go with it.
+    /// held (a single thread stuck mid-batch) go with it; the buffered access lines are written.
     private func exitIfOnlyStuck() {
         guard stopRequested != 0 else { return }
         for i in 0..<threads where InFlight.core(i)?.state != .timedOut { return }
         Log.info("harakiri: retiring, and every app thread is stuck in a request past --harakiri: exiting")
+        AccessLog.current?.flushBeforeExit()
         _exit(0)
     }
 

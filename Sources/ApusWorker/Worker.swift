@@ -24,19 +24,29 @@ private let handleRetire: @convention(c) (Int32) -> Void = { _ in
     if stopRequested == 0 { stopRequested = 2 }
     Sys.wake(wakeFD)
 }
-private let handleQuit: @convention(c) (Int32) -> Void = { _ in _exit(0) }
+private let handleQuit: @convention(c) (Int32) -> Void = { _ in
+    AccessLog.current?.flushBeforeExit()
+    _exit(0)
+}
 /// The master's "time is up": say which requests are cut, then go.
 private let handleDeadline: @convention(c) (Int32) -> Void = { _ in
     InFlight.logAll()
+    AccessLog.current?.flushBeforeExit()
     _exit(0)
 }
-/// SIGUSR1: reopen the log file and the access log file (logrotate moved them).
+/// SIGUSR1: reopen the log file and the access log file (logrotate moved them). The access
+/// log file is reopened by the loop (`reopenAccessLogIfAsked`), after it wrote the lines it
+/// buffered for the old file.
 nonisolated(unsafe) var logFilePath: UnsafeMutablePointer<CChar>? = nil
 nonisolated(unsafe) var accessLogPath: UnsafeMutablePointer<CChar>? = nil
 nonisolated(unsafe) var accessLogFD: Int32 = -1
+nonisolated(unsafe) var accessLogReopenAsked: Int32 = 0
 private let handleReopenLog: @convention(c) (Int32) -> Void = { _ in
     if let path = logFilePath { reopen(path, onto: 2) }
-    if let path = accessLogPath, accessLogFD > 2 { reopen(path, onto: accessLogFD) }
+    if accessLogPath != nil, accessLogFD > 2 {
+        accessLogReopenAsked = 1
+        Sys.wake(wakeFD)
+    }
 }
 
 /// Opens `path` for appending in the place of `target` (async-signal-safe). Nothing can be
@@ -152,7 +162,8 @@ final class Worker {
         rules = Self.rules(config)
         trustedProxies = config.trustedProxies
         accessLog = config.accessLog || !config.accessLogAlso.isEmpty ? AccessLog(fd: openAccessLog(config.accessLogFile), format: config.accessLogFormat, forwardedFor: config.logXForwardedFor,
-                      worker: Int(number), generation: Int(spec.generation)) : nil
+                      worker: Int(number), generation: Int(spec.generation), threads: config.threads) : nil
+        AccessLog.current = accessLog
         staticFiles = StaticFiles(config.staticMaps)
         maxConnections = config.maxConnections > 0 ? config.maxConnections : Self.derivedMaxConnections()
     }
@@ -323,8 +334,9 @@ final class Worker {
             }
             if me.thread.holdsGIL { me.thread.releaseGIL() }
             while !held.isEmpty { writeHeld() }
-            accessLog?.flush()
             let now = Sys.now()
+            reopenAccessLogIfAsked()
+            let logDue = accessLog?.flushIfDue(now: now)
             if !fresh.isEmpty { expireFresh(now) }
             updateAccepting()
             if now - lastSweep >= 1 {
@@ -341,7 +353,8 @@ final class Worker {
             }
             if readyHead < ready.count { continue }
             // Out of the accept rotation, look again soon: the others' counts change too.
-            let timeout: Int32 = (accepting && fresh.isEmpty) || draining ? 1000 : 10
+            // Awake in time to write buffered access lines.
+            let timeout: Int32 = min((accepting && fresh.isEmpty) || draining ? 1000 : 10, logDue ?? 1000)
             let n = crew.map { crew in crew.polling(me.index) { poller.wait(into: &events, timeoutMS: timeout) } }
                 ?? poller.wait(into: &events, timeoutMS: timeout)
             let t = Sys.now()
@@ -363,6 +376,15 @@ final class Worker {
                 }
             }
         }
+    }
+
+    /// After SIGUSR1: the buffered access lines go to the file they were made for, then the
+    /// file is opened again by its name (logrotate moved it).
+    private func reopenAccessLogIfAsked() {
+        guard accessLogReopenAsked != 0, let path = accessLogPath else { return }
+        accessLogReopenAsked = 0
+        accessLog?.flush()
+        reopen(path, onto: accessLogFD)
     }
 
     /// Closes the connections whose deadline passed (about once a second).

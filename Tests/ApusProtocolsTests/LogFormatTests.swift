@@ -116,6 +116,29 @@ private func jsonEscaped(_ b: [UInt8]) -> [UInt8] {
     #expect(j([0xf4, 0x90, 0x80, 0x80]) == #"\u00f4\u0090\u0080\u0080"#)
 }
 
+/// Runs of plain bytes are checked 8 at a time: every byte value, at every place of two
+/// words and a tail, is escaped as one byte alone would be.
+@Test func everyByteAtEveryPlaceOfAWord() {
+    let plain = Array("abcdefghijklmnopqrs".utf8)  // 19 bytes: two words and 3 more
+    func hex2(_ b: UInt8) -> String { (b < 16 ? "0" : "") + String(b, radix: 16) }
+    for b in UInt8.min...UInt8.max {
+        let aloneText: String = b < 0x20 || b >= 0x7f || b == 0x22 || b == 0x5c ? "\\x" + hex2(b) : String(UnicodeScalar(b))
+        let aloneJSON: String = switch b {
+        case 0x22, 0x5c: "\\" + String(UnicodeScalar(b))
+        case 0..<0x20, 0x7f...: "\\u00" + hex2(b)  // a lone byte 0x80 and up is ill-formed UTF-8
+        default: String(UnicodeScalar(b))
+        }
+        for at in plain.indices {
+            var input = plain
+            input[at] = b
+            let before = String(decoding: plain[..<at], as: UTF8.self)
+            let after = String(decoding: plain[(at + 1)...], as: UTF8.self)
+            #expect(textEscaped(input) == before + aloneText + after, "byte \(b) at \(at)")
+            #expect(String(decoding: jsonEscaped(input), as: UTF8.self) == before + aloneJSON + after, "byte \(b) at \(at)")
+        }
+    }
+}
+
 @Test func lowerHex() {
     for (v, s) in [(UInt64(0), "0"), (15, "f"), (16, "10"), (0xdead_beef, "deadbeef"), (UInt64.max, "ffffffffffffffff")] {
         var out: [UInt8] = []

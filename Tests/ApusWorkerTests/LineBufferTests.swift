@@ -6,7 +6,7 @@ private func text(_ b: LineBuffer) -> String { String(decoding: b.bytes, as: UTF
 
 @Test func decimalsAndHex() {
     var b = LineBuffer(capacity: 1)
-    for v in [0, 7, 10, 99, 100, 123_456_789, Int.max, -5] {
+    for v in [0, 7, 9, 10, 42, 99, 100, 200, 255, 256, 404, 999, 1000, 123_456_789, Int.max, -5] {
         b.reset()
         b.decimal(v)
         #expect(text(b) == String(max(0, v)))

@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import struct
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -290,3 +291,41 @@ def test_json_log_reopens_on_usr1_after_a_move(apus, tmp_path):
     old = rotated.read_bytes().decode("utf-8").splitlines()
     assert f"later-{tag}" not in "".join(old)
     assert len([l for l in old if f"before-{tag}" in l]) == 4 and all(json.loads(l) for l in old)
+
+
+def test_buffered_lines_reach_the_file_within_the_flush_delay(apus, tmp_path):
+    """Lines are buffered across turns of the loop and written once the first is 0.2 s
+    old (docs/observability.md, "Buffering"): an idle worker writes a lone line soon."""
+    srv = start(apus, tmp_path, "%(uri)")
+    tag = uuid.uuid4().hex
+    get(srv.port, f"/alone-{tag}")
+    sent = time.monotonic()
+    wait_lines(srv, tag, 1)
+    assert time.monotonic() - sent < 2.0
+
+
+def test_lines_buffered_at_usr1_go_to_the_old_file(apus, tmp_path):
+    """SIGUSR1 (logrotate moved the file): the lines buffered for the old file are written
+    to it before the file is opened again by its name."""
+    srv = start(apus, tmp_path, "%(uri)")
+    tag = uuid.uuid4().hex
+    for i in range(5):
+        get(srv.port, f"/before-{tag}-{i}")
+    rotated = tmp_path / "rotated.log"
+    os.rename(srv.access, rotated)  # the worker made it at start
+    srv.signal(signal.SIGUSR1)
+    wait_until(lambda: srv.access.exists(), 10, what="the access log made again")
+    get(srv.port, f"/after-{tag}")
+    wait_lines(srv, f"after-{tag}", 1)
+    assert [l for l in lines(srv, tag) if "before" in l] == []
+    old = [l for l in rotated.read_bytes().decode().splitlines() if tag in l]
+    assert old == [f"/before-{tag}-{i}" for i in range(5)]
+
+
+def test_buffered_lines_are_written_when_the_server_stops(apus, tmp_path):
+    srv = start(apus, tmp_path, "%(uri)", "--processes", "2")
+    tag = uuid.uuid4().hex
+    for i in range(20):
+        get(srv.port, f"/last-{tag}-{i}")
+    srv.stop()
+    assert sorted(lines(srv, tag)) == sorted(f"/last-{tag}-{i}" for i in range(20))
