@@ -49,6 +49,8 @@ final class AccessLog: @unchecked Sendable {
 
     let format: LogFormat
     let plan: AccessPlan
+    /// The default format, written by `appendCommonLine` without running the plan's ops.
+    let isCommon: Bool
     let forwardedFor: Bool
     /// The worker's number, generation and pid, in decimal.
     let workerDigits: ByteRun
@@ -73,6 +75,7 @@ final class AccessLog: @unchecked Sendable {
         busy.initialize(to: 0)
         self.format = format
         plan = AccessPlan(format)
+        isCommon = format.ops == LogFormat.common.ops && format.escaping == .text && !forwardedFor
         self.forwardedFor = forwardedFor
         var st = stat()
         let regular = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
@@ -104,7 +107,11 @@ final class AccessLog: @unchecked Sendable {
         enter()
         updateStamp()
         var out = pending
-        appendLine(to: &out, conn: conn, raw: raw, status: status, bytes: bytes, seconds: seconds, response: response)
+        if isCommon {
+            appendCommonLine(to: &out, conn: conn, raw: raw, status: status, bytes: bytes)
+        } else {
+            appendLine(to: &out, conn: conn, raw: raw, status: status, bytes: bytes, seconds: seconds, response: response)
+        }
         out.append(UInt8(ascii: "\n"))
         pending = out  // it may have grown
         if out.count >= Self.flushBytes { writePending() }

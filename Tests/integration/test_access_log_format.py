@@ -329,3 +329,26 @@ def test_buffered_lines_are_written_when_the_server_stops(apus, tmp_path):
         get(srv.port, f"/last-{tag}-{i}")
     srv.stop()
     assert sorted(lines(srv, tag)) == sorted(f"/last-{tag}-{i}" for i in range(20))
+
+
+def test_the_default_format_writes_what_the_general_format_writes(apus, tmp_path):
+    """The common format has a path of its own (the default, written without the general
+    loop over a format's ops); a format that differs from it by one trailing byte takes the
+    general loop. Both must write the same bytes for the same requests, hostile ones included,
+    over HTTP and the uwsgi protocol."""
+    fast = start(apus, tmp_path, None, uwsgi=True)
+    general = start(apus, tmp_path, '%(addr) - - [%(ltime)] "%(method) %(uri) %(proto)" %(status) %(size_clf)|',
+                    uwsgi=True)
+    targets = [b"/same?tag=plain", b"/same?tag=" + TRACE_BYTES + b"&x=%22", b"/same/%ff%00?tag=\xff\xfe"]
+    for srv in (fast, general):
+        for t in targets:
+            got, _ = raw_request(srv.port, b"GET " + t + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert got.startswith(b"HTTP/1.1 "), got[:200]
+        got, _ = raw_request(srv.port, b"HEAD /same?tag=head HTTP/1.0\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 "), got[:200]
+        uwsgi_get(srv.uport, "/same?tag=uwsgi")
+    stamp = re.compile(r"\[[^\]]*\]")
+    a = [stamp.sub("[T]", l) for l in wait_lines(fast, "/same", 5)]
+    b = [stamp.sub("[T]", l).removesuffix("|") for l in wait_lines(general, "/same", 5)]
+    assert a == b
+    assert any(TRACE_TEXT in l for l in a)
