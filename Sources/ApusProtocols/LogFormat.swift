@@ -60,6 +60,7 @@ public struct LogFormat: Sendable, Equatable {
     public static let jsonFormat = #"{"time":"%(iso8601)","addr":"%(addr)","method":"%(method)","uri":"%(uri)","proto":"%(proto)","status":%(status),"size":%(size),"usecs":%(usecs),"referer":"%(referer)","uagent":"%(uagent)","request_id":"%(request_id)","worker":%(worker),"generation":%(generation),"pid":%(pid)}"#
 
     public static let common = try! LogFormat(compiling: "common")
+    public static let json = try! LogFormat(compiling: "json")
 
     /// `spec` is a preset name (common, combined, json) or a format with `%(name)`
     /// variables and `%%` for a percent sign; a format after `json:` has its values escaped

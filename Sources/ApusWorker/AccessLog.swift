@@ -51,6 +51,9 @@ final class AccessLog: @unchecked Sendable {
     let plan: AccessPlan
     /// The default format, written by `appendCommonLine` without running the plan's ops.
     let isCommon: Bool
+    /// The json preset, written by `appendJSONLine`: the plan's indices of its two request
+    /// headers (referer, user-agent), nil for any other format.
+    let jsonPreset: (referer: Int, agent: Int)?
     let forwardedFor: Bool
     /// The worker's number, generation and pid, in decimal.
     let workerDigits: ByteRun
@@ -76,6 +79,12 @@ final class AccessLog: @unchecked Sendable {
         self.format = format
         plan = AccessPlan(format)
         isCommon = format.ops == LogFormat.common.ops && format.escaping == .text && !forwardedFor
+        if format.ops == LogFormat.json.ops && format.escaping == .json && !forwardedFor,
+           let referer = plan.headerIndex(named: "referer"), let agent = plan.headerIndex(named: "user-agent") {
+            jsonPreset = (referer, agent)
+        } else {
+            jsonPreset = nil
+        }
         self.forwardedFor = forwardedFor
         var st = stat()
         let regular = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
@@ -109,6 +118,8 @@ final class AccessLog: @unchecked Sendable {
         var out = pending
         if isCommon {
             appendCommonLine(to: &out, conn: conn, raw: raw, status: status, bytes: bytes)
+        } else if let jsonPreset {
+            appendJSONLine(to: &out, conn: conn, raw: raw, status: status, bytes: bytes, seconds: seconds, headers: jsonPreset)
         } else {
             appendLine(to: &out, conn: conn, raw: raw, status: status, bytes: bytes, seconds: seconds, response: response)
         }
