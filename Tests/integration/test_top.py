@@ -26,7 +26,13 @@ from conftest import APPS, APUS_BIN, clean_env, free_port, run_apus
 from helpers import wait_until
 
 TMUX = shutil.which("tmux")
-needs_tmux = pytest.mark.skipif(TMUX is None, reason="tmux is not installed (scripts/test.sh installs it)")
+# scripts/test.sh installs tmux and uwsgi: a missing one fails these tests rather than skipping them.
+needs_tmux = pytest.mark.usefixtures("tmux_installed")
+
+
+@pytest.fixture
+def tmux_installed():
+    assert TMUX is not None, "tmux is not installed (scripts/test.sh installs it)"
 
 
 def _find_uwsgi():
@@ -40,7 +46,12 @@ def _find_uwsgi():
 
 
 UWSGI = _find_uwsgi()
-needs_uwsgi = pytest.mark.skipif(UWSGI is None, reason="uwsgi is not installed (pip install uwsgi)")
+needs_uwsgi = pytest.mark.usefixtures("uwsgi_installed")
+
+
+@pytest.fixture
+def uwsgi_installed():
+    assert UWSGI is not None, "uwsgi is not installed (scripts/test.sh pip-installs it)"
 
 
 # -- a terminal ------------------------------------------------------------------------------
@@ -473,15 +484,7 @@ def test_bad_command_lines():
     assert out.returncode == 0 and "apus top ADDR [--interval S]" in out.stdout
 
 
-def _has_stats():
-    try:
-        return "--stats ADDR" in run_apus(["--help"]).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
 @needs_tmux
-@pytest.mark.skipif(not _has_stats(), reason="this apus has no --stats yet")
 def test_against_apus_stats(terminal, apus, tmp_path):
     # An app whose import takes SLOW_IMPORT seconds when that file exists: a reload's new
     # workers then take that long to start, and the reload stays in progress meanwhile.
