@@ -25,6 +25,7 @@ public enum WorkerEntry {
         interpreter.installAppModule(appModuleSettings(spec.configuration, statusFD: spec.statusFD, masterPID: spec.masterPID,
                                                        version: spec.version, startedOn: spec.startedOn))
         let preloaded = spec.configuration.preload ? loadApplication(spec, interpreter) : nil
+        let titleStart = Array(ProcessTitle.compose(prefix: spec.configuration.processTitlePrefix, "").utf8)
         WorkerMessage(kind: .zygoteReady, slot: 0, pid: getpid(), generation: spec.generation).send(to: spec.statusFD)
         while let request = SpawnRequest.receive(from: commandFD) {
             let role = "worker \(request.slot)"
@@ -40,7 +41,7 @@ public enum WorkerEntry {
                 workerSpec.generation = request.generation
                 workerSpec.role = role
                 becomeChild(of: spec.masterPID, role: role)
-                WorkerTitle.setUp(prefix: spec.configuration.processTitlePrefix, number: Int(request.number),
+                WorkerTitle.setUp(start: titleStart, number: Int(request.number),
                                   generation: request.generation, threads: spec.configuration.threads)
                 WorkerMessage(kind: .started, slot: request.slot, pid: getpid(), generation: request.generation).send(to: spec.statusFD)
                 interpreter.enterWorker(number: request.number, slot: request.slot, generation: request.generation, role: role)

@@ -1,5 +1,6 @@
 import ApusIPC
 import ApusObserve
+import ApusProtocols
 
 /// A worker's process title: "apus: worker 3 gen 7 idle", "apus: worker 3 gen 7 busy GET /x",
 /// and with `--threads` > 1 how many app threads are in a request, with the line of the one
@@ -19,14 +20,23 @@ enum WorkerTitle {
 
     /// Right after the fork, when titles are on: "apus: worker N gen G loading" until the
     /// loop starts (`idle`).
-    static func setUp(prefix: String, number: Int, generation: UInt32, threads: Int,
+    /// `start`: "PREFIXapus: " as bytes, made in the zygote before the fork
+    /// (`ProcessTitle.compose`): the worker formats no String for its title (see "Memory of
+    /// a worker" in docs/architecture.md: String code touched after the fork is resident in
+    /// every worker).
+    static func setUp(start: [UInt8], number: Int, generation: UInt32, threads: Int,
                       area: TitleArea = ProcessTitle.area) {
         self.area = area
         self.threads = threads
         busy = 0
         draining = false
         guard area.base != nil else { return }
-        let fixed = Array(ProcessTitle.compose(prefix: prefix, "worker \(number) gen \(generation) ").utf8)
+        var fixed = start
+        appendLiteral("worker ", &fixed)
+        appendDecimal(number, to: &fixed)
+        appendLiteral(" gen ", &fixed)
+        appendDecimal(Int(generation), to: &fixed)
+        fixed.append(32)
         fixedEnd = fixed.withUnsafeBytes { area.put($0, at: 0) }
         area.end(at: put("loading", at: fixedEnd))
     }

@@ -8,10 +8,11 @@ import Testing
                            prefix: String = "", _ body: () -> Void) {
         let buf = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
         buf.initialize(repeating: 0, count: capacity)
-        WorkerTitle.setUp(prefix: prefix, number: number, generation: generation, threads: threads,
+        WorkerTitle.setUp(start: Array(ProcessTitle.compose(prefix: prefix, "").utf8), number: number,
+                          generation: generation, threads: threads,
                           area: TitleArea(base: buf, capacity: capacity))
         body()
-        WorkerTitle.setUp(prefix: "", number: 0, generation: 0, threads: 1, area: TitleArea(base: nil, capacity: 0))
+        WorkerTitle.setUp(start: [], number: 0, generation: 0, threads: 1, area: TitleArea(base: nil, capacity: 0))
         buf.deallocate()
     }
 
