@@ -92,6 +92,11 @@ struct MetricsSnapshot {
         func sample(_ name: String, _ labels: String = "", _ value: String) {
             out += labels.isEmpty ? "\(name) \(value)\n" : "\(name){\(labels)} \(value)\n"
         }
+        /// A family of one sample without labels.
+        func single(_ name: String, _ type: String, _ help: String, _ value: String) {
+            family(name, type, help)
+            sample(name, "", value)
+        }
 
         family("apus_requests_total", "counter", "Requests answered by the app or as static files, by status class.")
         for (i, cls) in Self.statusClasses.enumerated() {
@@ -109,23 +114,18 @@ struct MetricsSnapshot {
         sample("apus_request_duration_seconds_sum", "", Self.seconds(micros: answers.busyMicros))
         sample("apus_request_duration_seconds_count", "", "\(count)")
 
-        family("apus_requests_in_flight", "gauge", "App requests running now.")
-        sample("apus_requests_in_flight", "", "\(inFlight)")
+        single("apus_requests_in_flight", "gauge", "App requests running now.", "\(inFlight)")
 
-        family("apus_exceptions_total", "counter", "App requests that raised an exception.")
-        sample("apus_exceptions_total", "", "\(answers.exceptions)")
+        single("apus_exceptions_total", "counter", "App requests that raised an exception.", "\(answers.exceptions)")
 
-        family("apus_response_body_bytes_total", "counter", "Response body bytes sent by the app and as static files.")
-        sample("apus_response_body_bytes_total", "", "\(answers.bodyBytes)")
+        single("apus_response_body_bytes_total", "counter", "Response body bytes sent by the app and as static files.", "\(answers.bodyBytes)")
 
         family("apus_workers", "gauge", "Worker processes by state.")
         for state in ObservedWorker.State.allCases {
             sample("apus_workers", "state=\"\(state.rawValue)\"", "\(workers[state] ?? 0)")
         }
-        family("apus_workers_busy", "gauge", "Worker processes with at least one request in the app.")
-        sample("apus_workers_busy", "", "\(busyWorkers)")
-        family("apus_workers_desired", "gauge", "Worker processes wanted (--processes, --cheaper, SIGTTIN and SIGTTOU).")
-        sample("apus_workers_desired", "", "\(desiredWorkers)")
+        single("apus_workers_busy", "gauge", "Worker processes with at least one request in the app.", "\(busyWorkers)")
+        single("apus_workers_desired", "gauge", "Worker processes wanted (--processes, --cheaper, SIGTTIN and SIGTTOU).", "\(desiredWorkers)")
 
         family("apus_reloads_total", "counter", "Reloads that ended, by method and outcome.")
         for method in Self.reloadMethods {
@@ -135,18 +135,13 @@ struct MetricsSnapshot {
             }
         }
 
-        family("apus_harakiri_total", "counter", "Workers replaced because a request ran past --harakiri.")
-        sample("apus_harakiri_total", "", "\(harakiri)")
-        family("apus_worker_respawns_total", "counter", "Workers started again after they died.")
-        sample("apus_worker_respawns_total", "", "\(respawns)")
+        single("apus_harakiri_total", "counter", "Workers replaced because a request ran past --harakiri.", "\(harakiri)")
+        single("apus_worker_respawns_total", "counter", "Workers started again after they died.", "\(respawns)")
 
-        family("apus_connections_open", "gauge", "Client connections open in the workers.")
-        sample("apus_connections_open", "", "\(connections)")
+        single("apus_connections_open", "gauge", "Client connections open in the workers.", "\(connections)")
 
-        family("apus_ready", "gauge", "1 while /readyz answers 200.")
-        sample("apus_ready", "", ready ? "1" : "0")
-        family("apus_generation", "gauge", "The serving generation's number (1 at start, higher after each reload).")
-        sample("apus_generation", "", "\(generation)")
+        single("apus_ready", "gauge", "1 while /readyz answers 200.", ready ? "1" : "0")
+        single("apus_generation", "gauge", "The serving generation's number (1 at start, higher after each reload).", "\(generation)")
 
         family("apus_worker_resident_memory_bytes", "gauge", "Resident memory of each worker, by slot.")
         for w in residentBytes {

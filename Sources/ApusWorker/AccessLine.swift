@@ -168,13 +168,7 @@ extension AccessLog {
         out.append("\",\"uagent\":\"")
         value(header(headers.agent))
         out.append("\",\"request_id\":\"")
-        if let given = header(AccessPlan.requestID), given.count <= 128, raw[given].allSatisfy(Self.isIDByte) {
-            value(given)
-        } else {
-            idCounter += 1
-            out.append(idPrefix)
-            out.hex(UInt64(idCounter))
-        }
+        if let given = saneRequestID(header(AccessPlan.requestID), raw) { value(given) } else { appendGeneratedID(to: &out) }
         out.append("\",\"worker\":")
         out.append(workerDigits)
         out.append(",\"generation\":")
@@ -237,13 +231,7 @@ extension AccessLog {
                         conn.peerAddress.withUnsafeBytes { value($0) }
                     }
                 case .requestID:
-                    if let given = header(AccessPlan.requestID), given.count <= 128, raw[given].allSatisfy(Self.isIDByte) {
-                        value(given)
-                    } else {
-                        idCounter += 1
-                        out.append(idPrefix)
-                        out.hex(UInt64(idCounter))
-                    }
+                    if let given = saneRequestID(header(AccessPlan.requestID), raw) { value(given) } else { appendGeneratedID(to: &out) }
                 case .worker: out.append(workerDigits)
                 case .generation: out.append(generationDigits)
                 case .pid: out.append(pidDigits)
@@ -253,6 +241,21 @@ extension AccessLog {
                 }
             }
         }
+    }
+
+    /// A request's X-Request-ID when it is one to log: at most 128 bytes, each an id byte.
+    @inline(__always)
+    func saneRequestID(_ given: Range<Int>?, _ raw: UnsafeRawBufferPointer) -> Range<Int>? {
+        guard let given, given.count <= 128, raw[given].allSatisfy(Self.isIDByte) else { return nil }
+        return given
+    }
+
+    /// The next generated request id: the worker's prefix and a counter, in hex.
+    @inline(__always)
+    func appendGeneratedID(to out: inout LineBuffer) {
+        idCounter += 1
+        out.append(idPrefix)
+        out.hex(UInt64(idCounter))
     }
 
     /// What a request id may hold when a client or proxy gives one: letters, digits and

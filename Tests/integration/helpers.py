@@ -5,7 +5,9 @@ tests can send byte-exact requests and see byte-exact framing.
 """
 import json
 import os
+import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -518,3 +520,15 @@ def touch(path):
         pass
     now = time.time_ns()
     os.utime(path, ns=(now, now))
+
+
+def find_uwsgi():
+    """A uWSGI binary: $APUS_UWSGI, else next to the running Python (the suite's venv, where
+    scripts/test.sh installs it), else on PATH; None if there is none."""
+    given = os.environ.get("APUS_UWSGI")
+    if given:
+        return given
+    beside = Path(sys.prefix) / "bin" / "uwsgi"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("uwsgi")

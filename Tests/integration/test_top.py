@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -35,17 +34,7 @@ def tmux_installed():
     assert TMUX is not None, "tmux is not installed (scripts/test.sh installs it)"
 
 
-def _find_uwsgi():
-    given = os.environ.get("APUS_UWSGI")
-    if given:
-        return given
-    beside = Path(sys.prefix) / "bin" / "uwsgi"
-    if beside.exists():
-        return str(beside)
-    return shutil.which("uwsgi")
-
-
-UWSGI = _find_uwsgi()
+UWSGI = helpers.find_uwsgi()
 needs_uwsgi = pytest.mark.usefixtures("uwsgi_installed")
 
 

@@ -13,7 +13,6 @@ request, since the listening sockets never close.
 uWSGI is found as $APUS_UWSGI, else next to the running Python (the suite's venv, where
 scripts/test.sh installs it), else on PATH; the interop tests skip when there is none."""
 import os
-import shutil
 import signal
 import socket
 import struct
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+import helpers
+
 from conftest import ApusServer, free_port, run_apus
 from helpers import APPS, get, stop_process_group, wait_log, wait_until
 from loadgen import LoadGen
@@ -32,17 +33,7 @@ from test_reload import LOAD_TIMEOUT, assert_no_failures, describe_failures
 from test_uwsgi_socket import exchange, nginx_like, packet, parse
 
 
-def _find_uwsgi():
-    given = os.environ.get("APUS_UWSGI")
-    if given:
-        return given
-    beside = Path(sys.prefix) / "bin" / "uwsgi"
-    if beside.exists():
-        return str(beside)
-    return shutil.which("uwsgi")
-
-
-UWSGI = _find_uwsgi()
+UWSGI = helpers.find_uwsgi()
 needs_uwsgi = pytest.mark.skipif(UWSGI is None, reason="uwsgi is not installed (pip install uwsgi; "
                                  "scripts/test.sh installs it in .venv-test)")
 
